@@ -1,0 +1,54 @@
+# coincast — every target bootstraps .venv itself (idempotent; a no-op when up to date).
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+UV_VERSION := 0.13.9
+
+# Telemetry off: offline hosts hang on it.
+export DVC_NO_ANALYTICS := 1
+export MLFLOW_DISABLE_TELEMETRY := true
+export PLOOMBER_STATS_ENABLED := false
+export PLOOMBER_VERSION_CHECK_DISABLED := true
+export PYTHONUNBUFFERED := 1
+
+ENV_FILE ?=
+REPLAY_FILE ?=
+JUPYTER_PORT ?= 8888
+
+.PHONY: install demo run test jupyter clean clean-products
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml requirements.lock
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
+	$(BIN)/uv pip install -q --python $(BIN)/python -r requirements.lock
+	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
+	@touch $(STAMP)
+
+## make demo: offline, full pipeline on the built-in simulator (or REPLAY_FILE=path to replay a real file)
+demo: $(STAMP)
+ifeq ($(strip $(REPLAY_FILE)),)
+	$(BIN)/coincast build --source simulated $(if $(ENV_FILE),--env $(ENV_FILE))
+else
+	$(BIN)/coincast build --source replay --replay-file "$(REPLAY_FILE)" $(if $(ENV_FILE),--env $(ENV_FILE))
+endif
+
+## make run: live CoinGecko (COINGECKO_API_KEY / COINGECKO_API_PLAN from the environment or .env)
+run: $(STAMP)
+	$(BIN)/coincast build --source coingecko $(if $(ENV_FILE),--env $(ENV_FILE))
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## make jupyter: JupyterLab on 127.0.0.1 with jupytext (open notebooks/*.py as notebooks)
+jupyter: $(STAMP)
+	JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter $(BIN)/jupyter lab --ip 127.0.0.1 --port $(JUPYTER_PORT) --no-browser
+
+clean-products:
+	rm -rf products/*/
+
+clean: clean-products
+	rm -rf $(VENV)

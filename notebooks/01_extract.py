@@ -1,0 +1,51 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 01 · Extract
+# Fetch the hours the raw history lacks from the source (CoinGecko, a replayed file or the simulator),
+# merge them into the immutable raw layer (`<history_dir>/<source>/<coin>.parquet`) and keep the last
+# `days` days before the clock as this build's raw window.
+
+# %%
+from coincast import display, io
+from coincast.extract import extract
+
+display.setup_logging()
+
+# %% tags=["parameters"]
+upstream = None
+product = None
+coin = None
+days = None
+source = None
+vs_currency = None
+replay_file = None
+replay_now = None
+seed = None
+history_dir = None
+
+# %%
+result = extract(
+    coin, days, source, vs_currency=vs_currency, replay_file=replay_file,
+    replay_now=replay_now, history_dir=history_dir, seed=seed,
+)
+
+# %%
+display.banner(result.summary())
+
+# %%
+result.data.tail()
+
+# %%
+io.write_parquet_atomic(result.data, product["data"])
+io.write_json_atomic(result.summary(), product["meta"])

@@ -1,0 +1,40 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # 03 · Features
+# Lags, rolling statistics, calendar terms and the target (the price `target_horizon` hours later),
+# on the complete hourly grid. No feature at time t uses data after t (tests/test_features.py proves it).
+
+# %%
+from coincast import display, io
+from coincast.features import transform_data
+
+display.setup_logging()
+
+# %% tags=["parameters"]
+upstream = ["extract", "validate"]
+product = None
+lags = None
+rolling_windows = None
+target_horizon = None
+
+# %%
+raw = io.read_frame(upstream["extract"]["data"])
+display.banner(io.read_json(upstream["extract"]["meta"]))
+
+# %%
+features = transform_data(raw, lags=lags, windows=rolling_windows, target_horizon=target_horizon)
+features.tail()
+
+# %%
+io.write_parquet_atomic(features, product["data"])

@@ -1,0 +1,30 @@
+"""coincast: hourly crypto price forecasting from CoinGecko data, as a notebook-driven pipeline.
+
+The small public API the pipeline's notebooks call, usable on its own::
+
+    from coincast import extract_data, validate_data, transform_data
+    df = extract_data("bitcoin", days=30)          # live CoinGecko; source="simulated" works offline
+    report = validate_data(df, fail_on_error=True)  # raises ValidationFailed naming each failed check
+    features = transform_data(df)
+"""
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+__all__ = ["extract_data", "validate_data", "transform_data", "__version__"]
+
+
+def __getattr__(name: str):  # lazy: importing coincast stays cheap for the CLI
+    if name == "extract_data":
+        from coincast.extract import extract_data
+
+        return extract_data
+    if name == "validate_data":
+        from coincast.validation import validate_data
+
+        return validate_data
+    if name == "transform_data":
+        from coincast.features import transform_data
+
+        return transform_data
+    raise AttributeError(f"module 'coincast' has no attribute {name!r}")

@@ -1,0 +1,126 @@
+"""Configuration: env.yaml (+ a variant file of overrides) and the process environment (.env).
+
+Every pipeline knob lives in ``env.yaml``; ``env.test.yaml`` / ``env.cron.yaml`` hold only the keys
+they change. Secrets never live there: they come from the environment (or a git-ignored ``.env``).
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import pandas as pd
+import yaml
+
+logger = logging.getLogger(__name__)
+
+#: Environment variables coincast reads (documented in .env.example and the README).
+ENVIRONMENT_VARIABLES = {
+    "COINGECKO_API_KEY": "CoinGecko API key (demo or pro); empty = keyless public API",
+    "COINGECKO_API_PLAN": "demo | pro: chooses host and key header (default demo)",
+    "COINGECKO_BASE_URL": "override the API host, e.g. http://127.0.0.1:8000/api/v3 in tests",
+    "MLFLOW_TRACKING_URI": "MLflow tracking store (default sqlite:///mlflow.db)",
+}
+
+SOURCES = ("coingecko", "replay", "simulated")
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+def load_dotenv_file(path: str | os.PathLike = ".env") -> bool:
+    """Read a git-ignored ``.env`` into os.environ if present (never overriding what is set)."""
+    from dotenv import load_dotenv
+
+    p = Path(path)
+    return load_dotenv(p, override=False) if p.is_file() else False
+
+
+def _read_yaml(path: Path) -> dict[str, Any]:
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except FileNotFoundError:
+        raise ConfigError(f"env file not found: {path}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"env file {path} is not valid YAML: {str(exc).splitlines()[0]}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"env file {path} must be a mapping of keys to values")
+    return data
+
+
+def parse_value(text: str) -> Any:
+    """Parse a command-line override the way YAML would ("90" -> 90, "[1,2]" -> [1, 2], "null" -> None)."""
+    return yaml.safe_load(text)
+
+
+def load_env(
+    path: str | os.PathLike = "env.yaml",
+    variant: str | os.PathLike | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """env.yaml, then the keys of ``variant`` and ``overrides`` on top; unknown keys are errors."""
+    base_path = Path(path)
+    env = _read_yaml(base_path)
+    layers: list[tuple[str, Mapping[str, Any]]] = []
+    if variant:
+        layers.append((str(variant), _read_yaml(Path(variant))))
+    if overrides:
+        layers.append(("overrides", overrides))
+    for name, layer in layers:
+        unknown = sorted(set(layer) - set(env))
+        if unknown:
+            raise ConfigError(f"{name}: unknown key(s) {', '.join(unknown)} (not in {base_path.name})")
+        env.update(layer)
+    check_env(env)
+    return env
+
+
+def _positive_ints(env: Mapping[str, Any], key: str) -> None:
+    value = env.get(key)
+    if not isinstance(value, list) or not value or not all(isinstance(v, int) and v > 0 for v in value):
+        raise ConfigError(f"{key} must be a non-empty list of positive integers, got {value!r}")
+
+
+def check_env(env: Mapping[str, Any]) -> None:
+    """Raise ConfigError naming the first bad value."""
+    if env.get("source") not in SOURCES:
+        raise ConfigError(f"source must be one of {', '.join(SOURCES)}, got {env.get('source')!r}")
+    coins = env.get("coins")
+    if not isinstance(coins, list) or not coins or not all(isinstance(c, str) and c for c in coins):
+        raise ConfigError(f"coins must be a non-empty list of CoinGecko coin ids, got {coins!r}")
+    if len(set(coins)) != len(coins):
+        raise ConfigError(f"coins lists a coin twice: {coins!r}")
+    days = env.get("days")
+    if not isinstance(days, int) or days < 1:
+        raise ConfigError(f"days must be a positive integer, got {days!r}")
+    thr = env.get("null_threshold")
+    if not isinstance(thr, (int, float)) or not 0 <= thr <= 1:
+        raise ConfigError(f"null_threshold must be a fraction in [0, 1], got {thr!r}")
+    if not isinstance(env.get("min_rows"), int) or env["min_rows"] < 1:
+        raise ConfigError(f"min_rows must be a positive integer, got {env.get('min_rows')!r}")
+    _positive_ints(env, "lags")
+    _positive_ints(env, "rolling_windows")
+    h = env.get("target_horizon")
+    if not isinstance(h, int) or h < 1:
+        raise ConfigError(f"target_horizon must be a positive integer (hours), got {h!r}")
+    if env.get("source") == "replay" and not env.get("replay_file"):
+        raise ConfigError("source is replay but replay_file is not set")
+    if env.get("replay_now") is not None:
+        parse_time(env["replay_now"], "replay_now")
+
+
+def parse_time(value: Any, name: str = "time") -> pd.Timestamp:
+    """A timestamp in UTC; naive values are taken as UTC. Clear error on garbage."""
+    try:
+        ts = pd.Timestamp(value)
+    except (ValueError, TypeError):
+        raise ConfigError(f"{name} is not a date/time: {value!r}") from None
+    if ts is pd.NaT:
+        raise ConfigError(f"{name} is not a date/time: {value!r}")
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def utc_now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")

@@ -1,0 +1,75 @@
+"""Features: a pure DataFrame -> DataFrame step.
+
+Every feature at time t uses only rows at or before t (rolling windows end at t, lags look back);
+the only forward-looking column is the target ``target_price_{h}h``. The series is first put on a
+complete hourly grid, so a lag of k means k hours, not k rows, even across a gap.
+"""
+from __future__ import annotations
+
+import logging
+from typing import Sequence
+
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+def target_column(horizon: int = 1) -> str:
+    return f"target_price_{horizon}h"
+
+
+def transform_data(
+    df: pd.DataFrame,
+    lags: Sequence[int] = (1, 3, 6, 12, 24),
+    windows: Sequence[int] = (6, 12, 24),
+    target_horizon: int = 1,
+    drop_warmup: bool = True,
+) -> pd.DataFrame:
+    """Hourly prices (timestamp, price, volume) -> one row per hour with lag, rolling, calendar and target columns.
+
+    Rows whose features are incomplete (the first ``max(lags, windows)`` hours, hours after a gap)
+    are dropped when ``drop_warmup``; the newest rows are kept even though their target is unknown
+    (they are what a forecast starts from).
+    """
+    if df.empty:
+        raise ValueError("transform_data got an empty frame")
+    s = df.set_index(pd.to_datetime(df["timestamp"], utc=True)).sort_index()
+    s = s[~s.index.duplicated(keep="last")]
+    s = s[["price", "volume"]].astype(float).asfreq("h")  # full hourly grid: gaps become NaN rows
+    price, volume = s["price"], s["volume"]
+    out = pd.DataFrame({"price": price, "volume": volume}, index=s.index)
+
+    for k in lags:
+        out[f"price_lag_{k}h"] = price.shift(k)
+    for k in lags:
+        out[f"volume_lag_{k}h"] = volume.shift(k)
+    for w in windows:
+        roll = price.rolling(w, min_periods=w)
+        out[f"price_roll_mean_{w}h"] = roll.mean()
+        out[f"price_roll_std_{w}h"] = roll.std()
+
+    idx = out.index
+    out["hour"] = idx.hour
+    out["day_of_week"] = idx.dayofweek
+    out["is_weekend"] = (idx.dayofweek >= 5).astype(int)
+    out["hour_sin"] = np.sin(2 * np.pi * idx.hour / 24)
+    out["hour_cos"] = np.cos(2 * np.pi * idx.hour / 24)
+
+    log_ret = np.log(price).diff()
+    out["return_1h"] = log_ret
+    out["volatility_24h"] = log_ret.rolling(24, min_periods=24).std()
+    out["momentum_12h"] = price / price.shift(12) - 1
+    lo, hi = price.rolling(24, min_periods=24).min(), price.rolling(24, min_periods=24).max()
+    span = hi - lo
+    out["price_position"] = np.where(span > 0, (price - lo) / span.where(span > 0), 0.5)
+    out.loc[span.isna(), "price_position"] = np.nan
+
+    out[target_column(target_horizon)] = price.shift(-target_horizon)
+
+    feature_cols = [c for c in out.columns if c != target_column(target_horizon)]
+    if drop_warmup:
+        out = out.loc[out[feature_cols].notna().all(axis=1)]
+    out = out.rename_axis("timestamp").reset_index()
+    logger.info("features: %d rows x %d columns", len(out), out.shape[1])
+    return out

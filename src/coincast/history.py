@@ -1,0 +1,123 @@
+"""The immutable raw layer: one accumulated hourly history per coin.
+
+Observations are aligned to the hourly grid (CoinGecko's points are sample times such as 19:00:22;
+a sample counts for the nearest hour mark when within ``tolerance`` of it, the closest sample wins),
+then merged into the stored history. Rows already stored are never changed or lost: new data can
+only add hours. Writes are atomic (temp file + rename) under a file lock, so a crash or a second
+process never leaves a half-written file.
+"""
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+
+import pandas as pd
+from filelock import FileLock
+
+from coincast.io import write_parquet_atomic
+from coincast.sources.base import OBSERVATION_COLUMNS
+
+logger = logging.getLogger(__name__)
+
+HISTORY_COLUMNS = OBSERVATION_COLUMNS + ["source"]
+DEFAULT_TOLERANCE = pd.Timedelta(minutes=15)
+
+
+class HistoryError(RuntimeError):
+    """The stored history cannot be used or extended as asked."""
+
+
+def align_to_hourly(obs: pd.DataFrame, tolerance: pd.Timedelta = DEFAULT_TOLERANCE) -> pd.DataFrame:
+    """Snap observations to hour marks; drop samples further than ``tolerance`` from any mark.
+
+    Among several samples for one hour (e.g. 5-minute data, or a trailing "now" sample) the one
+    closest to the mark is kept.
+    """
+    if obs.empty:
+        return obs[OBSERVATION_COLUMNS].copy().reset_index(drop=True)
+    df = obs[OBSERVATION_COLUMNS].copy()
+    hour = df["timestamp"].dt.round("h")
+    offset = (df["timestamp"] - hour).abs()
+    df["timestamp"] = hour
+    df["_offset"] = offset
+    df = df.loc[offset <= tolerance]
+    df = df.sort_values(["timestamp", "_offset"], kind="stable").drop_duplicates("timestamp", keep="first")
+    dropped = len(obs) - len(df)
+    if dropped:
+        logger.debug("alignment dropped %d off-grid or duplicate samples", dropped)
+    return df.drop(columns="_offset").reset_index(drop=True)
+
+
+def merge_history(stored: pd.DataFrame, new: pd.DataFrame, source: str) -> tuple[pd.DataFrame, int]:
+    """Stored rows plus the hours of ``new`` that are not stored yet; returns (merged, rows added)."""
+    if not stored.empty:
+        labels = set(stored["source"].dropna().unique())
+        if labels and labels != {source}:
+            raise HistoryError(
+                f"history holds {'/'.join(sorted(labels))} data; refusing to mix in {source} data "
+                "(use another history_dir)"
+            )
+    fresh = new.loc[~new["timestamp"].isin(stored["timestamp"])].copy() if not stored.empty else new.copy()
+    fresh["source"] = source
+    if stored.empty:
+        merged = fresh
+    elif fresh.empty:
+        merged = stored
+    else:
+        merged = pd.concat([stored, fresh], ignore_index=True)
+    merged = merged.sort_values("timestamp", kind="stable").reset_index(drop=True)
+    return merged[HISTORY_COLUMNS], len(fresh)
+
+
+def empty_history() -> pd.DataFrame:
+    df = pd.DataFrame({c: pd.Series(dtype="float64") for c in HISTORY_COLUMNS})
+    df["timestamp"] = pd.Series(dtype="datetime64[ns, UTC]")
+    df["source"] = pd.Series(dtype="object")
+    return df
+
+
+def read_history(path: str | os.PathLike) -> pd.DataFrame:
+    p = Path(path)
+    if not p.exists():
+        return empty_history()
+    try:
+        df = pd.read_parquet(p)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise HistoryError(f"history file {p} cannot be read ({type(exc).__name__}): restore it from DVC") from None
+    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+    return df[HISTORY_COLUMNS]
+
+
+def history_lock(path: str | os.PathLike, timeout: float = 60) -> FileLock:
+    return FileLock(f"{path}.lock", timeout=timeout)
+
+
+def update_history(path: str | os.PathLike, observations: pd.DataFrame, source: str) -> tuple[pd.DataFrame, int]:
+    """Align, merge and atomically store; returns (the whole history, rows added)."""
+    aligned = align_to_hourly(observations)
+    with history_lock(path):
+        stored = read_history(path)
+        merged, added = merge_history(stored, aligned, source)
+        if added:
+            write_parquet_atomic(merged, path)
+    logger.info("history %s: %d rows stored, %d added", path, len(merged), added)
+    return merged, added
+
+
+def missing_ranges(
+    stored: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """The parts of [start, end] the history does not cover yet (before its first and after its last hour).
+
+    One hour of overlap is kept at each seam so a late sample can still complete an hour.
+    """
+    if stored.empty:
+        return [(start, end)]
+    first, last = stored["timestamp"].min(), stored["timestamp"].max()
+    ranges = []
+    if start < first:
+        ranges.append((start, first))
+    if end > last:
+        ranges.append((max(start, last - pd.Timedelta(hours=1)), end))
+    return ranges

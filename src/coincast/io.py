@@ -1,0 +1,60 @@
+"""File edges: atomic writes (temp file in the same folder, fsync, rename) and reads of products."""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Iterator
+
+import pandas as pd
+
+
+@contextmanager
+def _atomic(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, mode) as fh:
+            yield fh
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, p)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_parquet_atomic(df: pd.DataFrame, path: str | os.PathLike) -> None:
+    with _atomic(path, "wb") as fh:
+        df.to_parquet(fh, index=False)
+
+
+def write_text_atomic(text: str, path: str | os.PathLike) -> None:
+    with _atomic(path, "w") as fh:
+        fh.write(text)
+
+
+def _default(obj: Any) -> Any:
+    if isinstance(obj, pd.Timestamp):
+        return obj.isoformat()
+    if hasattr(obj, "item"):  # numpy scalars
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def write_json_atomic(data: Any, path: str | os.PathLike) -> None:
+    write_text_atomic(json.dumps(data, indent=2, default=_default) + "\n", path)
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    return json.loads(Path(path).read_text())
+
+
+def read_frame(path: str | os.PathLike) -> pd.DataFrame:
+    df = pd.read_parquet(path)
+    if "timestamp" in df.columns:
+        df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+    return df

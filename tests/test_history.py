@@ -1,0 +1,102 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from coincast.history import (
+    HistoryError, align_to_hourly, merge_history, missing_ranges, read_history, update_history,
+)
+from conftest import hourly_frame
+
+
+def obs(times, prices):
+    ts = pd.to_datetime(times, utc=True)
+    return pd.DataFrame({"timestamp": ts, "price": prices, "volume": [1.0] * len(ts), "market_cap": [2.0] * len(ts)})
+
+
+def test_align_snaps_sample_times_and_keeps_the_closest():
+    df = obs(["2023-10-03 19:00:22", "2023-10-03 20:00:05", "2023-10-03 19:58:00", "2023-10-03 20:41:43",
+              "2023-10-03 21:05:00"], [1, 2, 3, 4, 5])
+    out = align_to_hourly(df)
+    assert list(out["timestamp"]) == list(pd.to_datetime(["2023-10-03 19:00", "2023-10-03 20:00", "2023-10-03 21:00"], utc=True))
+    assert list(out["price"]) == [1, 2, 5]  # 20:00:05 beats 19:58; 20:41:43 is off-grid ("now" sample)
+
+
+def test_align_five_minute_points():
+    ts = pd.date_range("2024-01-01 00:02", periods=36, freq="5min", tz="UTC")
+    out = align_to_hourly(obs(ts, range(36)))
+    assert list(out["timestamp"].dt.minute.unique()) == [0] and len(out) == 4  # 02:57 counts for 03:00
+    assert list(out["price"]) == [0, 12, 24, 35]
+
+
+def test_merge_never_loses_or_changes_stored_rows():
+    stored = obs(pd.date_range("2024-01-01", periods=5, freq="h"), [1, 2, 3, 4, 5])
+    stored["source"] = "replay"
+    new = obs(pd.date_range("2024-01-01 03:00", periods=4, freq="h"), [99, 99, 6, 7])
+    merged, added = merge_history(stored, new, "replay")
+    assert added == 2 and len(merged) == 7
+    assert list(merged["price"]) == [1, 2, 3, 4, 5, 6, 7]
+    less, added = merge_history(merged, new.iloc[:0], "replay")  # a fetch that returns nothing
+    assert added == 0 and len(less) == 7
+
+
+def test_merge_refuses_to_mix_sources():
+    stored = obs(["2024-01-01"], [1.0])
+    stored["source"] = "simulated"
+    with pytest.raises(HistoryError, match="refusing to mix"):
+        merge_history(stored, obs(["2024-01-02"], [2.0]), "coingecko")
+
+
+def test_update_history_round_trip_and_atomic_file(tmp_path: Path):
+    path = tmp_path / "h" / "bitcoin.parquet"
+    df = hourly_frame(10)
+    merged, added = update_history(path, df, "simulated")
+    assert added == 10 and path.exists()
+    again, added = update_history(path, df, "simulated")
+    assert added == 0
+    back = read_history(path)
+    pd.testing.assert_frame_equal(back, again)
+    assert not [p for p in path.parent.iterdir() if p.name.endswith(".tmp")]
+
+
+def test_damaged_history_is_a_clear_error_and_is_not_overwritten(tmp_path: Path):
+    path = tmp_path / "bitcoin.parquet"
+    path.write_bytes(b"not parquet")
+    with pytest.raises(HistoryError, match="cannot be read"):
+        update_history(path, hourly_frame(5), "simulated")
+    assert path.read_bytes() == b"not parquet"
+
+
+def test_missing_ranges():
+    stored = obs(pd.date_range("2024-01-02", periods=24, freq="h"), range(24))
+    start, end = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-04", tz="UTC")
+    ranges = missing_ranges(stored, start, end)
+    assert ranges[0] == (start, pd.Timestamp("2024-01-02", tz="UTC"))
+    assert ranges[1] == (pd.Timestamp("2024-01-02 22:00", tz="UTC"), end)
+    assert missing_ranges(stored.iloc[:0], start, end) == [(start, end)]
+
+
+def test_a_killed_writer_leaves_the_old_file_intact(tmp_path: Path):
+    """SIGKILL a process in the middle of writes: the stored history is the old or the new version, never broken."""
+    path = tmp_path / "bitcoin.parquet"
+    update_history(path, hourly_frame(100), "simulated")
+    before = read_history(path)
+    code = (
+        "import sys; from conftest import hourly_frame; from coincast.history import update_history\n"
+        f"p = {str(path)!r}\n"
+        "for i in range(10_000):\n"
+        "    update_history(p, hourly_frame(100 + i, seed=0), 'simulated')\n"
+    )
+    proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parent,
+                            env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
+    import time
+
+    time.sleep(2.5)
+    proc.kill()
+    proc.wait()
+    after = read_history(path)  # readable
+    assert len(after) >= len(before)
+    pd.testing.assert_frame_equal(after.iloc[: len(before)], before)
