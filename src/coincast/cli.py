@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 import warnings
@@ -73,6 +74,18 @@ def _gate_failure(dag: Any, started: float) -> str | None:
     return "validation gate failed: " + "; ".join(f"{c['name']} ({c['message']})" for c in failed)
 
 
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Failed)): (.+)$")
+
+
+def _root_cause(message: str) -> str:
+    """The first 'SomeError: text' line of a Ploomber build error that is not Ploomber's own wrapper."""
+    for line in message.splitlines():
+        m = _ERROR_LINE.match(line.strip())
+        if m and m.group(1) not in ("TaskBuildError", "DAGBuildError", "PapermillExecutionError"):
+            return f"{m.group(1)}: {m.group(2)}"[:400]
+    return message.strip().splitlines()[-1][:400] if message.strip() else "unknown error"
+
+
 def build(env: dict[str, Any], pipeline: Path, force: bool = False) -> dict[str, str]:
     """Build the pipeline for every coin; returns {coin: "ok" | error line}."""
     from ploomber.exceptions import DAGBuildError
@@ -89,13 +102,14 @@ def build(env: dict[str, Any], pipeline: Path, force: bool = False) -> dict[str,
             dag = DAGSpec(str(pipeline), env=coin_env).to_dag()
         try:
             report = dag.build(force=force)
-            ran = [row["name"] for row in report if row["Ran?"]]
+            table = report.to_dict()
+            ran = [name for name, did in zip(table["name"], table["Ran?"]) if did]
             results[coin] = "ok (ran: " + (", ".join(ran) if ran else "nothing, up to date") + ")"
         except DAGBuildError as exc:
             gate = _gate_failure(dag, started)
             if gate is None:
                 print(str(exc), file=sys.stderr)
-            results[coin] = gate or f"build failed: {str(exc).strip().splitlines()[-1][:300]}"
+            results[coin] = gate or f"build failed: {_root_cause(str(exc))}"
     return results
 
 

@@ -65,12 +65,12 @@ def build_source(
     return make_source(source, seed=seed, now=now)
 
 
-def resolve_clock(src: Source, coin: str, replay_now: Any = None) -> pd.Timestamp:
+def resolve_clock(source: str, coin: str, replay_now: Any = None, replay_file: Any = None) -> pd.Timestamp:
     """The pipeline's "now": ``replay_now`` if given, else the replay file's end, else the real clock."""
     if replay_now is not None:
         return parse_time(replay_now, "replay_now")
-    if getattr(src, "name", "") == "replay":
-        return src.clock(coin)  # type: ignore[attr-defined]
+    if source == "replay":
+        return make_source("replay", files=replay_file).clock(coin)  # type: ignore[attr-defined]
     return utc_now()
 
 
@@ -84,13 +84,16 @@ def extract(
     replay_now: Any = None,
     history_dir: str | Path | None = None,
     seed: int = 42,
+    src: Source | None = None,
 ) -> Extraction:
-    """Fetch what the history lacks for the last ``days`` days before the clock, store it, return the window."""
-    now_arg = parse_time(replay_now, "replay_now") if replay_now is not None else None
-    src = build_source(source, vs_currency=vs_currency, replay_file=replay_file, now=now_arg, seed=seed)
-    now = resolve_clock(src, coin, replay_now)
-    if src.now is None:  # type: ignore[attr-defined]
-        src.now = now  # type: ignore[attr-defined]  # one clock for the whole extraction
+    """Fetch what the history lacks for the last ``days`` days before the clock, store it, return the window.
+
+    ``src`` injects a ready-made source (e.g. a CoinGecko client with other retry settings); by
+    default it is built from ``source`` and the clock.
+    """
+    now = resolve_clock(source, coin, replay_now, replay_file)  # one clock for the whole extraction
+    if src is None:
+        src = build_source(source, vs_currency=vs_currency, replay_file=replay_file, now=now, seed=seed)
     start = (now - pd.Timedelta(days=days)).floor("h")
 
     if history_dir is None:  # stand-alone use: no raw layer, just the aligned window

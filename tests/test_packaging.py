@@ -1,0 +1,52 @@
+"""Set-up files agree with each other."""
+import re
+import tomllib
+
+import yaml
+
+from conftest import ROOT
+
+
+def _name(req: str) -> str:
+    return re.split(r"[=<>!~\[ ]", req, maxsplit=1)[0].lower().replace("_", "-")
+
+
+def test_environment_yml_lists_the_same_pinned_packages_as_pyproject():
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    pinned = project["dependencies"] + project["optional-dependencies"]["dev"]
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
+    conda_reqs = [r for r in pip_section if not r.startswith("-e")]
+    assert sorted(conda_reqs) == sorted(pinned)
+    assert all("==" in r for r in pinned), "pin every dependency to the tested version"
+    python = next(d for d in env["dependencies"] if isinstance(d, str) and d.startswith("python="))
+    assert python.split("=")[1] in project["requires-python"] or python == "python=3.11"
+
+
+def test_lock_file_agrees_with_pyproject_pins():
+    lock = {}
+    for line in (ROOT / "requirements.lock").read_text().splitlines():
+        if "==" in line and not line.startswith((" ", "#")):
+            name, version = line.split("==")
+            lock[name.lower().replace("_", "-")] = version.strip()
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    for req in project["dependencies"] + project["optional-dependencies"]["dev"]:
+        name, version = _name(req), req.split("==")[1]
+        assert lock.get(name) == version, f"{name}: pyproject {version}, lock {lock.get(name)}"
+
+
+def test_pipeline_params_are_all_env_knobs():
+    """pipeline.yaml holds wiring only: every param is a {{placeholder}} from env.yaml."""
+    spec = yaml.safe_load((ROOT / "pipeline.yaml").read_text())
+    env = yaml.safe_load((ROOT / "env.yaml").read_text())
+    for task in spec["tasks"]:
+        for key, value in (task.get("params") or {}).items():
+            m = re.fullmatch(r"\{\{(\w+)\}\}", str(value))
+            assert m and m.group(1) in env, f"{task['name']}.{key} = {value!r} is not an env.yaml knob"
+
+
+def test_notebooks_have_no_injected_cells():
+    for nb in (ROOT / "notebooks").glob("*.py"):
+        text = nb.read_text()
+        assert "injected-parameters" not in text and "injected_manually" not in text, nb.name
+        assert 'tags=["parameters"]' in text, nb.name

@@ -1,0 +1,197 @@
+"""End to end: `coincast build` / `ploomber build` executing the notebooks headless (papermill).
+
+Slow by nature (a kernel per notebook); each test builds as little as it needs to prove its point.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cg_server import FakeCoinGecko
+from coincast.sources.simulated import simulate_hourly
+from conftest import BIN, BTC_CSV, coincast, copy_project, need_shared, run
+
+pytestmark = pytest.mark.pipeline
+
+STAGES = ["01_extract.html", "02_validate.html", "03_features.html", "04_profile.html",
+          "raw.parquet", "extract.json", "validation.json", "features.parquet", "profile.html"]
+
+
+def products(project: Path, coin: str) -> Path:
+    return project / "products" / coin
+
+
+def assert_complete(project: Path, coin: str) -> dict:
+    out = products(project, coin)
+    missing = [name for name in STAGES if not (out / name).exists()]
+    assert not missing, f"{coin}: missing products {missing}"
+    report = json.loads((out / "validation.json").read_text())
+    assert report["passed"], report["failed"]
+    features = pd.read_parquet(out / "features.parquet")
+    assert len(features) > 100 and "target_price_1h" in features
+    return json.loads((out / "extract.json").read_text())
+
+
+def test_demo_simulated_two_coins_then_a_noop_build(project: Path):
+    result = coincast(project, "--env", "env.test.yaml", "--coins", "bitcoin,ethereum")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for coin in ("bitcoin", "ethereum"):
+        meta = assert_complete(project, coin)
+        assert meta["source"] == "simulated" and meta["simulated"] is True
+        assert meta["last"] == "2025-06-01T12:00:00+00:00" and meta["rows"] == 30 * 24 + 1
+        assert "SIMULATED" in (products(project, coin) / "profile.html").read_text()
+        assert "SIMULATED" in (products(project, coin) / "01_extract.html").read_text()
+    btc = pd.read_parquet(products(project, "bitcoin") / "raw.parquet")
+    eth = pd.read_parquet(products(project, "ethereum") / "raw.parquet")
+    assert not np.allclose(btc["price"], eth["price"])
+    assert (project / "data/history-test/simulated/bitcoin.parquet").exists()
+
+    stamps = {p: p.stat().st_mtime_ns for p in (project / "products").rglob("*") if p.is_file()}
+    again = coincast(project, "--env", "env.test.yaml", "--coins", "bitcoin,ethereum")
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert again.stdout.count("nothing, up to date") == 2, again.stdout[-2000:]
+    assert stamps == {p: p.stat().st_mtime_ns for p in (project / "products").rglob("*") if p.is_file()}
+
+
+def test_bare_ploomber_build_replays_the_real_btc_file(project: Path, tmp_path: Path):
+    csv = need_shared(BTC_CSV)
+    args = [str(BIN / "ploomber"), "build", "--env--source", "replay", "--env--replay_file", str(csv),
+            "--env--coin", "bitcoin", "--env--history_dir", str(tmp_path / "history")]
+    result = run(args, cwd=project)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    meta = assert_complete(project, "bitcoin")
+    assert meta["source"] == "replay" and meta["now"] == "2024-06-16T13:00:00+00:00"
+    raw = pd.read_parquet(products(project, "bitcoin") / "raw.parquet")
+    assert len(raw) == 90 * 24 + 1 and raw["timestamp"].diff().dropna().eq(pd.Timedelta(hours=1)).all()
+    # 2024-06-16 12:00+03:00 candle = 09:00 UTC open, observed at its close, 10:00 UTC
+    source = pd.read_csv(csv).set_index("open_time")
+    assert raw.set_index("timestamp").loc[pd.Timestamp("2024-06-16T10:00Z"), "price"] == source.loc["2024-06-16 12:00:00+03:00", "close"]
+
+    again = run(args, cwd=project)
+    assert again.returncode == 0
+    table = again.stdout[again.stdout.index("Ran?"):]
+    assert "True" not in table, table  # every task up to date
+
+
+def test_live_path_against_a_local_coingecko_never_leaks_the_key(project: Path, tmp_path: Path):
+    secret = "CG-SENTINEL-key-7f3a9"
+    now = pd.Timestamp("2023-06-01T12:20Z")
+    with FakeCoinGecko({"bitcoin": simulate_hourly("bitcoin", 24 * 160)}, now=now) as server:
+        env = {"COINGECKO_BASE_URL": server.url, "COINGECKO_API_KEY": secret, "COINGECKO_API_PLAN": "demo"}
+        result = coincast(project, "--source", "coingecko", "--coins", "bitcoin", "--replay-now", now.isoformat(),
+                          "--set", "days=20", "--set", f"history_dir={tmp_path / 'h'}", env=env)
+        seen = list(server.requests)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    meta = assert_complete(project, "bitcoin")
+    assert meta["source"] == "coingecko" and meta["rows"] == 20 * 24 + 1
+    assert seen and all(r.headers.get("x-cg-demo-api-key") == secret for r in seen)
+    assert seen[0].path == "/coins/bitcoin/market_chart" and seen[0].query["days"] == "21"
+    assert secret not in result.stdout + result.stderr
+    leaks = [p for p in list(project.rglob("*")) + list(tmp_path.rglob("*"))
+             if p.is_file() and secret.encode() in p.read_bytes()]
+    assert leaks == []
+
+
+def test_no_network_fails_fast_with_a_hint(project: Path, tmp_path: Path):
+    import socket
+
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    env = {"COINGECKO_BASE_URL": f"http://127.0.0.1:{port}/api/v3", "COINGECKO_API_KEY": ""}
+    result = coincast(project, "--source", "coingecko", "--coins", "bitcoin",
+                      "--set", f"history_dir={tmp_path / 'h'}", env=env)
+    assert result.returncode == 1
+    assert "make demo" in result.stderr
+    assert not (products(project, "bitcoin") / "validation.json").exists()
+
+
+def test_bad_configuration_is_one_line(project: Path):
+    result = coincast(project, "--set", "days=abc")
+    assert result.returncode == 2
+    assert result.stderr.strip() == "coincast: configuration error: days must be a positive integer, got 'abc'"
+
+
+# --- the gate: one pipeline run per bad-data class ------------------------------------------------
+
+GOOD_HOURS = 24 * 30
+
+
+def candles(hours: int = GOOD_HOURS) -> pd.DataFrame:
+    df = simulate_hourly("bitcoin", hours, seed=7)
+    df["timestamp"] = df["timestamp"].dt.floor("h")
+    return df
+
+
+def bad_nulls(df):
+    df.loc[100:120, "price"] = np.nan
+    return df, {}
+
+
+def bad_rows(df):
+    return df.tail(60), {}
+
+
+def bad_price(df):
+    df.loc[200, "price"] = -1.0
+    return df, {}
+
+
+def bad_volume(df):
+    df.loc[200:201, "volume"] = 0.0
+    return df, {}
+
+
+def bad_gaps(df):
+    return df.drop(index=range(300, 310)), {}
+
+
+def bad_stale(df):
+    return df, {"--replay-now": (df["timestamp"].iloc[-1] + pd.Timedelta(hours=10)).isoformat()}
+
+
+def bad_jump(df):
+    df.loc[400:, "price"] *= 1.6
+    return df, {}
+
+
+@pytest.fixture(scope="module")
+def good_build(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gate")
+    project = copy_project(root / "project")
+    csv = root / "good.csv"
+    candles().to_csv(csv, index=False)
+    result = coincast(project, "--replay-file", str(csv), "--coins", "bitcoin",
+                      "--set", f"history_dir={root / 'history-good'}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert_complete(project, "bitcoin")
+    return project, root
+
+
+@pytest.mark.parametrize(
+    "make_bad, check",
+    [(bad_nulls, "nulls"), (bad_rows, "min_rows"), (bad_price, "positive_price"), (bad_volume, "positive_volume"),
+     (bad_gaps, "gaps"), (bad_stale, "staleness"), (bad_jump, "jumps")],
+)
+def test_gate_stops_the_build_and_keeps_downstream_products(good_build, make_bad, check):
+    project, root = good_build
+    out = products(project, "bitcoin")
+    downstream = ["features.parquet", "03_features.html", "profile.html", "04_profile.html"]
+    before = {name: (out / name).read_bytes() for name in downstream}
+    bad, extra = make_bad(candles())
+    csv = root / f"bad_{check}.csv"
+    bad.to_csv(csv, index=False)
+    args = ["--replay-file", str(csv), "--coins", "bitcoin", "--set", f"history_dir={root / ('history-' + check)}"]
+    for key, value in extra.items():
+        args += [key, value]
+    result = coincast(project, *args)
+    assert result.returncode == 1
+    verdict = [line for line in result.stderr.splitlines() if "validation gate failed" in line]
+    assert len(verdict) == 1 and f"{check} (" in verdict[0], result.stderr[-2000:]
+    report = json.loads((out / "validation.json").read_text())
+    assert check in report["failed"] and not report["passed"]
+    assert before == {name: (out / name).read_bytes() for name in downstream}
