@@ -70,3 +70,11 @@ def test_configurable_lags_windows_horizon(frame):
 def test_empty_frame_is_an_error():
     with pytest.raises(ValueError, match="empty"):
         transform_data(hourly_frame(0))
+
+
+def test_provenance_label_travels_to_the_feature_file(frame, tmp_path):
+    from coincast.io import read_frame, write_parquet_atomic
+
+    frame["source"] = "simulated"
+    write_parquet_atomic(transform_data(frame), tmp_path / "f.parquet")
+    assert read_frame(tmp_path / "f.parquet").attrs["source"] == "simulated"

@@ -71,5 +71,8 @@ def transform_data(
     if drop_warmup:
         out = out.loc[out[feature_cols].notna().all(axis=1)]
     out = out.rename_axis("timestamp").reset_index()
+    out.attrs = dict(df.attrs)  # provenance (e.g. source="simulated") travels into the parquet metadata
+    if "source" in df.columns and df["source"].nunique() == 1:
+        out.attrs["source"] = str(df["source"].iloc[0])
     logger.info("features: %d rows x %d columns", len(out), out.shape[1])
     return out

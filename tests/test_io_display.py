@@ -1,0 +1,49 @@
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coincast import display, io
+from coincast.validation import validate_data
+from conftest import hourly_frame
+
+
+def test_atomic_writes_round_trip(tmp_path: Path):
+    df = hourly_frame(5)
+    io.write_parquet_atomic(df, tmp_path / "a" / "x.parquet")
+    pd.testing.assert_frame_equal(io.read_frame(tmp_path / "a" / "x.parquet"), df)
+    io.write_json_atomic({"t": pd.Timestamp("2024-01-01", tz="UTC"), "n": np.int64(3)}, tmp_path / "x.json")
+    assert io.read_json(tmp_path / "x.json") == {"t": "2024-01-01T00:00:00+00:00", "n": 3}
+    assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "x.json", "x.parquet"]  # no temp files left
+
+
+def test_a_failed_write_keeps_the_old_file(tmp_path: Path):
+    target = tmp_path / "x.json"
+    io.write_json_atomic({"v": 1}, target)
+    with pytest.raises(TypeError):
+        io.write_json_atomic({"v": object()}, target)
+    assert json.loads(target.read_text()) == {"v": 1} and len(list(tmp_path.iterdir())) == 1
+
+
+def test_banner_labels_non_live_data():
+    summary = {"coin": "bitcoin", "rows": 3, "first": "a", "last": "b", "now": "c"}
+    assert "SIMULATED" in display.banner({**summary, "source": "simulated"}).data
+    assert "REPLAYED" in display.banner({**summary, "source": "replay"}).data
+    assert "CoinGecko" in display.banner({**summary, "source": "coingecko"}).data
+
+
+def test_checks_table():
+    report = validate_data(hourly_frame(10), fail_on_error=False)
+    table = display.checks_table(report)
+    assert table.loc["min_rows", "passed"] == False  # noqa: E712
+    assert "10 rows" in table.loc["min_rows", "detail"]
+
+
+def test_cli_root_cause_line():
+    from coincast.cli import _root_cause
+
+    text = ("ploomber.exceptions.TaskBuildError: Error when executing task 'extract'\n"
+            "coincast.sources.coingecko.CoinGeckoError: cannot reach api.coingecko.com: no network?\nNeed help?")
+    assert _root_cause(text) == "CoinGeckoError: cannot reach api.coingecko.com: no network?"
