@@ -1,6 +1,7 @@
 # coincast — every target bootstraps .venv itself (idempotent; a no-op when up to date).
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3)
+# The first of python3.11, python3.12, python3 that runs and is 3.11 or 3.12 (ploomber, ydata-profiling).
+PYTHON ?= $(shell for p in python3.11 python3.12 python3; do $$p -c 'import sys; assert sys.version_info[:2] in ((3, 11), (3, 12))' 2>/dev/null && command -v $$p && break; done)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
@@ -22,6 +23,7 @@ JUPYTER_PORT ?= 8888
 install: $(STAMP)
 
 $(STAMP): pyproject.toml requirements.lock Makefile
+	@test -n "$(PYTHON)" || { echo "coincast needs Python 3.11 or 3.12 (python3.11 / python3.12 on PATH)"; exit 1; }
 	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	@$(BIN)/python -m pip install -q --disable-pip-version-check "uv==$(UV_VERSION)"
 	$(BIN)/uv pip install -q --compile-bytecode --python $(BIN)/python -r requirements.lock

@@ -1,0 +1,223 @@
+"""Walk-forward backtest: rolling hourly origins, no information after an origin, every number relative
+to the naive forecast on the same origins, intervals calibrated out of sample.
+
+Origins are the last ``backtest_days`` × 24 hours before the end of the series (scored), preceded by
+``calibration_days`` of warm-up origins whose errors only feed the interval calibration. At each origin a
+model sees the series up to and including that hour; it is refitted every ``refit_every_hours`` origins
+(warm-started) and predicts at every origin from the latest price. Models run in ``n_jobs`` processes.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import multiprocessing
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from coincast import metrics
+from coincast.calibration import LEVELS, calibrate, latest_quantiles, level_key, realized_vol
+from coincast.models import make_model
+from coincast.serving import ServedForecaster
+
+logger = logging.getLogger(__name__)
+HOUR = pd.Timedelta(hours=1)
+NAIVE = "naive"
+
+
+@dataclass(frozen=True)
+class BacktestSettings:
+    backtest_days: float = 30
+    calibration_days: float = 7
+    horizons: tuple[int, ...] = (1, 24)
+    refit_every_hours: int = 24
+    n_jobs: int = 2
+    calibration_window_days: float = 30
+    min_calibration: int = 48
+    vol_window: int = 24
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, Any]) -> "BacktestSettings":
+        names = {f for f in cls.__dataclass_fields__}
+        kw = {k: env[k] for k in names if k in env and env[k] is not None}
+        if "horizons" in kw:
+            kw["horizons"] = tuple(int(h) for h in kw["horizons"])
+        return cls(**kw)
+
+
+@dataclass
+class BacktestResult:
+    forecasts: pd.DataFrame  # one row per model, origin, horizon: forecast, actual, intervals
+    summary: dict[str, Any]
+    settings: BacktestSettings
+    elapsed: float = 0.0
+    fit_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def plan_origins(y: pd.Series, s: BacktestSettings) -> tuple[pd.DatetimeIndex, pd.Timestamp]:
+    """(all origins, first scored origin). The last origin is the hour before the series ends."""
+    end = y.index[-1]
+    scored = int(round(s.backtest_days * 24))
+    warm = int(round(s.calibration_days * 24))
+    first_scored = end - scored * HOUR
+    origins = pd.date_range(first_scored - warm * HOUR, end - HOUR, freq="h")
+    origins = origins[origins >= y.index[0] + 48 * HOUR]
+    if len(origins) == 0 or first_scored < y.index[0] + 48 * HOUR:
+        hours = len(y)
+        raise ValueError(
+            f"series of {hours} hours is too short for backtest_days={s.backtest_days} "
+            f"(+ calibration_days={s.calibration_days} + 2 days of history)"
+        )
+    return origins, first_scored
+
+
+def _chunks(n_origins: int, refit_every: int, parts: int) -> list[tuple[int, int]]:
+    """Split origin positions [0, n) into ``parts`` contiguous runs that start on refit points."""
+    blocks = list(range(0, n_origins, refit_every))
+    per = max(1, math.ceil(len(blocks) / parts))
+    starts = blocks[::per]
+    return [(a, starts[i + 1] if i + 1 < len(starts) else n_origins) for i, a in enumerate(starts)]
+
+
+def _forecast_chunk(args: tuple) -> tuple[str, list[tuple], float]:
+    """Worker: one model over a contiguous run of origins; refits on the cadence, warm-started."""
+    spec, y, origins, first_pos, refit_every, horizons = args
+    model = make_model(spec)
+    positions = y.index.get_indexer(origins)
+    rows, fit_seconds = [], 0.0
+    for k, (origin, pos) in enumerate(zip(origins, positions)):
+        history = y.iloc[: pos + 1]  # everything up to and including the origin, nothing after
+        if k == 0 or (first_pos + k) % refit_every == 0:
+            t0 = time.perf_counter()
+            model.fit(history)
+            fit_seconds += time.perf_counter() - t0
+        preds = model.predict(history, horizons)
+        rows.extend((origin, h, p) for h, p in zip(horizons, preds))
+    return model.name, rows, fit_seconds
+
+
+def run_forecasts(
+    y: pd.Series, specs: Sequence[Mapping[str, Any]], origins: pd.DatetimeIndex, horizons: Sequence[int],
+    refit_every: int = 24, n_jobs: int = 2,
+) -> tuple[pd.DataFrame, dict[str, float]]:
+    """Point forecasts of every model at every origin: columns model, origin, horizon, forecast."""
+    tasks = []
+    for spec in specs:
+        heavy = str(spec.get("kind", "")).startswith("prophet")
+        parts = n_jobs if heavy else 1
+        for a, b in _chunks(len(origins), refit_every, parts):
+            tasks.append((dict(spec), y, origins[a:b], a, refit_every, tuple(horizons)))
+    tasks.sort(key=lambda t: not str(t[0].get("kind", "")).startswith("prophet"))  # heavy first
+    if n_jobs > 1 and len(tasks) > 1:
+        ctx = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
+            results = list(pool.map(_forecast_chunk, tasks))
+    else:
+        results = [_forecast_chunk(t) for t in tasks]
+    frames, fit_seconds = [], {}
+    for name, rows, secs in results:
+        frames.append(pd.DataFrame(rows, columns=["origin", "horizon", "forecast"]).assign(model=name))
+        fit_seconds[name] = fit_seconds.get(name, 0.0) + secs
+    out = pd.concat(frames, ignore_index=True)
+    return out[["model", "origin", "horizon", "forecast"]], fit_seconds
+
+
+def _score(g: pd.DataFrame, naive: pd.Series, mase_scale: float) -> dict[str, Any]:
+    a, f = g["actual"].to_numpy(), g["forecast"].to_numpy()
+    out: dict[str, Any] = {
+        "n": int(np.isfinite(a).sum()),
+        "mae": metrics.mae(a, f),
+        "rmse": metrics.rmse(a, f),
+        "mape": metrics.mape(a, f),
+        "mase": metrics.mase(a, f, mase_scale),
+        "rel_mae": metrics.rel_mae(a, f, naive.reindex(g["origin"]).to_numpy()),
+        "directional_accuracy": metrics.directional_accuracy(a, f, g["last"].to_numpy()),
+    }
+    calibrated = g[f"lower_{level_key(LEVELS[0])}"].notna()
+    out["n_calibrated"] = int((calibrated & np.isfinite(g["actual"])).sum())
+    for lv in LEVELS:
+        key = level_key(lv)
+        lo, hi = g[f"lower_{key}"].to_numpy(), g[f"upper_{key}"].to_numpy()
+        out[f"coverage_{key}"] = metrics.coverage(a, lo, hi)
+        out[f"width_{key}"] = metrics.mean_width(lo, hi)
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+
+def backtest(
+    y: pd.Series, specs: Sequence[Mapping[str, Any]], settings: BacktestSettings = BacktestSettings(),
+) -> BacktestResult:
+    """Backtest every model in ``specs`` (naive is added if missing) on the hourly price series ``y``."""
+    started = time.perf_counter()
+    specs = list(specs)
+    if not any(make_model(s).name == NAIVE for s in specs):
+        specs.insert(0, {"kind": NAIVE})
+    names = [make_model(s).name for s in specs]
+    if len(set(names)) != len(names):
+        raise ValueError(f"model names must be unique, got {names}")
+    y = y.asfreq("h")
+    if y.isna().any():
+        y = y.ffill()
+    origins, first_scored = plan_origins(y, settings)
+    fc, fit_seconds = run_forecasts(y, specs, origins, settings.horizons, settings.refit_every_hours, settings.n_jobs)
+
+    vol = realized_vol(y, settings.vol_window)
+    fc["target_time"] = fc["origin"] + fc["horizon"] * HOUR
+    fc["actual"] = y.reindex(fc["target_time"]).to_numpy()
+    fc["last"] = y.reindex(fc["origin"]).to_numpy()
+    fc["scale"] = vol.reindex(fc["origin"]).to_numpy()
+    window = int(settings.calibration_window_days * 24)
+    fc = pd.concat(
+        [calibrate(g, LEVELS, window, settings.min_calibration) for _, g in fc.groupby("model", sort=False)],
+        ignore_index=True,
+    )
+    fc["scored"] = fc["origin"] >= first_scored
+
+    scored = fc.loc[fc["scored"]]
+    train = y.loc[:first_scored]
+    models: dict[str, Any] = {}
+    for spec, name in zip(specs, names):
+        models[name] = {"spec": make_model(spec).spec, "fit_seconds": round(fit_seconds.get(name, 0.0), 3), "horizons": {}}
+    for h in settings.horizons:
+        naive = scored.loc[(scored["model"] == NAIVE) & (scored["horizon"] == h)].set_index("origin")["forecast"]
+        mase_scale = float((train - train.shift(h)).abs().mean())  # in-sample naive MAE at horizon h
+        for name in names:
+            g = scored.loc[(scored["model"] == name) & (scored["horizon"] == h)]
+            models[name]["horizons"][str(h)] = _score(g, naive, mase_scale)
+    elapsed = time.perf_counter() - started
+    summary = {
+        "data_through": y.index[-1].isoformat(),
+        "first_origin": origins[0].isoformat(),
+        "first_scored_origin": first_scored.isoformat(),
+        "last_origin": origins[-1].isoformat(),
+        "scored_origins": int((origins >= first_scored).sum()),
+        "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
+        "elapsed_seconds": round(elapsed, 2),
+        "models": models,
+        "best_1h": best_model(models, 1),
+    }
+    logger.info("backtest: %d models x %d origins in %.1f s", len(names), len(origins), elapsed)
+    return BacktestResult(fc, summary, settings, elapsed, fit_seconds)
+
+
+def best_model(models: Mapping[str, Any], horizon: int = 1) -> str:
+    """The model with the lowest rel_mae at ``horizon`` (naive, at 1.0, wins ties)."""
+    def key(name: str) -> tuple[float, int]:
+        rel = models[name]["horizons"][str(horizon)]["rel_mae"]
+        return (rel if rel is not None else math.inf, 0 if name == NAIVE else 1)
+
+    return min(models, key=key)
+
+
+def served_model(y: pd.Series, result: BacktestResult, name: str) -> ServedForecaster:
+    """Refit ``name`` on the whole series and attach the latest out-of-sample calibration quantiles."""
+    spec = result.summary["models"][name]["spec"]
+    model = make_model(spec).fit(y.asfreq("h").ffill())
+    fc = result.forecasts.loc[result.forecasts["model"] == name]
+    window = int(result.settings.calibration_window_days * 24)
+    quantiles = latest_quantiles(fc, LEVELS, window)
+    return ServedForecaster(model, quantiles, result.settings.vol_window,
+                            {"data_through": result.summary["data_through"], "spec": spec})

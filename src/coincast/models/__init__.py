@@ -1,0 +1,26 @@
+"""Models: baselines and Prophet variants behind one interface (see :mod:`coincast.models.base`)."""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+from coincast.models.base import Forecaster
+from coincast.models.baselines import Drift, Naive, SeasonalNaive
+from coincast.models.prophet_models import ProphetDefault, ProphetReturns, ProphetSeasonal
+
+KINDS: dict[str, type[Forecaster]] = {
+    cls.kind: cls for cls in (Naive, SeasonalNaive, Drift, ProphetDefault, ProphetSeasonal, ProphetReturns)
+}
+
+__all__ = ["Forecaster", "KINDS", "make_model", "Naive"]
+
+
+def make_model(spec: Mapping[str, Any]) -> Forecaster:
+    """A fresh, unfitted model from a spec such as ``{"kind": "prophet_seasonal", "window_days": 14}``."""
+    params = dict(spec)
+    kind = params.pop("kind", None)
+    if kind not in KINDS:
+        raise ValueError(f"unknown model kind {kind!r}: use one of {', '.join(KINDS)}")
+    try:
+        return KINDS[kind](**params)
+    except TypeError as exc:
+        raise ValueError(f"bad settings for model {kind!r}: {exc}") from None

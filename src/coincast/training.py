@@ -1,0 +1,86 @@
+"""The train stage: backtest every model, record the run in MLflow, register and gate the champion.
+
+Kept out of the notebook so the hourly tick, the benchmarks and tests call the same code.
+"""
+from __future__ import annotations
+
+import logging
+import subprocess
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import pandas as pd
+
+from coincast.backtest import NAIVE, BacktestResult, BacktestSettings, backtest, best_model, served_model
+
+logger = logging.getLogger(__name__)
+
+
+def run_backtest(y: pd.Series, models: Sequence[Mapping[str, Any]], settings: BacktestSettings) -> BacktestResult:
+    return backtest(y, models, settings)
+
+
+def backtest_report(result: BacktestResult, meta: Mapping[str, Any]) -> dict[str, Any]:
+    """backtest.json: the summary plus where the data came from."""
+    return {
+        "coin": meta.get("coin"),
+        "source": meta.get("source"),
+        "simulated": meta.get("source") == "simulated",
+        **result.summary,
+    }
+
+
+def summary_table(report: Mapping[str, Any]) -> pd.DataFrame:
+    """Models x horizons: rel_mae (vs naive on the same origins), coverage, width, n."""
+    rows = []
+    for name, m in report["models"].items():
+        for h, s in m["horizons"].items():
+            rows.append({"model": name, "horizon_h": int(h), **{k: s.get(k) for k in
+                         ("rel_mae", "mae", "mase", "directional_accuracy", "coverage_80", "coverage_95",
+                          "width_80", "n")}})
+    return pd.DataFrame(rows).sort_values(["horizon_h", "rel_mae"]).set_index(["horizon_h", "model"])
+
+
+def git_commit(root: str | Path) -> str | None:
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def flat_metrics(report: Mapping[str, Any]) -> dict[str, float]:
+    """``<model>.h<h>.<metric>`` for every number of the backtest."""
+    out = {}
+    for name, m in report["models"].items():
+        for h, s in m["horizons"].items():
+            for k, v in s.items():
+                if isinstance(v, (int, float)) and v is not None:
+                    out[f"{name}.h{h}.{k}"] = float(v)
+    return out
+
+
+def register_champion(
+    coin: str,
+    y: pd.Series,
+    result: BacktestResult,
+    report: Mapping[str, Any],
+    project_root: str | Path,
+    params: Mapping[str, Any],
+    artifacts: Sequence[str | Path],
+) -> dict[str, Any]:
+    """Log the build as an MLflow run, register the best model (challenger) and apply the promotion gate."""
+    from coincast import registry
+
+    registry.configure(Path(project_root))
+    tags = {
+        "coin": coin,
+        "source": str(report.get("source")),
+        "data_through": report["data_through"],
+        "first_scored_origin": report["first_scored_origin"],
+        "git_commit": git_commit(project_root) or "unknown",
+    }
+    run_id = registry.log_build(coin, dict(params), flat_metrics(report), [Path(a) for a in artifacts], tags)
+    challenger = best_model(report["models"], 1)
+    served = {name: served_model(y, result, name) for name in {challenger, NAIVE}}
+    return registry.promote(coin, run_id, dict(report), served)

@@ -1,0 +1,112 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from coincast.backtest import BacktestSettings, backtest, best_model, plan_origins, run_forecasts
+from coincast.calibration import calibrate, conformal_quantile, realized_vol
+from coincast.serving import hourly_series
+from coincast.sources.simulated import simulate_hourly
+
+SMALL = BacktestSettings(backtest_days=3, calibration_days=3, horizons=(1, 24), refit_every_hours=24, n_jobs=2,
+                         min_calibration=24)
+SPECS = [{"kind": "naive"}, {"kind": "drift", "window": 24},
+         {"kind": "prophet_returns", "window_days": 5, "weekly_seasonality": False}]
+
+
+@pytest.fixture(scope="module")
+def y() -> pd.Series:
+    df = simulate_hourly("bitcoin", 24 * 20, seed=11)
+    df["timestamp"] = df["timestamp"].dt.floor("h")
+    return hourly_series(df)
+
+
+@pytest.fixture(scope="module")
+def result(y):
+    return backtest(y, SPECS, SMALL)
+
+
+def test_origins_and_scoring_window(y, result):
+    origins, first = plan_origins(y, SMALL)
+    assert origins[-1] == y.index[-2] and first == y.index[-1] - 72 * pd.Timedelta(hours=1)
+    assert len(origins) == 72 + 72
+    s = result.summary
+    assert s["scored_origins"] == 72
+    naive1 = s["models"]["naive"]["horizons"]["1"]
+    assert naive1["rel_mae"] == 1.0 and naive1["n"] == 72
+    assert s["models"]["naive"]["horizons"]["24"]["n"] == 72 - 23  # targets past the end are unknown
+    assert s["best_1h"] == best_model(s["models"], 1)
+
+
+def test_naive_metrics_match_a_hand_computation(y, result):
+    fc = result.forecasts
+    rows = fc.loc[(fc["model"] == "naive") & (fc["horizon"] == 1) & fc["scored"]]
+    origins = rows["origin"]
+    expected = np.mean(np.abs(y.reindex(origins + pd.Timedelta(hours=1)).to_numpy() - y.reindex(origins).to_numpy()))
+    assert result.summary["models"]["naive"]["horizons"]["1"]["mae"] == pytest.approx(expected)
+
+
+def test_no_information_after_an_origin_is_used(y):
+    """Forecasts at origin t are identical when every price after t is replaced by garbage."""
+    origins, _ = plan_origins(y, SMALL)
+    t = origins[40]
+    poisoned = y.copy()
+    poisoned[poisoned.index > t] *= 1.7
+    a, _ = run_forecasts(y, SPECS, origins[: 41], (1, 24), refit_every=24, n_jobs=1)
+    b, _ = run_forecasts(poisoned, SPECS, origins[: 41], (1, 24), refit_every=24, n_jobs=1)
+    pd.testing.assert_frame_equal(a, b)
+    assert (a["origin"] <= t).all()
+
+
+def test_parallel_equals_serial(y):
+    origins, _ = plan_origins(y, SMALL)
+    a, _ = run_forecasts(y, SPECS, origins[:60], (1, 24), refit_every=24, n_jobs=1)
+    b, _ = run_forecasts(y, SPECS, origins[:60], (1, 24), refit_every=24, n_jobs=2)
+    key = ["model", "origin", "horizon"]
+    a, b = a.sort_values(key).reset_index(drop=True), b.sort_values(key).reset_index(drop=True)
+    # Prophet chunks warm-start from different fits when split across processes: equal to optimiser tolerance
+    pd.testing.assert_frame_equal(a, b, rtol=1e-3)
+
+
+def test_intervals_use_only_errors_known_before_the_origin():
+    """Calibrate a forecast series, then change an error that becomes known only after origin t:
+    intervals at or before t must not move."""
+    rng = np.random.default_rng(0)
+    n = 300
+    origin = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
+    fc = pd.DataFrame({"origin": origin, "horizon": 1, "target_time": origin + pd.Timedelta(hours=1),
+                       "forecast": 100.0, "scale": 0.01})
+    fc["actual"] = 100 * np.exp(rng.normal(0, 0.01, n))
+    base = calibrate(fc, window_hours=1000, min_scores=20)
+    t = 150
+    changed = fc.copy()
+    changed.loc[t, "actual"] = 10_000.0  # its target time is origin[t] + 1 h: known only after origin t
+    after = calibrate(changed, window_hours=1000, min_scores=20)
+    pd.testing.assert_series_equal(base.loc[:t, "upper_80"], after.loc[:t, "upper_80"])
+    assert not np.allclose(base.loc[t + 1:, "upper_95"], after.loc[t + 1:, "upper_95"])
+
+
+def test_calibrated_coverage_is_close_to_nominal_on_a_random_walk():
+    rng = np.random.default_rng(1)
+    n = 3000
+    y = pd.Series(100 * np.exp(np.cumsum(rng.normal(0, 0.01, n))),
+                  index=pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC"))
+    origin = y.index[:-1]
+    fc = pd.DataFrame({"origin": origin, "horizon": 1, "target_time": origin + pd.Timedelta(hours=1),
+                       "forecast": y.iloc[:-1].to_numpy(), "actual": y.iloc[1:].to_numpy(),
+                       "scale": realized_vol(y, 24).iloc[:-1].to_numpy()})
+    out = calibrate(fc, window_hours=720, min_scores=100).iloc[800:]
+    inside80 = ((out["actual"] >= out["lower_80"]) & (out["actual"] <= out["upper_80"])).mean()
+    inside95 = ((out["actual"] >= out["lower_95"]) & (out["actual"] <= out["upper_95"])).mean()
+    assert abs(inside80 - 0.80) < 0.03 and abs(inside95 - 0.95) < 0.02
+
+
+def test_conformal_quantile():
+    s = np.arange(1, 11, dtype=float)  # 10 scores
+    assert conformal_quantile(s, 0.8) == 9.0  # ceil(11 * 0.8) = 9th smallest
+    assert conformal_quantile(s, 0.95) == np.inf  # ceil(11 * 0.95) = 11 > 10
+    assert conformal_quantile(np.array([]), 0.8) == np.inf
+
+
+def test_too_short_a_series_is_a_clear_error(y):
+    with pytest.raises(ValueError, match="too short for backtest_days=30"):
+        backtest(y.iloc[:200], SPECS, BacktestSettings())

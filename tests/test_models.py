@@ -1,0 +1,62 @@
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coincast.models import KINDS, make_model
+from coincast.serving import ServedForecaster, hourly_series
+from conftest import hourly_frame
+
+
+@pytest.fixture(scope="module")
+def y() -> pd.Series:
+    return hourly_series(hourly_frame(24 * 20, seed=4))
+
+
+def test_baselines_by_hand(y):
+    last = y.iloc[-1]
+    assert make_model({"kind": "naive"}).predict(y, [1, 24]).tolist() == [last, last]
+    sn = make_model({"kind": "seasonal_naive", "season": 24}).predict(y, [1, 24, 25])
+    assert sn.tolist() == [y.iloc[-24], last, y.iloc[-24]]
+    d = make_model({"kind": "drift", "window": 10}).predict(y, [1, 2])
+    rate = np.log(last / y.iloc[-11]) / 10
+    assert d == pytest.approx([last * np.exp(rate), last * np.exp(2 * rate)])
+
+
+@pytest.mark.parametrize("kind", ["prophet_default", "prophet_seasonal", "prophet_returns"])
+def test_prophet_variants_fit_predict_and_pickle(y, kind):
+    m = make_model({"kind": kind, "window_days": 7}).fit(y)
+    p = m.predict(y, [1, 24])
+    assert p.shape == (2,) and np.isfinite(p).all() and (p > 0).all()
+    if kind != "prophet_default":  # anchored on the last price
+        assert abs(p[0] / y.iloc[-1] - 1) < 0.05
+    again = pickle.loads(pickle.dumps(m))
+    assert again.predict(y, [1, 24]) == pytest.approx(p)
+    # predicting far beyond the cached grid still works (computed on demand)
+    later = pd.Series(y.iloc[-1], index=pd.date_range(y.index[-1], periods=200, freq="h"))
+    assert np.isfinite(again.predict(pd.concat([y, later.iloc[1:]]), [1])).all()
+
+
+def test_damping_zero_is_naive(y):
+    m = make_model({"kind": "prophet_seasonal", "window_days": 7, "damping": 0.0}).fit(y)
+    assert m.predict(y, [1, 5]).tolist() == [y.iloc[-1]] * 2
+
+
+def test_unknown_kind_and_bad_settings():
+    with pytest.raises(ValueError, match="unknown model kind 'arima'"):
+        make_model({"kind": "arima"})
+    with pytest.raises(ValueError, match="bad settings for model 'drift'"):
+        make_model({"kind": "drift", "windoww": 3})
+    assert set(KINDS) == {"naive", "seasonal_naive", "drift", "prophet_default", "prophet_seasonal", "prophet_returns"}
+
+
+def test_served_forecaster_intervals_nest(y):
+    served = ServedForecaster(make_model({"kind": "naive"}), {1: {"80": 1.2, "95": 2.0}, 24: {"80": 1.4, "95": 2.4}})
+    hist = pd.DataFrame({"timestamp": y.index, "price": y.to_numpy()})
+    fc = served.forecast(hist)
+    assert len(fc) == 24 and (fc["forecast"] == y.iloc[-1]).all()
+    assert (fc["lower_95"] < fc["lower_80"]).all() and (fc["upper_80"] < fc["upper_95"]).all()
+    width = fc["upper_80"] - fc["lower_80"]
+    assert width.is_monotonic_increasing  # wider further out
+    assert fc["target_time"].iloc[0] == y.index[-1] + pd.Timedelta(hours=1)
