@@ -17,8 +17,12 @@ export PYTHONUNBUFFERED := 1
 ENV_FILE ?=
 REPLAY_FILE ?=
 JUPYTER_PORT ?= 8888
+MLFLOW_PORT ?= 5000
+SERVE_PORT ?= 5001
+COIN ?= bitcoin
+TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
-.PHONY: install demo run test jupyter clean clean-products
+.PHONY: install demo run test jupyter mlflow-ui serve bench-accuracy clean clean-products
 
 install: $(STAMP)
 
@@ -49,8 +53,21 @@ test: $(STAMP)
 jupyter: $(STAMP)
 	JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter $(BIN)/jupyter lab --ip 127.0.0.1 --port $(JUPYTER_PORT) --no-browser
 
+## make mlflow-ui: runs, metrics, artifacts and the model registry on http://127.0.0.1:$(MLFLOW_PORT)
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri "$(TRACKING_URI)" --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+## make serve [COIN=bitcoin]: the champion as a REST model server (MLflow's own) on 127.0.0.1:$(SERVE_PORT)
+serve: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$(TRACKING_URI)" $(BIN)/mlflow models serve \
+	  -m "models:/coincast-$(COIN)@champion" --env-manager local -h 127.0.0.1 -p $(SERVE_PORT)
+
+## make bench-accuracy: backtests BTC/ETH/LTC from ../shared/data; writes bench/results/accuracy.{md,json}
+bench-accuracy: $(STAMP)
+	$(BIN)/python bench/accuracy.py
+
 clean-products:
 	rm -rf products/*/
 
 clean: clean-products
-	rm -rf $(VENV)
+	rm -rf $(VENV) mlflow.db mlartifacts

@@ -17,8 +17,9 @@ from conftest import BIN, BTC_CSV, coincast, copy_project, need_shared, run
 
 pytestmark = pytest.mark.pipeline
 
-STAGES = ["01_extract.html", "02_validate.html", "03_features.html", "04_profile.html",
-          "raw.parquet", "extract.json", "validation.json", "features.parquet", "profile.html"]
+STAGES = ["01_extract.html", "02_validate.html", "03_features.html", "04_profile.html", "05_train.html",
+          "06_forecast.html", "raw.parquet", "extract.json", "validation.json", "features.parquet", "profile.html",
+          "backtest.json", "backtest.html", "backtest_forecasts.parquet", "registry.json", "forecast.parquet"]
 
 
 def products(project: Path, coin: str) -> Path:
@@ -33,7 +34,20 @@ def assert_complete(project: Path, coin: str) -> dict:
     assert report["passed"], report["failed"]
     features = pd.read_parquet(out / "features.parquet")
     assert len(features) > 100 and "target_price_1h" in features
-    return json.loads((out / "extract.json").read_text())
+    meta = json.loads((out / "extract.json").read_text())
+    backtest = json.loads((out / "backtest.json").read_text())
+    assert backtest["models"]["naive"]["horizons"]["1"]["rel_mae"] == 1.0
+    assert backtest["data_through"] == meta["last"]
+    registry = json.loads((out / "registry.json").read_text())
+    forecast = pd.read_parquet(out / "forecast.parquet")
+    assert len(forecast) == 24 and list(forecast["horizon"]) == list(range(1, 25))
+    assert (forecast["model_name"] == registry["champion"]["model_name"]).all()
+    assert (forecast["model_version"] == str(registry["champion"]["version"])).all()
+    assert (forecast["data_through"] == pd.Timestamp(meta["last"])).all()
+    assert ((forecast["lower_95"] < forecast["lower_80"]) & (forecast["lower_80"] <= forecast["forecast"])
+            & (forecast["forecast"] <= forecast["upper_80"]) & (forecast["upper_80"] < forecast["upper_95"])).all()
+    assert (project / "mlflow.db").exists()
+    return meta
 
 
 def test_demo_simulated_two_coins_then_a_noop_build(project: Path):
@@ -82,8 +96,9 @@ def test_live_path_against_a_local_coingecko_never_leaks_the_key(project: Path, 
     now = pd.Timestamp("2023-06-01T12:20Z")
     with FakeCoinGecko({"bitcoin": simulate_hourly("bitcoin", 24 * 160)}, now=now) as server:
         env = {"COINGECKO_BASE_URL": server.url, "COINGECKO_API_KEY": secret, "COINGECKO_API_PLAN": "demo"}
-        result = coincast(project, "--source", "coingecko", "--coins", "bitcoin", "--replay-now", now.isoformat(),
-                          "--set", "days=20", "--set", f"history_dir={tmp_path / 'h'}", env=env)
+        result = coincast(project, "--env", "env.test.yaml", "--source", "coingecko", "--coins", "bitcoin",
+                          "--replay-now", now.isoformat(), "--set", "days=20", "--set", f"history_dir={tmp_path / 'h'}",
+                          env=env)
         seen = list(server.requests)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     meta = assert_complete(project, "bitcoin")
@@ -119,6 +134,7 @@ def test_bad_configuration_is_one_line(project: Path):
 # --- the gate: one pipeline run per bad-data class ------------------------------------------------
 
 GOOD_HOURS = 24 * 30
+GATE_ARGS = ["--env", "env.test.yaml", "--coins", "bitcoin", "--set", "replay_now=null"]
 
 
 def candles(hours: int = GOOD_HOURS) -> pd.DataFrame:
@@ -165,8 +181,7 @@ def good_build(tmp_path_factory):
     project = copy_project(root / "project")
     csv = root / "good.csv"
     candles().to_csv(csv, index=False)
-    result = coincast(project, "--replay-file", str(csv), "--coins", "bitcoin",
-                      "--set", f"history_dir={root / 'history-good'}")
+    result = coincast(project, *GATE_ARGS, "--replay-file", str(csv), "--set", f"history_dir={root / 'history-good'}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert_complete(project, "bitcoin")
     return project, root
@@ -180,12 +195,13 @@ def good_build(tmp_path_factory):
 def test_gate_stops_the_build_and_keeps_downstream_products(good_build, make_bad, check):
     project, root = good_build
     out = products(project, "bitcoin")
-    downstream = ["features.parquet", "03_features.html", "profile.html", "04_profile.html"]
+    downstream = ["features.parquet", "03_features.html", "profile.html", "04_profile.html", "backtest.json",
+                  "registry.json", "forecast.parquet", "05_train.html", "06_forecast.html"]
     before = {name: (out / name).read_bytes() for name in downstream}
     bad, extra = make_bad(candles())
     csv = root / f"bad_{check}.csv"
     bad.to_csv(csv, index=False)
-    args = ["--replay-file", str(csv), "--coins", "bitcoin", "--set", f"history_dir={root / ('history-' + check)}"]
+    args = [*GATE_ARGS, "--replay-file", str(csv), "--set", f"history_dir={root / ('history-' + check)}"]
     for key, value in extra.items():
         args += [key, value]
     result = coincast(project, *args)

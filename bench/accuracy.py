@@ -1,0 +1,166 @@
+"""Accuracy benchmark: walk-forward backtests of every model on the real series in ../shared/data, over
+consecutive windows, with honest model selection (the champion chosen on one window is scored on the next).
+
+    .venv/bin/python bench/accuracy.py                  # make bench-accuracy: BTC, ETH, LTC, 6 windows
+    .venv/bin/python bench/accuracy.py --tiny --out DIR # a small run that proves the script works
+
+Writes accuracy.json and accuracy.md (machine and date included) to --out.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import yaml
+
+from coincast.backtest import NAIVE, BacktestSettings, backtest, best_model
+from coincast.serving import hourly_series
+from coincast.sources.replay import load_replay_file
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data"
+SERIES = ["BTCUSDT", "ETHUSDT", "LTCUSDT"]
+
+
+def machine() -> dict:
+    cpu = ""
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in open("/proc/cpuinfo") if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return {"python": platform.python_version(), "platform": platform.platform(), "cpu": cpu,
+            "cores": os.cpu_count(), "date": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")}
+
+
+def select_and_score(windows: list[dict]) -> list[dict]:
+    """Walk the windows in order applying the promotion gate; each window is scored with the champion chosen
+    *before* it (on the earlier windows), never with one chosen on itself."""
+    from coincast.registry import decide
+
+    champion, rows = None, []
+    for i, w in enumerate(windows):
+        models = w["models"]
+        if i > 0:
+            name = champion or NAIVE
+            m = models[name]["horizons"]
+            rows.append({
+                "window_end": w["end"], "champion": name, "chosen_on": windows[i - 1]["end"],
+                **{f"{k}_{h}h": m[str(h)][k] for h in (1, 24) for k in ("rel_mae", "coverage_80", "coverage_95")},
+                "in_sample_best": best_model(models, 1),
+                "in_sample_best_rel_mae_1h": models[best_model(models, 1)]["horizons"]["1"]["rel_mae"],
+            })
+        challenger = best_model(models, 1)
+        champion_rel = models[champion]["horizons"]["1"]["rel_mae"] if champion in models else None
+        d = decide(challenger, models[challenger]["horizons"]["1"]["rel_mae"], champion, champion_rel)
+        champion = d.champion_model
+    return rows
+
+
+def run(args: argparse.Namespace) -> dict:
+    env = yaml.safe_load((ROOT / "env.yaml").read_text())
+    settings = BacktestSettings(backtest_days=args.window_days, calibration_days=env["calibration_days"],
+                                calibration_window_days=env["calibration_window_days"],
+                                horizons=(1, 24), refit_every_hours=env["refit_every_hours"], n_jobs=args.jobs)
+    result = {"machine": machine(), "settings": {**vars(args), "data_dir": str(args.data_dir)}, "models": env["models"],
+              "series": {}}
+    for name in args.series:
+        path = Path(args.data_dir) / f"{name}_1h_2020-10_2024-06.csv"
+        if not path.exists():
+            sys.exit(f"bench-accuracy: {path} not found (../shared/data is needed for this benchmark)")
+        y = hourly_series(load_replay_file(path))
+        windows = []
+        for k in range(args.windows, -1, -1):  # oldest first; window k ends k * window_days before the data's end
+            end = y.index[-1] - pd.Timedelta(days=k * args.window_days)
+            hist = y.loc[:end].iloc[-(args.history_days * 24 + 1):]
+            t0 = time.perf_counter()
+            bt = backtest(hist, env["models"], settings)
+            windows.append({"end": end.isoformat(), "seconds": round(time.perf_counter() - t0, 1),
+                            "models": bt.summary["models"]})
+            print(f"{name} window ending {end:%Y-%m-%d %H:%M}: best {bt.summary['best_1h']} "
+                  f"({time.perf_counter() - t0:.0f} s)", flush=True)
+        result["series"][name] = {"windows": windows, "out_of_sample": select_and_score(windows)}
+    return result
+
+
+def fmt(x, digits=3) -> str:
+    return "–" if x is None else f"{x:.{digits}f}"
+
+
+def markdown(res: dict) -> str:
+    m = res["machine"]
+    lines = [
+        "# coincast accuracy benchmark",
+        "",
+        f"Run {m['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}. "
+        f"Windows of {res['settings']['window_days']} days of hourly origins, {res['settings']['history_days']} days "
+        "of history each; every rel_mae is MAE / naive MAE on the same origins (< 1 beats naive).",
+        "",
+        "## Out of sample: the champion chosen on the previous window, scored on this one",
+        "",
+        "| series | window end | champion | rel_mae 1h | rel_mae 24h | cov80 1h | cov95 1h | cov80 24h | cov95 24h | best in hindsight (1h) |",
+        "|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    misses = []
+    for s, data in res["series"].items():
+        for r in data["out_of_sample"]:
+            lines.append(
+                f"| {s} | {r['window_end'][:16]} | {r['champion']} | {fmt(r['rel_mae_1h'], 4)} | {fmt(r['rel_mae_24h'])} | "
+                f"{fmt(r['coverage_80_1h'])} | {fmt(r['coverage_95_1h'])} | {fmt(r['coverage_80_24h'])} | {fmt(r['coverage_95_24h'])} | "
+                f"{r['in_sample_best']} ({fmt(r['in_sample_best_rel_mae_1h'], 4)}) |")
+            for key, limit in (("rel_mae_1h", 1.0), ("rel_mae_24h", 1.0)):
+                if r[key] is not None and r[key] > limit:
+                    misses.append(f"{s} {r['window_end'][:10]}: {key} {r[key]:.4f} > {limit}")
+            for key, nominal in (("coverage_80_1h", 0.8), ("coverage_95_1h", 0.95), ("coverage_80_24h", 0.8),
+                                 ("coverage_95_24h", 0.95)):
+                if r[key] is not None and abs(r[key] - nominal) > 0.03:
+                    misses.append(f"{s} {r['window_end'][:10]}: {key} {r[key]:.3f} (target {nominal} ± 0.03)")
+    lines += ["", "## Targets", ""]
+    lines += [f"- missed: {x}" for x in misses] or ["- all targets met"]
+    lines += ["", "## Every model, every window (rel_mae 1h / 24h, coverage 80 % 1h / 24h)", ""]
+    names = [mm.get("name", mm["kind"]) for mm in res["models"]]
+    lines += ["| series | window end | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
+    for s, data in res["series"].items():
+        for w in data["windows"]:
+            cells = []
+            for n in names:
+                h = w["models"][n]["horizons"]
+                cells.append(f"{fmt(h['1']['rel_mae'], 4)} / {fmt(h['24']['rel_mae'])} ({fmt(h['1']['coverage_80'], 2)}/{fmt(h['24']['coverage_80'], 2)})")
+            lines.append(f"| {s} | {w['end'][:16]} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    p.add_argument("--series", default=",".join(SERIES))
+    p.add_argument("--windows", type=int, default=6, help="scored windows (one more, before them, selects the first champion)")
+    p.add_argument("--window-days", type=float, default=30)
+    p.add_argument("--history-days", type=int, default=90)
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--tiny", action="store_true", help="1 series, 2 windows of 3 days: proves the script runs")
+    args = p.parse_args(argv)
+    if args.tiny:
+        args.series, args.windows, args.window_days, args.history_days = "BTCUSDT", 2, 3, 20
+    args.series = [s for s in args.series.split(",") if s]
+    logging.basicConfig(level=logging.WARNING)
+    started = time.perf_counter()
+    res = run(args)
+    res["elapsed_seconds"] = round(time.perf_counter() - started, 1)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "accuracy.json").write_text(json.dumps(res, indent=1, default=str) + "\n")
+    (out / "accuracy.md").write_text(markdown(res))
+    print(f"wrote {out / 'accuracy.md'} in {res['elapsed_seconds']} s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,385 @@
+"""MLflow tracking and registry: the promotion gate, one run per build, the champion round trip and serving.
+
+Real MLflow on a sqlite store in a temporary folder (one store for the module: creating its tables takes
+seconds); every test uses its own coin, so its registered model ``coincast-<coin>`` is its own.
+"""
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from conftest import hourly_frame
+
+import mlflow  # noqa: E402  (conftest switched telemetry off first)
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+from coincast import registry  # noqa: E402
+from coincast.models import make_model  # noqa: E402
+from coincast.registry import Decision, decide  # noqa: E402
+from coincast.serving import ServedForecaster, hourly_series  # noqa: E402
+
+QUANTILES = {1: {"80": 1.3, "95": 2.0}, 24: {"80": 1.3, "95": 2.1}}
+SPECS = {
+    "naive": {"kind": "naive"},
+    "drift": {"kind": "drift", "window": 24},
+    "seasonal_naive": {"kind": "seasonal_naive"},
+}
+DATA_THROUGH = "2024-01-13T11:00:00+00:00"
+MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
+# --- fixtures ------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def store(tmp_path_factory):
+    """configure() on a fresh local store; the working directory is an empty folder that must stay empty."""
+    root = tmp_path_factory.mktemp("mlstore")
+    cwd = tmp_path_factory.mktemp("cwd")
+    with pytest.MonkeyPatch.context() as mp:
+        for key in MLFLOW_ENV:  # set first so that leaving the context restores (or removes) them
+            mp.setenv(key, "placeholder")
+            mp.delenv(key)
+        mp.chdir(cwd)
+        experiment_id = registry.configure(root)
+        yield {"root": root, "cwd": cwd, "uri": registry.tracking_uri(root), "experiment_id": experiment_id}
+        if mlflow.active_run():
+            mlflow.end_run()
+        mlflow.set_tracking_uri(None)  # also drops the MLFLOW_TRACKING_URI mlflow exported
+        import mlflow.tracking.fluent as fluent
+
+        fluent._active_experiment_id = None
+
+
+@pytest.fixture(scope="module")
+def history() -> pd.DataFrame:
+    return hourly_frame(300)[["timestamp", "price"]]
+
+
+@pytest.fixture(scope="module")
+def served(history) -> dict[str, ServedForecaster]:
+    y = hourly_series(history)
+    return {name: ServedForecaster(make_model(spec).fit(y), QUANTILES) for name, spec in SPECS.items()}
+
+
+def backtest(rel_1h: dict[str, float | None], rel_24h: dict[str, float] | None = None) -> dict:
+    """A backtest summary as the pipeline writes it (JSON keys: horizons are strings)."""
+    models = {}
+    for name, rel in rel_1h.items():
+        h1 = {"mae": 0.1, "coverage_80": 0.79, "coverage_95": 0.94}
+        if rel is not None:
+            h1["rel_mae"] = rel
+        models[name] = {"spec": SPECS[name], "horizons": {
+            "1": h1, "24": {"mae": 0.5, "rel_mae": (rel_24h or {}).get(name, 1.0)}}}
+    return {"data_through": DATA_THROUGH, "models": models}
+
+
+def build(coin: str, served: dict, rel_1h: dict, rel_24h: dict | None = None) -> dict:
+    run_id = registry.log_build(coin, {"coin": coin}, {}, [], {"data_through": DATA_THROUGH})
+    result = registry.promote(coin, run_id, backtest(rel_1h, rel_24h), served)
+    json.dumps(result)  # JSON ready
+    return result
+
+
+def aliases(coin: str) -> dict[str, str]:
+    # RegisteredModel.aliases maps to int versions (ModelVersion.version is a str)
+    return {k: str(v) for k, v in MlflowClient().get_registered_model(f"coincast-{coin}").aliases.items()}
+
+
+def version(coin: str, v: str):
+    return MlflowClient().get_model_version(f"coincast-{coin}", v)
+
+
+def iso_history(history: pd.DataFrame) -> pd.DataFrame:
+    return history.assign(timestamp=[t.isoformat() for t in history["timestamp"]])
+
+
+# --- the gate --------------------------------------------------------------------------------------
+@pytest.mark.parametrize(
+    "args, promote, champion, words",
+    [
+        # better than the champion and than naive: promoted
+        (("prophet_seasonal", 0.9931, "naive", 1.0), True, "prophet_seasonal",
+         ["0.9931 beats champion naive (1.0000)"]),
+        (("prophet_seasonal", 0.97, "drift", 0.99), True, "prophet_seasonal", ["beats champion drift (0.9900)"]),
+        # better than the champion but worse than naive: naive
+        (("drift", 1.02, "prophet_default", 1.30), False, "naive", ["naive is champion", "1.0200", "1.3000"]),
+        # worse: the champion stays
+        (("drift", 0.99, "prophet_seasonal", 0.98), False, "prophet_seasonal", ["does not beat", "stays"]),
+        (("drift", 1.01, "prophet_seasonal", 0.98), False, "prophet_seasonal", ["does not beat", "stays"]),
+        # tie: the champion stays
+        (("drift", 0.99, "prophet_seasonal", 0.99), False, "prophet_seasonal", ["ties", "stays"]),
+        # no champion
+        (("drift", 0.98, None, None), True, "drift", ["no champion", "0.9800"]),
+        (("drift", 1.0, None, None), True, "drift", ["no champion"]),
+        (("drift", 1.05, None, None), False, "naive", ["no champion", "1.0500", "naive is champion"]),
+        (("naive", 1.0, None, None), True, "naive", ["no champion"]),
+        # a champion this backtest did not score: against naive only
+        (("drift", 0.98, "prophet_returns", None), True, "drift", ["not scored", "naive only", "0.9800"]),
+        (("drift", 1.04, "prophet_returns", None), False, "naive", ["not scored", "naive is champion"]),
+        # naive is the best of the build and the champion is worse than naive
+        (("naive", 1.0, "drift", 1.03), True, "naive", ["nothing beats naive", "1.0300"]),
+        # the champion's model refit on this build takes over (unless it fell behind naive)
+        (("drift", 0.98, "drift", 0.98), True, "drift", ["refit"]),
+        (("drift", 1.02, "drift", 1.02), False, "naive", ["naive is champion"]),
+        # no score for the challenger: never promoted
+        (("drift", float("nan"), None, None), False, "naive", ["naive is champion"]),
+    ],
+)
+def test_decide(args, promote, champion, words):
+    d = decide(*args)
+    assert isinstance(d, Decision)
+    assert (d.promote, d.champion_model) == (promote, champion), d.reason
+    for w in words:
+        assert w in d.reason
+    assert decide(*args) == d  # pure
+
+
+# --- tracking ---------------------------------------------------------------------------------------
+def test_tracking_uri(tmp_path, monkeypatch, store):
+    # configure() exported MLFLOW_TRACKING_URI (mlflow does so for subprocesses): not a user setting
+    assert os.environ.get("MLFLOW_TRACKING_URI") == store["uri"]
+    assert registry.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve().as_posix()}/mlflow.db"
+    assert store["uri"] == f"sqlite:///{store['root'].resolve().as_posix()}/mlflow.db"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://dagshub.com/someone/coincast.mlflow")
+    assert registry.tracking_uri(tmp_path) == "https://dagshub.com/someone/coincast.mlflow"
+    assert registry._redact("https://user:token@dagshub.com/x.mlflow?k=v") == "https://***@dagshub.com/x.mlflow"
+    exp = MlflowClient(store["uri"]).get_experiment(store["experiment_id"])
+    assert exp.name == "coincast"
+    assert exp.artifact_location == (store["root"] / "mlartifacts").resolve().as_uri()
+
+
+def test_log_build(tmp_path, store):
+    notebook = tmp_path / "05_train.html"
+    notebook.write_text("<html><body>report</body></html>")
+    summary = tmp_path / "backtest.json"
+    summary.write_text("{}")
+    params = {
+        "coin": "logcoin", "days": 90, "models": [{"kind": "naive"}, {"kind": "drift", "window": 24}],
+        "backtest": {"origins": 200, "refit_every": 24}, "notes": "x" * 7000, "source (live)": "coingecko",
+    }
+    metrics = {
+        "prophet_seasonal.h1.rel_mae": 0.9931, "naive.h1.mae": 12.5, "naive.h24.rel_mae": 1.0,
+        "drift.h1.coverage_80": np.float64(0.8), "bad%name(x)": 2.0,
+        "prophet_default.h1.rel_mae": float("nan"), "inf.h1.mae": math.inf, "none.h1.mae": None,
+    }
+    tags = {"source": "simulated", "data_through": DATA_THROUGH, "git_commit": "abc1234"}
+    run_id = registry.log_build("logcoin", params, metrics, [notebook, summary, tmp_path / "missing.html"], tags)
+
+    run = MlflowClient().get_run(run_id)
+    assert run.info.run_name == "logcoin-2024-01-13T1100Z"
+    assert run.info.status == "FINISHED"
+    assert run.info.experiment_id == store["experiment_id"]
+    p = run.data.params
+    assert p["days"] == "90"
+    assert json.loads(p["models"]) == params["models"]
+    assert json.loads(p["backtest"]) == params["backtest"]
+    assert len(p["notes"]) == 6000 and p["notes"].endswith("[truncated]")
+    assert p["source _live_"] == "coingecko"
+    m = run.data.metrics
+    assert m["prophet_seasonal.h1.rel_mae"] == pytest.approx(0.9931)
+    assert m["naive.h1.mae"] == 12.5 and m["drift.h1.coverage_80"] == 0.8
+    assert m["bad_name_x_"] == 2.0
+    assert not {"prophet_default.h1.rel_mae", "inf.h1.mae", "none.h1.mae"} & set(m)
+    t = run.data.tags
+    assert t["coin"] == "logcoin" and t["source"] == "simulated" and t["git_commit"] == "abc1234"
+    assert t["data_through"] == DATA_THROUGH
+
+    names = {a.path for a in MlflowClient().list_artifacts(run_id)}
+    assert names == {"05_train.html", "backtest.json", "params.json"}
+    assert run.info.artifact_uri.startswith((store["root"] / "mlartifacts").resolve().as_uri())
+    local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="params.json",
+                                                     dst_path=str(tmp_path / "dl")))
+    assert json.loads(local.read_text())["notes"] == "x" * 7000  # the full value survives as an artifact
+    assert list(store["cwd"].iterdir()) == []  # nothing written to the working directory
+
+
+# --- registry -------------------------------------------------------------------------------------
+def test_promotion_gate(store, served):
+    coin = "gatecoin"
+    # build 1: drift beats naive, no champion yet
+    r1 = build(coin, served, {"naive": 1.0, "drift": 0.98})
+    assert r1["registered_model"] == "coincast-gatecoin"
+    assert r1["promoted"] is True
+    assert r1["challenger"] == {"version": "1", "model_name": "drift", "rel_mae_1h": 0.98}
+    assert r1["champion"] == r1["challenger"]
+    assert aliases(coin) == {"champion": "1", "challenger": "1"}
+    v1 = version(coin, "1")
+    assert v1.tags["model_name"] == "drift" and json.loads(v1.tags["spec"]) == SPECS["drift"]
+    assert float(v1.tags["rel_mae_1h"]) == 0.98 and float(v1.tags["rel_mae_24h"]) == 1.0
+    assert float(v1.tags["coverage_80_1h"]) == 0.79 and float(v1.tags["coverage_95_1h"]) == 0.94
+    assert v1.tags["data_through"] == DATA_THROUGH
+    assert v1.tags["promotion_reason"] == r1["reason"] == v1.description
+    assert pd.Timestamp(v1.tags["promoted_at"]).tzinfo is not None
+
+    # build 2: the champion's model (drift) scores 0.99 on this backtest; seasonal naive ties it in the first
+    # hour and wins on the day, so it is the challenger — a tie does not promote
+    r2 = build(coin, served, {"naive": 1.0, "drift": 0.99, "seasonal_naive": 0.99},
+               {"drift": 1.02, "seasonal_naive": 0.95})
+    assert r2["promoted"] is False
+    assert r2["challenger"] == {"version": "2", "model_name": "seasonal_naive", "rel_mae_1h": 0.99}
+    assert r2["champion"] == {"version": "1", "model_name": "drift", "rel_mae_1h": 0.99}
+    assert aliases(coin) == {"champion": "1", "challenger": "2"}
+    v2 = version(coin, "2")
+    assert "ties champion drift (0.9900)" in v2.tags["promotion_reason"]
+    assert v2.description == v2.tags["promotion_reason"] == r2["reason"]
+    assert "promoted_at" not in v2.tags
+
+    # build 3: nothing beats naive -> naive (the build's best) becomes champion
+    r3 = build(coin, served, {"naive": 1.0, "drift": 1.03, "seasonal_naive": 1.05})
+    assert r3["promoted"] is True
+    assert r3["champion"] == {"version": "3", "model_name": "naive", "rel_mae_1h": 1.0}
+    assert aliases(coin) == {"champion": "3", "challenger": "3"}
+    assert "nothing beats naive" in version(coin, "3").description
+
+    # build 4: drift beats the naive champion
+    r4 = build(coin, served, {"naive": 1.0, "drift": 0.97})
+    assert r4["promoted"] is True and r4["reason"].startswith("drift 1h rel_mae 0.9700 beats champion naive")
+    assert aliases(coin) == {"champion": "4", "challenger": "4"}
+
+    # build 5: drift is the best again: its refit replaces the previous drift version
+    r5 = build(coin, served, {"naive": 1.0, "drift": 0.985})
+    assert r5["promoted"] is True and "refit" in r5["reason"]
+    assert aliases(coin) == {"champion": "5", "challenger": "5"}
+
+    # build 6: the champion's model is not in this backtest: the challenger is judged against naive only
+    r6 = build(coin, served, {"naive": 1.0, "seasonal_naive": 0.995})
+    assert r6["promoted"] is True and "not scored in this backtest" in r6["reason"]
+    assert r6["champion"]["model_name"] == "seasonal_naive"
+    info = registry.champion_info(coin)
+    assert (info["version"], info["model_name"], info["reason"]) == ("6", "seasonal_naive", r6["reason"])
+
+
+def test_naive_registered_when_nothing_beats_it(store, served):
+    """A challenger worse than naive while naive itself was not scored: naive gets its own version."""
+    coin = "naivecoin"
+    r = build(coin, served, {"naive": None, "drift": 1.02})
+    assert r["promoted"] is False
+    assert r["challenger"] == {"version": "1", "model_name": "drift", "rel_mae_1h": 1.02}
+    assert r["champion"] == {"version": "2", "model_name": "naive", "rel_mae_1h": 1.0}
+    assert aliases(coin) == {"champion": "2", "challenger": "1"}
+    v1, v2 = version(coin, "1"), version(coin, "2")
+    assert v2.tags["model_name"] == "naive" and "promoted_at" in v2.tags
+    assert v1.tags["promotion_reason"] == v2.tags["promotion_reason"] == r["reason"]
+    # again: the naive champion is kept, not registered a second time
+    r2 = build(coin, served, {"naive": None, "drift": 1.01})
+    assert r2["champion"] == {"version": "2", "model_name": "naive", "rel_mae_1h": 1.0}
+    assert aliases(coin) == {"champion": "2", "challenger": "3"}
+
+
+def test_champion_round_trip(store, served, history):
+    coin = "roundcoin"
+    build(coin, served, {"naive": 1.0, "drift": 0.98, "seasonal_naive": 0.99})
+    champion, info = registry.load_champion(coin)
+    assert isinstance(champion, ServedForecaster)
+    assert champion.model.spec == served["drift"].model.spec and champion.quantiles == QUANTILES
+    assert info["version"] == "1" and info["model_name"] == "drift"
+    assert info["reason"] and info["promoted_at"]
+
+    recent = history.tail(48)
+    fc = champion.forecast(recent)
+    assert len(fc) == 24 and list(fc["horizon"]) == list(range(1, 25))
+    assert fc["target_time"].iloc[0] == recent["timestamp"].iloc[-1] + pd.Timedelta(hours=1)
+    assert (fc["lower_95"] < fc["lower_80"]).all() and (fc["lower_80"] < fc["forecast"]).all()
+    assert (fc["forecast"] < fc["upper_80"]).all() and (fc["upper_80"] < fc["upper_95"]).all()
+    pd.testing.assert_frame_equal(fc, served["drift"].forecast(recent))
+
+    # the pyfunc, as `mlflow models serve` runs it: ISO strings in, JSON-friendly frame out
+    pyfunc = mlflow.pyfunc.load_model(f"models:/coincast-{coin}@champion")
+    out = pyfunc.predict(iso_history(recent))
+    assert list(out.columns) == list(fc.columns) and len(out) == 24
+    assert out["target_time"].tolist() == [t.isoformat() for t in fc["target_time"]]
+    np.testing.assert_allclose(out[["forecast", "lower_95", "upper_95"]], fc[["forecast", "lower_95", "upper_95"]])
+    assert len(pyfunc.predict(recent, params={"max_horizon": 6})) == 6  # datetimes work too
+    with pytest.raises(Exception, match="needs 25 hours"):
+        pyfunc.predict(iso_history(recent.tail(10)))
+
+
+def test_load_champion_without_one(store):
+    with pytest.raises(LookupError, match="no champion"):
+        registry.load_champion("nocoin")
+
+
+# --- serving ----------------------------------------------------------------------------------------
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _post(url: str, body: dict, timeout: float = 30) -> dict:
+    req = urllib.request.Request(url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=timeout) as resp:
+        return json.loads(resp.read())
+
+
+@pytest.mark.pipeline
+def test_mlflow_models_serve(store, served, history, tmp_path):
+    coin = "servecoin"
+    build(coin, served, {"naive": 1.0, "drift": 0.98})
+    bin_dir = Path(sys.executable).parent
+    port = _free_port()
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": store["uri"],
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+        # the scoring server is started as `uvicorn ...` through a shell: it must be on PATH
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}",
+    }
+    log = tmp_path / "serve.log"
+    cmd = [str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/coincast-{coin}@champion",
+           "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port)]
+    base = f"http://127.0.0.1:{port}"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+    try:
+        deadline = time.monotonic() + 90
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"mlflow models serve exited with {proc.returncode}:\n{log.read_text()[-3000:]}")
+            try:
+                with urllib.request.urlopen(f"{base}/ping", timeout=2) as resp:
+                    if resp.status == 200:
+                        break
+            except (urllib.error.URLError, ConnectionError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"mlflow models serve not up after 90 s:\n{log.read_text()[-3000:]}")
+            time.sleep(0.5)
+
+        recent = history.tail(48)
+        body = {"dataframe_split": {"columns": ["timestamp", "price"],
+                                    "data": [[t.isoformat(), float(p)] for t, p in zip(recent["timestamp"],
+                                                                                         recent["price"])]}}
+        got = pd.DataFrame(_post(f"{base}/invocations", body)["predictions"])
+        expected = registry.load_champion(coin)[0].forecast(recent)
+        assert len(got) == 24 and list(got.columns) == list(expected.columns)
+        assert got["horizon"].tolist() == list(range(1, 25))
+        assert got["target_time"].tolist() == [t.isoformat() for t in expected["target_time"]]
+        cols = ["forecast", "lower_80", "upper_80", "lower_95", "upper_95"]
+        np.testing.assert_allclose(got[cols].to_numpy(), expected[cols].to_numpy(), rtol=1e-9)
+
+        short = _post(f"{base}/invocations", {**body, "params": {"max_horizon": 3}})["predictions"]
+        assert [row["horizon"] for row in short] == [1, 2, 3]
+    finally:
+        try:
+            os.killpg(proc.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            pass
+        try:
+            proc.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=15)
