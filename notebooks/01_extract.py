@@ -31,6 +31,7 @@ source = None
 vs_currency = None
 replay_file = None
 replay_now = None
+build_hour = None  # not used here: its change each hour makes Ploomber refetch (see env.yaml)
 seed = None
 history_dir = None
 

@@ -86,6 +86,17 @@ def _root_cause(message: str) -> str:
     return message.strip().splitlines()[-1][:400] if message.strip() else "unknown error"
 
 
+def with_build_hour(env: dict[str, Any], now: Any = None) -> dict[str, Any]:
+    """With a real clock (no replay_now; not a replay), stamp the current UTC hour into ``build_hour``:
+    Ploomber reruns tasks whose params changed, so each new hour refetches instead of being a no-op."""
+    if env.get("replay_now") is not None or env.get("source") == "replay" or env.get("build_hour") is not None:
+        return env
+    import pandas as pd
+
+    hour = (pd.Timestamp(now) if now is not None else pd.Timestamp.now(tz="UTC")).floor("h")
+    return {**env, "build_hour": hour.isoformat()}
+
+
 def build(env: dict[str, Any], pipeline: Path, force: bool = False) -> dict[str, str]:
     """Build the pipeline for every coin; returns {coin: "ok" | error line}."""
     from ploomber.exceptions import DAGBuildError
@@ -118,6 +129,7 @@ def _build_command(args: argparse.Namespace) -> int:
     load_dotenv_file(project / ".env")
     env = load_env(project / "env.yaml", args.env and (project / args.env if not Path(args.env).is_absolute() else args.env),
                    _overrides(args))
+    env = with_build_hour(env)
     os.chdir(project)
     results = build(env, project / "pipeline.yaml", force=args.force)
     failed = {c: r for c, r in results.items() if not r.startswith("ok")}
