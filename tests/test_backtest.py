@@ -110,3 +110,27 @@ def test_conformal_quantile():
 def test_too_short_a_series_is_a_clear_error(y):
     with pytest.raises(ValueError, match="too short for backtest_days=30"):
         backtest(y.iloc[:200], SPECS, BacktestSettings())
+
+
+def test_best_model_tie_breaks():
+    def m(r1, r24):
+        return {"horizons": {"1": {"rel_mae": r1}, "24": {"rel_mae": r24}}}
+
+    assert best_model({"naive": m(1.0, 1.0), "prophet_returns": m(1.0, 0.97)}) == "naive"  # a tie with naive is no win
+    assert best_model({"naive": m(1.0, 1.0), "drift": m(0.99, 1.02), "seasonal_naive": m(0.99, 0.95)}) == "seasonal_naive"
+    assert best_model({"naive": m(1.0, 1.0), "drift": m(None, 0.9)}) == "naive"
+    from coincast.registry import pick_challenger
+
+    assert pick_challenger({"naive": m(1.0, 1.0), "drift": m(0.99, 1.02)}) == "drift"
+
+
+def test_missing_hours_are_not_scored_and_long_windows_get_enough_history(y):
+    holed = y.copy()
+    holed.iloc[-30:-27] = np.nan  # 3 missing hours inside the scored window
+    r = backtest(holed, [{"kind": "naive"}, {"kind": "drift", "window": 168}], SMALL)
+    fc = r.forecasts
+    missing = holed.index[holed.isna()]
+    assert fc.loc[fc["target_time"].isin(missing), "actual"].isna().all()
+    assert r.summary["models"]["naive"]["horizons"]["1"]["n"] == 72 - 3
+    first = pd.Timestamp(r.summary["first_origin"])
+    assert first >= y.index[0] + pd.Timedelta(hours=168)  # drift(168) has its window at the first origin

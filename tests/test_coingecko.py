@@ -60,7 +60,7 @@ def config(cg: FakeCoinGecko, **kw) -> CoinGeckoConfig:
 
 
 def source(cg: FakeCoinGecko, now: pd.Timestamp = NOW, **kw) -> CoinGeckoSource:
-    return CoinGeckoSource(config=config(cg, **kw), now=now)
+    return CoinGeckoSource(config=config(cg, **kw), now=now, wall_clock=lambda: NOW)  # the fake API's present
 
 
 def fetch_error(src: CoinGeckoSource, coin: str = "bitcoin") -> CoinGeckoError:
@@ -76,7 +76,8 @@ def fetch_error(src: CoinGeckoSource, coin: str = "bitcoin") -> CoinGeckoError:
 def test_real_saved_response_is_parsed(fake_coingecko, saved_payload):
     fake_coingecko.queue(200, SAVED.read_bytes())  # the real bytes, served over HTTP
     now = pd.Timestamp("2023-10-10 18:45", tz="UTC")
-    df = source(fake_coingecko, now=now).fetch("bitcoin", pd.Timestamp("2023-10-03 19:00", tz="UTC"), now)
+    src = CoinGeckoSource(config=config(fake_coingecko), now=now, wall_clock=lambda: now)  # as when it was saved
+    df = src.fetch("bitcoin", pd.Timestamp("2023-10-03 19:00", tz="UTC"), now)
     expected = parse_market_chart(saved_payload)
     assert len(df) == 169 == len(expected)
     pd.testing.assert_frame_equal(df, expected)
@@ -372,3 +373,10 @@ def test_api_key_never_leaks(fake_coingecko, caplog):
     assert all(KEY not in r.getMessage() for r in caplog.records)
     assert fake_coingecko.raw_urls and all(KEY not in u for u in fake_coingecko.raw_urls)
     assert all(KEY in h.values() for _, _, h in fake_coingecko.requests)  # only ever in a header
+
+
+def test_a_clock_in_the_past_uses_range_not_days(fake_coingecko):
+    """market_chart?days counts back from the API's present: a fixed past clock (replay_now) needs /range."""
+    src = CoinGeckoSource(config=config(fake_coingecko), now=NOW, wall_clock=lambda: NOW + pd.Timedelta(days=30))
+    src.fetch("bitcoin", NOW - pd.Timedelta(days=3), NOW)
+    assert fake_coingecko.requests[-1].path.endswith("/market_chart/range")

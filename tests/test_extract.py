@@ -23,13 +23,13 @@ def test_public_api_offline():
 
 def test_history_accumulates_and_is_never_lost(tmp_path: Path):
     first = extract("bitcoin", 10, "simulated", replay_now="2025-06-01T00:10Z", history_dir=tmp_path)
-    path = tmp_path / "simulated" / "bitcoin.parquet"
+    path = tmp_path / "simulated" / "seed42" / "bitcoin-usd.parquet"
     assert first.rows_added == 241 and len(read_history(path)) == 241
+    stored_first = read_history(path)
     later = extract("bitcoin", 2, "simulated", replay_now="2025-06-03T00:10Z", history_dir=tmp_path)
     assert later.rows_added == 48 and later.history_rows == 241 + 48
     assert len(later.data) == 49  # the window is 2 days; the history keeps all 289 hours
-    stored = read_history(path)
-    pd.testing.assert_frame_equal(stored.iloc[:241], read_history(path).iloc[:241])
+    pd.testing.assert_frame_equal(read_history(path).iloc[:241], stored_first)  # nothing stored was changed
     again = extract("bitcoin", 2, "simulated", replay_now="2025-06-03T00:10Z", history_dir=tmp_path)
     assert again.rows_added == 0
 
@@ -47,7 +47,7 @@ def test_failed_fetch_leaves_history_untouched(tmp_path: Path):
             return extract("bitcoin", 5, "coingecko", replay_now=now, history_dir=tmp_path, src=src)
 
         ok = run("2023-03-01T00:30Z")
-        path = tmp_path / "coingecko" / "bitcoin.parquet"
+        path = tmp_path / "coingecko" / "api" / "bitcoin-usd.parquet"
         before = path.read_bytes()
         assert ok.rows_added == 5 * 24 + 1
         for _ in range(2):
@@ -56,3 +56,26 @@ def test_failed_fetch_leaves_history_untouched(tmp_path: Path):
             run("2023-03-01T05:30Z")
         assert path.read_bytes() == before
         assert run("2023-03-01T05:30Z").rows_added == 5  # the next run catches up
+
+
+def test_different_series_never_share_a_history(tmp_path: Path):
+    a = extract("bitcoin", 3, "simulated", replay_now="2024-05-01T00:10Z", history_dir=tmp_path, seed=42)
+    b = extract("bitcoin", 3, "simulated", replay_now="2024-05-03T00:10Z", history_dir=tmp_path, seed=7)
+    assert b.rows_added == 3 * 24 + 1  # seed 7 starts its own history instead of extending seed 42's
+    eur = extract("bitcoin", 3, "simulated", replay_now="2024-05-01T00:10Z", history_dir=tmp_path, vs_currency="eur")
+    assert eur.rows_added == 3 * 24 + 1
+    assert sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("*.parquet")) == [
+        "simulated/seed42/bitcoin-eur.parquet", "simulated/seed42/bitcoin-usd.parquet", "simulated/seed7/bitcoin-usd.parquet"]
+    assert a.rows_added == 3 * 24 + 1
+
+
+def test_a_hole_inside_the_history_is_refetched(tmp_path: Path):
+    from coincast.history import read_history, write_parquet_atomic
+
+    extract("bitcoin", 5, "simulated", replay_now="2024-05-05T00:10Z", history_dir=tmp_path)
+    path = tmp_path / "simulated" / "seed42" / "bitcoin-usd.parquet"
+    full = read_history(path)
+    write_parquet_atomic(full.drop(index=range(50, 60)), path)  # lose 10 hours in the middle
+    again = extract("bitcoin", 5, "simulated", replay_now="2024-05-05T00:10Z", history_dir=tmp_path)
+    assert again.rows_added == 10
+    pd.testing.assert_frame_equal(read_history(path), full)

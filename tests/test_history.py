@@ -17,19 +17,30 @@ def obs(times, prices):
     return pd.DataFrame({"timestamp": ts, "price": prices, "volume": [1.0] * len(ts), "market_cap": [2.0] * len(ts)})
 
 
-def test_align_snaps_sample_times_and_keeps_the_closest():
+def test_align_labels_each_sample_with_the_hour_it_follows():
     df = obs(["2023-10-03 19:00:22", "2023-10-03 20:00:05", "2023-10-03 19:58:00", "2023-10-03 20:41:43",
-              "2023-10-03 21:05:00"], [1, 2, 3, 4, 5])
+              "2023-10-03 21:03:00", "2023-10-03 21:01:00"], [1, 2, 3, 4, 5, 6])
     out = align_to_hourly(df)
     assert list(out["timestamp"]) == list(pd.to_datetime(["2023-10-03 19:00", "2023-10-03 20:00", "2023-10-03 21:00"], utc=True))
-    assert list(out["price"]) == [1, 2, 5]  # 20:00:05 beats 19:58; 20:41:43 is off-grid ("now" sample)
+    # 19:58 never stands for 20:00 (a later sample's hour); 20:41:43 is a trailing "now" sample: dropped;
+    # of 21:01 and 21:03 the one closest after the mark wins
+    assert list(out["price"]) == [1, 2, 6]
+
+
+def test_a_trailing_now_sample_cannot_take_the_next_hour():
+    """Run at 19:50: the 19:50 sample is dropped, so the real 20:00:20 sample fills 20:00 later."""
+    first = align_to_hourly(obs(["2024-01-01 19:00:22", "2024-01-01 19:50:10"], [100.0, 105.0]))
+    stored, _ = merge_history(first.iloc[:0].assign(source=[]), first, "coingecko")
+    later = align_to_hourly(obs(["2024-01-01 20:00:20"], [110.0]))
+    merged, added = merge_history(stored, later, "coingecko")
+    assert added == 1 and merged.set_index("timestamp").loc[pd.Timestamp("2024-01-01 20:00", tz="UTC"), "price"] == 110.0
 
 
 def test_align_five_minute_points():
     ts = pd.date_range("2024-01-01 00:02", periods=36, freq="5min", tz="UTC")
     out = align_to_hourly(obs(ts, range(36)))
-    assert list(out["timestamp"].dt.minute.unique()) == [0] and len(out) == 4  # 02:57 counts for 03:00
-    assert list(out["price"]) == [0, 12, 24, 35]
+    assert list(out["timestamp"].dt.minute.unique()) == [0] and len(out) == 3
+    assert list(out["price"]) == [0, 12, 24]
 
 
 def test_merge_never_loses_or_changes_stored_rows():
@@ -70,13 +81,15 @@ def test_damaged_history_is_a_clear_error_and_is_not_overwritten(tmp_path: Path)
     assert path.read_bytes() == b"not parquet"
 
 
-def test_missing_ranges():
-    stored = obs(pd.date_range("2024-01-02", periods=24, freq="h"), range(24))
-    start, end = pd.Timestamp("2024-01-01", tz="UTC"), pd.Timestamp("2024-01-04", tz="UTC")
+def test_missing_ranges_include_holes_inside_the_history():
+    hours = pd.date_range("2024-01-05", periods=24 * 10, freq="h", tz="UTC")
+    stored = obs(hours.delete(range(100, 110)), range(230))  # a 10-hour hole on day 5
+    start, end = pd.Timestamp("2024-01-01", tz="UTC"), hours[-1] + pd.Timedelta(hours=50)
     ranges = missing_ranges(stored, start, end)
-    assert ranges[0] == (start, pd.Timestamp("2024-01-02", tz="UTC"))
-    assert ranges[1] == (pd.Timestamp("2024-01-02 22:00", tz="UTC"), end)
+    hour = pd.Timedelta(hours=1)
+    assert ranges == [(start, hours[0]), (hours[100] - hour, hours[109] + hour), (hours[-1], end)]
     assert missing_ranges(stored.iloc[:0], start, end) == [(start, end)]
+    assert missing_ranges(obs(hours, range(240)), hours[0], hours[-1]) == []
 
 
 def test_a_killed_writer_leaves_the_old_file_intact(tmp_path: Path):
@@ -94,7 +107,11 @@ def test_a_killed_writer_leaves_the_old_file_intact(tmp_path: Path):
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
     import time
 
-    time.sleep(2.5)
+    start_mtime, deadline = path.stat().st_mtime_ns, time.monotonic() + 60
+    while path.stat().st_mtime_ns == start_mtime and time.monotonic() < deadline:  # the writer is writing
+        time.sleep(0.02)
+    assert path.stat().st_mtime_ns != start_mtime, "the writer never replaced the file"
+    time.sleep(0.3)  # several more rewrites, then kill mid-way
     proc.kill()
     proc.wait()
     after = read_history(path)  # readable

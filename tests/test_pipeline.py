@@ -62,7 +62,7 @@ def test_demo_simulated_two_coins_then_a_noop_build(project: Path):
     btc = pd.read_parquet(products(project, "bitcoin") / "raw.parquet")
     eth = pd.read_parquet(products(project, "ethereum") / "raw.parquet")
     assert not np.allclose(btc["price"], eth["price"])
-    assert (project / "data/history-test/simulated/bitcoin.parquet").exists()
+    assert (project / "data/history-test/simulated/seed42/bitcoin-usd.parquet").exists()
 
     stamps = {p: p.stat().st_mtime_ns for p in (project / "products").rglob("*") if p.is_file()}
     again = coincast(project, "--env", "env.test.yaml", "--coins", "bitcoin,ethereum")
@@ -104,7 +104,9 @@ def test_live_path_against_a_local_coingecko_never_leaks_the_key(project: Path, 
     meta = assert_complete(project, "bitcoin")
     assert meta["source"] == "coingecko" and meta["rows"] == 20 * 24 + 1
     assert seen and all(r.headers.get("x-cg-demo-api-key") == secret for r in seen)
-    assert seen[0].path == "/coins/bitcoin/market_chart" and seen[0].query["days"] == "21"
+    # a clock in the past: /range (market_chart?days counts back from the real present), integer UNIX bounds
+    assert seen[0].path == "/coins/bitcoin/market_chart/range"
+    assert int(seen[0].query["to"]) == int(now.timestamp()) and int(seen[0].query["from"]) <= int(now.timestamp()) - 20 * 86400
     assert secret not in result.stdout + result.stderr
     leaks = [p for p in list(project.rglob("*")) + list(tmp_path.rglob("*"))
              if p.is_file() and secret.encode() in p.read_bytes()]

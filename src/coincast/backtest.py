@@ -58,19 +58,20 @@ class BacktestResult:
     fit_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def plan_origins(y: pd.Series, s: BacktestSettings) -> tuple[pd.DatetimeIndex, pd.Timestamp]:
-    """(all origins, first scored origin). The last origin is the hour before the series ends."""
+def plan_origins(y: pd.Series, s: BacktestSettings, min_history: int = 48) -> tuple[pd.DatetimeIndex, pd.Timestamp]:
+    """(all origins, first scored origin). The last origin is the hour before the series ends; the first has
+    at least ``min_history`` hours (the most any model needs, at least 48) behind it."""
     end = y.index[-1]
+    need = max(48, min_history) * HOUR
     scored = int(round(s.backtest_days * 24))
     warm = int(round(s.calibration_days * 24))
     first_scored = end - scored * HOUR
     origins = pd.date_range(first_scored - warm * HOUR, end - HOUR, freq="h")
-    origins = origins[origins >= y.index[0] + 48 * HOUR]
-    if len(origins) == 0 or first_scored < y.index[0] + 48 * HOUR:
-        hours = len(y)
+    origins = origins[origins >= y.index[0] + need]
+    if len(origins) == 0 or first_scored < y.index[0] + need:
         raise ValueError(
-            f"series of {hours} hours is too short for backtest_days={s.backtest_days} "
-            f"(+ calibration_days={s.calibration_days} + 2 days of history)"
+            f"series of {len(y)} hours is too short for backtest_days={s.backtest_days} "
+            f"(+ calibration_days={s.calibration_days} + {int(need / HOUR)} hours of history)"
         )
     return origins, first_scored
 
@@ -158,15 +159,14 @@ def backtest(
     names = [make_model(s).name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be unique, got {names}")
-    y = y.asfreq("h")
-    if y.isna().any():
-        y = y.ffill()
-    origins, first_scored = plan_origins(y, settings)
+    observed = y.asfreq("h")  # missing hours stay NaN here: they are never scored as outcomes
+    y = observed.ffill()  # what the models see: the last known price
+    origins, first_scored = plan_origins(y, settings, max(make_model(s).min_history for s in specs))
     fc, fit_seconds = run_forecasts(y, specs, origins, settings.horizons, settings.refit_every_hours, settings.n_jobs)
 
     vol = realized_vol(y, settings.vol_window)
     fc["target_time"] = fc["origin"] + fc["horizon"] * HOUR
-    fc["actual"] = y.reindex(fc["target_time"]).to_numpy()
+    fc["actual"] = observed.reindex(fc["target_time"]).to_numpy()
     fc["last"] = y.reindex(fc["origin"]).to_numpy()
     fc["scale"] = vol.reindex(fc["origin"]).to_numpy()
     window = int(settings.calibration_window_days * 24)
@@ -204,12 +204,15 @@ def backtest(
 
 
 def best_model(models: Mapping[str, Any], horizon: int = 1) -> str:
-    """The model with the lowest rel_mae at ``horizon`` (naive, at 1.0, wins ties)."""
-    def key(name: str) -> tuple[float, int]:
-        rel = models[name]["horizons"][str(horizon)]["rel_mae"]
-        return (rel if rel is not None else math.inf, 0 if name == NAIVE else 1)
+    """The model with the lowest rel_mae at ``horizon``. Ties go to naive (nothing beat it), then to the lower
+    24 h rel_mae, then to the name. The registry's challenger is this model."""
+    def rel(name: str, h: int) -> float:
+        v = models[name]["horizons"].get(str(h), {}).get("rel_mae")
+        return v if v is not None and math.isfinite(v) else math.inf
 
-    return min(models, key=key)
+    if all(rel(n, horizon) == math.inf for n in models):
+        raise ValueError(f"no model in the backtest has a finite {horizon} h rel_mae")
+    return min(models, key=lambda n: (rel(n, horizon), 0 if n == NAIVE else 1, rel(n, 24), n))
 
 
 def served_model(y: pd.Series, result: BacktestResult, name: str) -> ServedForecaster:

@@ -74,6 +74,18 @@ def resolve_clock(source: str, coin: str, replay_now: Any = None, replay_file: A
     return utc_now()
 
 
+def history_path(history_dir: str | Path, src: Source, coin: str, vs_currency: str) -> Path:
+    """``<history_dir>/<source>/<series>/<coin>-<vs_currency>.parquet``: one file per distinct series, so a
+    different simulator seed, replay file or quote currency never extends another series' history."""
+    if src.name == "simulated":
+        series = f"seed{src.seed}"  # type: ignore[attr-defined]
+    elif src.name == "replay":
+        series = src.path_for(coin).stem  # type: ignore[attr-defined]
+    else:
+        series = "api"
+    return Path(history_dir) / src.name / series / f"{coin}-{vs_currency.lower()}.parquet"
+
+
 def extract(
     coin: str,
     days: int = 90,
@@ -102,7 +114,7 @@ def extract(
         hourly["source"] = src.name
         history, added = hourly, len(hourly)
     else:
-        path = Path(history_dir) / src.name / f"{coin}.parquet"
+        path = history_path(history_dir, src, coin, vs_currency)
         history = read_history(path)
         added = 0
         for lo, hi in missing_ranges(history, start, now):

@@ -1,7 +1,8 @@
 """The immutable raw layer: one accumulated hourly history per coin.
 
 Observations are aligned to the hourly grid (CoinGecko's points are sample times such as 19:00:22;
-a sample counts for the nearest hour mark when within ``tolerance`` of it, the closest sample wins),
+a sample counts for the hour mark it follows when taken at most ``tolerance`` after it, the earliest wins;
+a trailing "now" sample such as 18:41:43 belongs to no hour and is dropped),
 then merged into the stored history. Rows already stored are never changed or lost: new data can
 only add hours. Writes are atomic (temp file + rename) under a file lock, so a crash or a second
 process never leaves a half-written file.
@@ -21,7 +22,7 @@ from coincast.sources.base import OBSERVATION_COLUMNS
 logger = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = OBSERVATION_COLUMNS + ["source"]
-DEFAULT_TOLERANCE = pd.Timedelta(minutes=15)
+DEFAULT_TOLERANCE = pd.Timedelta(minutes=5)
 
 
 class HistoryError(RuntimeError):
@@ -29,16 +30,16 @@ class HistoryError(RuntimeError):
 
 
 def align_to_hourly(obs: pd.DataFrame, tolerance: pd.Timedelta = DEFAULT_TOLERANCE) -> pd.DataFrame:
-    """Snap observations to hour marks; drop samples further than ``tolerance`` from any mark.
-
-    Among several samples for one hour (e.g. 5-minute data, or a trailing "now" sample) the one
-    closest to the mark is kept.
+    """Label each observation with the hour mark at or before it; keep it only if it was taken at most
+    ``tolerance`` after the mark (so a price is never labelled with a time before a later sample's, and a
+    sample at 19:50 never stands for 20:00). Among several samples for one hour (5-minute data) the one
+    closest after the mark is kept.
     """
     if obs.empty:
         return obs[OBSERVATION_COLUMNS].copy().reset_index(drop=True)
     df = obs[OBSERVATION_COLUMNS].copy()
-    hour = df["timestamp"].dt.round("h")
-    offset = (df["timestamp"] - hour).abs()
+    hour = df["timestamp"].dt.floor("h")
+    offset = df["timestamp"] - hour
     df["timestamp"] = hour
     df["_offset"] = offset
     df = df.loc[offset <= tolerance]
@@ -106,18 +107,25 @@ def update_history(path: str | os.PathLike, observations: pd.DataFrame, source: 
 
 
 def missing_ranges(
-    stored: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp
+    stored: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, join_hours: int = 48
 ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
-    """The parts of [start, end] the history does not cover yet (before its first and after its last hour).
+    """The parts of [start, end] whose hours the history lacks (holes inside it included), as fetch ranges.
 
-    One hour of overlap is kept at each seam so a late sample can still complete an hour.
+    Missing hours closer than ``join_hours`` are fetched in one range; each range starts an hour early so a
+    late sample can still complete the hour before it.
     """
-    if stored.empty:
-        return [(start, end)]
-    first, last = stored["timestamp"].min(), stored["timestamp"].max()
-    ranges = []
-    if start < first:
-        ranges.append((start, first))
-    if end > last:
-        ranges.append((max(start, last - pd.Timedelta(hours=1)), end))
-    return ranges
+    grid = pd.date_range(start.ceil("h"), end.floor("h"), freq="h")
+    have = pd.DatetimeIndex(stored["timestamp"]) if not stored.empty else pd.DatetimeIndex([], tz="UTC")
+    missing = grid.difference(have)
+    if missing.empty:
+        return []
+    ranges: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    lo = prev = missing[0]
+    for t in missing[1:]:
+        if t - prev > pd.Timedelta(hours=join_hours):
+            ranges.append((lo, prev))
+            lo = t
+        prev = t
+    ranges.append((lo, prev))
+    hour = pd.Timedelta(hours=1)
+    return [(max(start, a - hour), min(end, b + hour)) for a, b in ranges]

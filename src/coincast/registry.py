@@ -372,13 +372,10 @@ def _fmt(x: float | None) -> str:
 
 
 def pick_challenger(models: Mapping[str, Mapping[str, Any]]) -> str:
-    """The model with the lowest 1 h rel_mae (ties: lower 24 h rel_mae, then name)."""
-    scored = [(rel, _metric(e, 24, "rel_mae"), name) for name, e in models.items()
-              if (rel := _metric(e, 1, "rel_mae")) is not None]
-    if not scored:
-        raise ValueError("no model in the backtest has a finite 1 h rel_mae")
-    scored.sort(key=lambda t: (t[0], t[1] if t[1] is not None else math.inf, t[2]))
-    return scored[0][2]
+    """The best model of the build: :func:`coincast.backtest.best_model` at 1 h (one rule everywhere)."""
+    from coincast.backtest import best_model
+
+    return best_model(models, 1)
 
 
 def _version_tags(coin: str, model_name: str, entry: Mapping[str, Any] | None, served: ServedForecaster,

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from coincast.backtest import NAIVE, BacktestResult, BacktestSettings, backtest, best_model, served_model
+from coincast.backtest import NAIVE, BacktestResult, BacktestSettings, backtest, served_model
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +81,6 @@ def register_champion(
         "git_commit": git_commit(project_root) or "unknown",
     }
     run_id = registry.log_build(coin, dict(params), flat_metrics(report), [Path(a) for a in artifacts], tags)
-    challenger = best_model(report["models"], 1)
+    challenger = registry.pick_challenger(report["models"])
     served = {name: served_model(y, result, name) for name in {challenger, NAIVE}}
     return registry.promote(coin, run_id, dict(report), served)

@@ -233,7 +233,8 @@ class CoinGeckoClient:
         cfg = self.config
         self._throttle()
         remaining = cfg.max_total_seconds - (time.monotonic() - started)
-        timeout = (max(0.1, min(cfg.connect_timeout, remaining)), cfg.read_timeout)
+        budget = max(0.1, remaining)
+        timeout = (min(cfg.connect_timeout, budget), min(cfg.read_timeout, budget))
         logger.debug("GET %s params=%s", path, params)
         try:
             resp = self.session.get(cfg.base_url + path, params=params, timeout=timeout, allow_redirects=False)
@@ -321,7 +322,11 @@ class CoinGeckoSource:
         vs_currency: str = "usd",
         config: CoinGeckoConfig | None = None,
         now: pd.Timestamp | None = None,
+        wall_clock: Callable[[], pd.Timestamp] | None = None,
     ) -> None:
+        """``now`` is the pipeline's clock (the window's end); ``wall_clock`` the API's idea of the present
+        (the real UTC time; tests against a fake server at a fixed time inject that time)."""
+        self.wall_clock = wall_clock or (lambda: pd.Timestamp.now("UTC"))
         self.vs_currency = vs_currency.lower()
         self.config = config if config is not None else config_from_env()
         self.client = CoinGeckoClient(self.config)
@@ -338,8 +343,10 @@ class CoinGeckoSource:
         """The (path, params) requests ``fetch`` makes for [start, end]."""
         start, end = _utc(start), _utc(end)
         base = f"/coins/{quote(coin, safe='')}"
-        now = self.now()
-        back = now - start  # market_chart?days=N covers [now - N days, now]
+        # market_chart?days=N covers [real now - N days, real now]: usable only when the window ends at the
+        # real clock (a fixed clock in the past, e.g. replay_now, needs /range)
+        now = _utc(self.wall_clock())
+        back = now - start
         if abs(end - now) <= pd.Timedelta(hours=1) and back <= pd.Timedelta(days=MAX_HOURLY_DAYS):
             days = max(MIN_HOURLY_DAYS, math.ceil(back / pd.Timedelta(days=1)))
             return [(f"{base}/market_chart", {"vs_currency": self.vs_currency, "days": str(days)})]
