@@ -19,10 +19,12 @@ REPLAY_FILE ?=
 JUPYTER_PORT ?= 8888
 MLFLOW_PORT ?= 5000
 SERVE_PORT ?= 5001
+DASHBOARD_PORT ?= 8866
+DASHBOARD_IP ?= 127.0.0.1
 COIN ?= bitcoin
 TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
-.PHONY: install demo run test jupyter mlflow-ui serve bench-accuracy clean clean-products
+.PHONY: install demo run test jupyter dashboard mlflow-ui serve bench-accuracy clean clean-products
 
 install: $(STAMP)
 
@@ -52,6 +54,11 @@ test: $(STAMP)
 ## make jupyter: JupyterLab on 127.0.0.1 with jupytext (open notebooks/*.py as notebooks)
 jupyter: $(STAMP)
 	JUPYTER_CONFIG_DIR=$(CURDIR)/.jupyter $(BIN)/jupyter lab --ip 127.0.0.1 --port $(JUPYTER_PORT) --no-browser
+
+## make dashboard: the Voila dashboard (reads products and MLflow only) on http://$(DASHBOARD_IP):$(DASHBOARD_PORT)
+dashboard: $(STAMP)
+	COINCAST_PROJECT="$(CURDIR)" $(BIN)/voila notebooks/dashboard.ipynb --no-browser --port $(DASHBOARD_PORT) \
+	  --Voila.ip=$(DASHBOARD_IP) --strip_sources=True
 
 ## make mlflow-ui: runs, metrics, artifacts and the model registry on http://127.0.0.1:$(MLFLOW_PORT)
 mlflow-ui: $(STAMP)

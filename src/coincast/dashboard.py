@@ -1,10 +1,14 @@
 """The Voila dashboard (``notebooks/dashboard.ipynb``, ``make dashboard``): what a person looks at every hour.
 
 It only *reads*: the products under ``products/<coin>/`` (primary) and, for the champion's promotion time,
-the MLflow registry when there is one. It never trains or fetches. The notebook is one call::
+the MLflow registry when there is one. It never trains or fetches. The notebook is three lines::
 
     from coincast import dashboard
+    dashboard.prepare()      # imports; a pre-heated Voila kernel waits here for the page request
     dashboard.app()          # the project: $COINCAST_PROJECT, else the folder above notebooks/
+
+``python -m coincast.dashboard`` (``make dashboard``) serves it with Voila on 127.0.0.1: see
+:func:`voila_command`.
 
 The logic is small functions that take dicts / DataFrames and return HTML strings, plotly figures or
 widgets, so they are testable with in-memory data:
@@ -25,6 +29,7 @@ import logging
 import math
 import os
 import re
+import sys
 import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -70,11 +75,30 @@ table.cc-table th {background: #f5f7fa; font-weight: 600;}
 table.cc-table td.cc-l, table.cc-table th.cc-l {text-align: left;}
 tr.cc-champion td {background: #e8f0fe; font-weight: 600;}
 tr.cc-naive td {background: #f5f7fa;}
-.cc-pass {color: #137333; font-weight: 600;} .cc-fail {color: #c5221f; font-weight: 600;}
+.cc-pass {color: #137333; font-weight: 600; white-space: nowrap;}
+.cc-fail {color: #c5221f; font-weight: 600; white-space: nowrap;}
+.cc-last-time, .cc-nowrap {white-space: nowrap;}
 .cc-num {font-variant-numeric: tabular-nums;}
 .cc-note {font-size: 12px; color: #616e7c; margin: 2px 0;}
 </style>
 """
+
+
+# --- kernel warm-up ---------------------------------------------------------------------------------------
+def prepare() -> None:
+    """Import what the dashboard needs and, in a pre-heated Voila kernel (``voila --preheat_kernel=True``),
+    wait here for the page request: the kernel starts and imports before anyone asks, while the products
+    are still read when the page is requested (so they are never older than the request)."""
+    import ipywidgets  # noqa: F401
+    import plotly.graph_objects as go
+    import plotly.io as pio
+    import pyarrow.parquet  # noqa: F401
+
+    pio.to_json(go.Figure(go.Scatter(x=[0], y=[0])), validate=False)  # loads plotly's validators
+    if os.environ.get("VOILA_PREHEAT", "False") == "True":
+        from voila.utils import wait_for_request
+
+        wait_for_request()
 
 
 # --- finding the project and reading products ------------------------------------------------------------
@@ -282,7 +306,7 @@ def source_banner_html(extract: Mapping[str, Any] | None) -> str:
 def headline(raw: pd.DataFrame | None, forecast: pd.DataFrame | None) -> dict[str, Any]:
     """Last price and time; the next-hour forecast row; change in % from the last price."""
     out: dict[str, Any] = {"last_price": None, "last_time": None, "next": None, "change_pct": None,
-                           "model_name": None, "model_version": None, "data_through": None}
+                           "model_name": None, "model_version": None, "data_through": None, "generated_at": None}
     if raw is not None and len(raw) and {"timestamp", "price"} <= set(raw.columns):
         r = raw.dropna(subset=["price"]).sort_values("timestamp")
         if len(r):
@@ -299,8 +323,9 @@ def headline(raw: pd.DataFrame | None, forecast: pd.DataFrame | None) -> dict[st
         for key in ("model_name", "model_version"):
             if key in f.columns:
                 out[key] = None if pd.isna(row[key]) else str(row[key])
-        if "data_through" in f.columns and pd.notna(row["data_through"]):
-            out["data_through"] = _utc(row["data_through"])
+        for key in ("data_through", "generated_at"):
+            if key in f.columns and pd.notna(row[key]):
+                out[key] = _utc(row[key])
         base = out["last_price"]
         if out["data_through"] is not None and raw is not None and out["last_time"] is not None \
                 and out["data_through"] != out["last_time"]:
@@ -339,11 +364,13 @@ def headline_html(head: Mapping[str, Any]) -> str:
     change_attr = f' data-value="{change!r}"' if change is not None else ""
     base = head.get("last_price")
     cards.append(
-        f'<div class="cc-card"><div class="cc-label">Forecast for {fmt_time(nxt.get("target_time"))}</div>'
+        '<div class="cc-card"><div class="cc-label">Next-hour forecast</div>'
         f'<div class="cc-big">{_value_span("cc-forecast", nxt.get("forecast"))}</div>'
         f'<div class="{direction}"><span class="cc-change" id="cc-change"'
         f'{change_attr}>{arrow} {html.escape(change_txt)}</span>'
-        ' vs last price</div></div>')
+        ' vs last price</div>'
+        f'<div class="cc-muted">for <span class="cc-target-time cc-nowrap">{fmt_time(nxt.get("target_time"))}'
+        '</span></div></div>')
     for level in ("80", "95"):
         lo, hi = nxt.get(f"lower_{level}"), nxt.get(f"upper_{level}")
         cards.append(
@@ -356,7 +383,9 @@ def headline_html(head: Mapping[str, Any]) -> str:
         '<div class="cc-card"><div class="cc-label">Champion model</div>'
         f'<div class="cc-mid cc-champion-name">{html.escape(model)}'
         f'{" v" + html.escape(version) if version else ""}</div>'
-        f'<div class="cc-muted">forecast from data through {fmt_time(head.get("data_through"))}</div></div>')
+        f'<div class="cc-muted">from data through <span class="cc-nowrap">{fmt_time(head.get("data_through"))}'
+        '</span></div>'
+        f'<div class="cc-muted">made <span class="cc-nowrap">{fmt_time(head.get("generated_at"))}</span></div></div>')
     return '<div class="cc-cards">' + "".join(cards) + "</div>"
 
 
@@ -453,7 +482,7 @@ def forecast_figure(raw: pd.DataFrame | None, forecast: pd.DataFrame | None, coi
     fig.update_layout(title=f"{coin}: last {history_hours} h and the next {0 if forecast is None else len(forecast)} h",
                       template="plotly_white", height=430, margin={"l": 60, "r": 20, "t": 50, "b": 40},
                       xaxis_title="time (UTC)", yaxis_title="price", hovermode="x unified",
-                      legend={"orientation": "h", "y": -0.18})
+                      legend={"orientation": "h", "y": -0.18, "traceorder": "normal"})
     return fig
 
 
@@ -534,18 +563,24 @@ def error_by_hour(backtest_forecasts: pd.DataFrame | None, horizon: int = 1) -> 
     return g.pivot_table(index="hour", columns="model", values="abs_error", aggfunc="mean").sort_index()
 
 
-def error_by_hour_figure(table: pd.DataFrame, champion: str | None = None, horizon: int = 1) -> Any:
+def error_by_hour_figure(table: pd.DataFrame, champion: str | None = None, horizon: int = 1,
+                         hide_above: float = 1.5) -> Any:
+    """One line per model; models whose mean error is over ``hide_above`` × naive's start hidden (legend only)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
+    naive = table[NAIVE] if NAIVE in table.columns else None
     for name in table.columns:
         width = 3 if name in (champion, NAIVE) else 1.3
         style = {"width": width}
         if name == NAIVE:
             style["color"] = "#e8710a"
+        # a model far worse than naive would squash the others against the axis: listed, not drawn
+        far = naive is not None and name not in (champion, NAIVE) and table[name].mean() > hide_above * naive.mean()
         fig.add_trace(go.Scatter(x=table.index, y=table[name], mode="lines+markers", name=str(name), line=style,
-                                 marker={"size": 4}))
-    fig.update_layout(title=f"{horizon} h MAE by hour of day of the origin (UTC)", template="plotly_white",
+                                 marker={"size": 4}, visible="legendonly" if far else True))
+    fig.update_layout(title=f"{horizon} h MAE by hour of day of the origin (UTC); click a name to show/hide it",
+                      template="plotly_white",
                       height=340, margin={"l": 60, "r": 20, "t": 50, "b": 40}, xaxis_title="hour (UTC)",
                       yaxis_title="MAE", xaxis={"dtick": 3})
     return fig
@@ -672,29 +707,56 @@ def _redact(uri: str) -> str:
     return re.sub(r"//[^/@]*@", "//***@", uri).split("?", 1)[0]
 
 
+def _local_store(uri: str) -> Path | None:
+    """The file or folder of a local tracking URI (``sqlite:///path``, ``file:///path``, a bare path)."""
+    if not uri:
+        return None
+    if uri.startswith("sqlite:"):
+        path = re.sub(r"^sqlite:/{2,3}", "", uri).split("?", 1)[0]
+        return Path("/" + path.lstrip("/")) if uri.startswith("sqlite:////") else Path(path)
+    if uri.startswith("file:"):
+        return Path(re.sub(r"^file:(//)?", "", uri))
+    return None if "://" in uri or uri.startswith("databricks") else Path(uri)
+
+
 def mlflow_champion(project_root: str | os.PathLike | None, coin: str) -> dict[str, Any]:
-    """The champion's registry facts from MLflow (``registry.champion_info``) as ``{"ok": True, ...}``, or
-    ``{"ok": False, "message": ...}`` -- never raises. Without ``MLFLOW_TRACKING_URI`` and without
-    ``<project>/mlflow.db`` it does not touch MLflow (which would create an empty database)."""
+    """The champion version's registry facts from MLflow, as ``{"ok": True, "version", "model_name", "reason",
+    "promoted_at", "rel_mae_1h", "data_through", "run_id", ...}`` (what ``registry.champion_info`` gives), or
+    ``{"ok": False, "message": ...}``: never raises.
+
+    Read-only: without ``MLFLOW_TRACKING_URI`` and without ``<project>/mlflow.db`` it does not touch MLflow
+    (which would create an empty database), and it uses its own client rather than ``registry.configure``
+    (which creates the experiment and sets the process-wide tracking URI)."""
     if project_root is None:
         return {"ok": False, "message": "no project folder"}
     root = Path(project_root)
     if not os.environ.get("MLFLOW_TRACKING_URI", "").strip() and not (root / "mlflow.db").is_file():
         return {"ok": False, "message": "no MLflow registry (mlflow.db) in the project"}
+    local = _local_store(os.environ.get("MLFLOW_TRACKING_URI", "").strip())
+    if local is not None and not local.exists():  # MLflow would create it (and its folders)
+        return {"ok": False, "message": f"no MLflow registry at {local}"}
     try:
         os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
         for name in ("mlflow", "alembic", "sqlalchemy"):
             logging.getLogger(name).setLevel(logging.ERROR)
-        import mlflow
+        from mlflow.tracking import MlflowClient
 
         from coincast import registry
 
         uri = registry.tracking_uri(root)
-        mlflow.set_tracking_uri(uri)
-        info = registry.champion_info(coin)
-        return {"ok": True, "store": _redact(uri), **info}
-    except LookupError as exc:
-        return {"ok": False, "message": str(exc)}
+        name = registry.registered_name(coin)
+        mv = registry._current_champion(MlflowClient(tracking_uri=uri), name)
+        if mv is None:
+            return {"ok": False, "message": f"{name} has no champion in MLflow"}
+        tags = dict(mv.tags or {})
+        try:
+            rel = float(tags["rel_mae_1h"]) if tags.get("rel_mae_1h") else None
+        except ValueError:
+            rel = None
+        return {"ok": True, "store": _redact(uri), "registered_model": name, "version": str(mv.version),
+                "model_name": tags.get("model_name"), "reason": tags.get("promotion_reason") or mv.description,
+                "promoted_at": tags.get("promoted_at"), "rel_mae_1h": rel, "data_through": tags.get("data_through"),
+                "run_id": mv.run_id}
     except Exception as exc:  # unreachable server, broken database, ...
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         return {"ok": False, "message": f"MLflow could not be read: {type(exc).__name__} {_redact(first)[:200]}"}
@@ -751,10 +813,31 @@ def registry_html(registry: Mapping[str, Any] | None, mlflow_info: Mapping[str, 
 
 
 # --- widgets ----------------------------------------------------------------------------------------------
+# Every widget is a model (plus Layout and Style models) the browser creates before anything shows, so the
+# page uses few of them: static HTML is merged, layouts and styles are shared.
+_shared: dict[str, Any] = {}
+
+
+def _full_width() -> Any:
+    import ipywidgets as w
+
+    if "layout" not in _shared:
+        _shared["layout"] = w.Layout(width="100%")
+        from ipywidgets.widgets.widget_string import HTMLStyle
+
+        _shared["style"] = HTMLStyle()
+    return _shared["layout"]
+
+
+def _html_style() -> Any:
+    _full_width()
+    return _shared["style"]
+
+
 def _html_widget(value: str, cls: str | None = None) -> Any:
     import ipywidgets as w
 
-    widget = w.HTML(value=value, layout=w.Layout(width="100%"))
+    widget = w.HTML(value=value, layout=_full_width(), style=_shared["style"])
     if cls:
         widget.add_class(cls)
     return widget
@@ -771,27 +854,29 @@ def figure_bundle(fig: Any) -> dict[str, Any]:
 
 
 def figure_output(fig: Any, cls: str | None = None) -> Any:
-    """A plotly figure in an Output widget as a plotly mime bundle (rendered by jupyterlab-plotly; under
-    Voila 0.5 this loads plotly.js once, unlike a FigureWidget per chart)."""
+    """A plotly figure in an Output widget as a plotly mime bundle, rendered by the jupyterlab-plotly
+    extension: plotly.js is loaded once per page. (A FigureWidget ships plotly.js through anywidget per
+    widget: first render took 8.5 s instead of 3.3 s for one chart here.)"""
     import ipywidgets as w
-    from IPython.display import display
 
-    out = w.Output(layout=w.Layout(width="100%"))
+    out = w.Output(layout=_full_width())
     if cls:
         out.add_class(cls)
-    with out:
-        display(figure_bundle(fig), raw=True)
+    # set the outputs directly rather than `with out: display(...)`: capturing sets the widget's msg_id,
+    # which makes the executing client (Voila's nbclient) send comm messages back to the kernel mid-cell;
+    # under Voila 0.5.13 that intermittently left the page spinning on "Executing 2 of 2"
+    out.outputs = ({"output_type": "display_data", "data": figure_bundle(fig), "metadata": {}},)
     return out
 
 
-def profile_widget(path: Path | None) -> Any:
+def profile_widgets(path: Path | None) -> list[Any]:
     """A toggle that embeds the ydata-profiling report (an iframe) only when asked: ~1 MB, not on first render."""
     import ipywidgets as w
 
     if path is None or not Path(path).is_file():
-        return _html_widget(_note("No data profile yet (profile.html is missing)."), "cc-profile")
+        return []
     button = w.ToggleButton(value=False, description="Show the data profile", tooltip=str(Path(path).name),
-                            layout=w.Layout(width="auto"))
+                            layout=w.Layout(width="220px", align_self="flex-start"))
     button.add_class("cc-profile-button")
     frame = _html_widget("", "cc-profile")
 
@@ -811,20 +896,49 @@ def profile_widget(path: Path | None) -> Any:
             button.description = "Show the data profile"
 
     button.observe(toggle, names="value")
-    return w.VBox([_html_widget(_note(f"ydata-profiling report of the features ({html.escape(Path(path).name)}, "
-                                      f"{Path(path).stat().st_size / 1e6:.1f} MB), embedded on demand:")),
-                   button, frame])
+    return [button, frame]
 
 
-def _section(title: str, build: Callable[[], Any]) -> list[Any]:
-    """A titled section; an exception becomes a one-line note instead of a traceback."""
+def profile_html(path: Path | None) -> str:
+    if path is None or not Path(path).is_file():
+        return _note("No data profile yet (profile.html is missing).")
+    return _note(f"The ydata-profiling report of the features ({html.escape(Path(path).name)}, "
+                 f"{Path(path).stat().st_size / 1e6:.1f} MB), embedded on demand:")
+
+
+def _safe(title: str, build: Callable[[], str]) -> str:
+    """A section's HTML; an exception becomes a one-line note instead of a traceback."""
     try:
-        body = build()
+        return build()
     except Exception as exc:
         logger.debug("dashboard section %s failed", title, exc_info=True)
-        body = _html_widget(_note(f"Could not show this section: {html.escape(type(exc).__name__)}: "
-                                  f"{html.escape(str(exc).splitlines()[0][:200] if str(exc) else '')}"))
-    return [_html_widget(_h(title)), body]
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        return _note(f"Could not show {html.escape(title)}: {html.escape(type(exc).__name__)}: {html.escape(first)}")
+
+
+def _safe_figure(title: str, build: Callable[[], Any], cls: str) -> list[Any]:
+    """``[Output with the figure]``, or ``[HTML note]`` when building it fails."""
+    try:
+        return [figure_output(build(), cls)]
+    except Exception as exc:
+        logger.debug("dashboard figure %s failed", title, exc_info=True)
+        return [_html_widget(_note(f"Could not show {html.escape(title)}: {html.escape(type(exc).__name__)}"))]
+
+
+def top_html(cp: CoinProducts, head: Mapping[str, Any], settings: Mapping[str, Any] | None = None,
+             now: pd.Timestamp | None = None) -> str:
+    """The banners above the numbers: data source, freshness, a failed gate, an outdated forecast, bad files."""
+    top = [source_banner_html(cp.extract),
+           freshness_html(freshness(cp.extract, cp.raw, staleness_limit(cp.validation, settings), now))]
+    if cp.validation is not None and not cp.validation.get("passed", True):
+        top.append('<div class="cc-banner cc-banner-stale">⚠ The latest build failed the validation gate '
+                   '(see below): the forecast, if any, is from an earlier build.</div>')
+    if head.get("data_through") is not None and head.get("last_time") is not None \
+            and head["data_through"] < head["last_time"]:
+        top.append(f'<div class="cc-banner cc-banner-stale">⚠ The forecast was made from data through '
+                   f'{fmt_time(head["data_through"])}, older than the last price.</div>')
+    top += [f'<div class="cc-banner cc-banner-info">{html.escape(p)}</div>' for p in cp.problems]
+    return "".join(top)
 
 
 def coin_panel(products_dir: str | os.PathLike, coin: str, project_root: str | os.PathLike | None = None,
@@ -837,36 +951,30 @@ def coin_panel(products_dir: str | os.PathLike, coin: str, project_root: str | o
     cp = load_coin(products_dir, coin)
     head = headline(cp.raw, cp.forecast)
     champ = champion_name(cp.registry, cp.forecast)
-    parts: list[Any] = []
-    top = [source_banner_html(cp.extract)]
-    top.append(freshness_html(freshness(cp.extract, cp.raw, staleness_limit(cp.validation, settings), now)))
-    if cp.validation is not None and not cp.validation.get("passed", True):
-        top.append('<div class="cc-banner cc-banner-stale">⚠ The latest build failed the validation gate '
-                   '(see below): the forecast, if any, is from an earlier build.</div>')
-    if head.get("data_through") is not None and head.get("last_time") is not None \
-            and head["data_through"] < head["last_time"]:
-        top.append(f'<div class="cc-banner cc-banner-stale">⚠ The forecast was made from data through '
-                   f'{fmt_time(head["data_through"])}, older than the last price.</div>')
-    top += [f'<div class="cc-banner cc-banner-info">{html.escape(p)}</div>' for p in cp.problems]
-    parts.append(_html_widget("".join(top), "cc-top"))
-    parts.append(_html_widget(headline_html(head), "cc-headline"))
-    if cp.raw is not None or cp.forecast is not None:
-        parts += _section("Recent history and the next 24 hours",
-                          lambda: figure_output(forecast_figure(cp.raw, cp.forecast, coin), "cc-forecast-chart"))
+    has_chart = cp.raw is not None or cp.forecast is not None
 
-    def backtest_part() -> Any:
-        table = error_by_hour(cp.backtest_forecasts, 1)
-        items = [_html_widget(backtest_html(cp.backtest, champ), "cc-backtest-table")]
-        if not table.empty:
-            items.append(figure_output(error_by_hour_figure(table, champ, 1), "cc-hour-chart"))
-        return w.VBox(items)
+    parts: list[Any] = [_html_widget(
+        _safe("the banners", lambda: top_html(cp, head, settings, now))
+        + _safe("the forecast", lambda: headline_html(head))
+        + (_h("Recent history and the next 24 hours") if has_chart else ""), "cc-head")]
+    if has_chart:
+        parts += _safe_figure("the forecast chart", lambda: forecast_figure(cp.raw, cp.forecast, coin),
+                              "cc-forecast-chart")
+    parts.append(_html_widget(_h("Backtest: champion vs naive vs the other models")
+                              + _safe("the backtest", lambda: backtest_html(cp.backtest, champ)), "cc-backtest"))
+    by_hour = error_by_hour(cp.backtest_forecasts, 1) if cp.backtest_forecasts is not None else pd.DataFrame()
+    if not by_hour.empty:
+        parts += _safe_figure("the error by hour", lambda: error_by_hour_figure(by_hour, champ, 1), "cc-hour-chart")
+    parts.append(_html_widget(
+        _h("Live accuracy") + _safe("live accuracy", lambda: live_accuracy_html(live_accuracy(cp.predictions, cp.raw)))
+        + _h("Validation gate") + _safe("the validation gate", lambda: validation_html(cp.validation))
+        + _h("Model registry"), "cc-status"))
+    registry_widget = _html_widget(_safe("the registry", lambda: registry_html(cp.registry, None, cp.registry_written)),
+                                   "cc-registry-box")
+    parts.append(registry_widget)
+    parts.append(_html_widget(_h("Data profile") + _safe("the profile", lambda: profile_html(cp.profile_path))))
+    parts += profile_widgets(cp.profile_path)
 
-    parts += _section("Backtest: champion vs naive vs the other models", backtest_part)
-    parts += _section("Live accuracy", lambda: _html_widget(live_accuracy_html(live_accuracy(cp.predictions, cp.raw))))
-    parts += _section("Validation gate", lambda: _html_widget(validation_html(cp.validation), "cc-validation"))
-
-    registry_widget = _html_widget(registry_html(cp.registry, None, cp.registry_written), "cc-registry-box")
-    parts += _section("Model registry", lambda: registry_widget)
     if mlflow != "off":
         def fill() -> None:
             info = mlflow_champion(project_root, coin)
@@ -879,8 +987,7 @@ def coin_panel(products_dir: str | os.PathLike, coin: str, project_root: str | o
             fill()
         else:
             threading.Thread(target=fill, name=f"coincast-mlflow-{coin}", daemon=True).start()
-    parts += _section("Data profile", lambda: profile_widget(cp.profile_path))
-    box = w.VBox(parts, layout=w.Layout(width="100%"))
+    box = w.VBox(parts, layout=_full_width())
     box.add_class("cc-coin-panel")
     return box
 
@@ -902,9 +1009,9 @@ def app(products_dir: str | os.PathLike | None = None, project_root: str | os.Pa
     selector.add_class("cc-coin")
     refresh = w.Button(description="⟳ Refresh", tooltip="re-read the products", layout=w.Layout(width="auto"))
     refresh.add_class("cc-refresh")
-    stamp = _html_widget("", "cc-stamp")
-    stamp.layout = w.Layout(width="auto", margin="0 0 0 12px")
-    body = w.VBox([], layout=w.Layout(width="100%"))
+    stamp = w.HTML("", layout=w.Layout(width="auto", margin="0 0 0 12px"), style=_html_style())
+    stamp.add_class("cc-stamp")
+    body = w.VBox([], layout=_full_width())
     body.add_class("cc-body")
     state = {"reads": 0}
 
@@ -913,18 +1020,19 @@ def app(products_dir: str | os.PathLike | None = None, project_root: str | os.Pa
             return
         state["reads"] += 1
         read_at = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S UTC")
-        stamp.value = (f'<span class="cc-muted cc-read-at" data-reads="{state["reads"]}">products read '
-                       f'{read_at}</span>')
         coin = selector.value
         if not coin:
             body.children = [_html_widget(empty_html())]
-            return
-        try:
-            body.children = [coin_panel(products, coin, root, settings, now, mlflow)]
-        except Exception as exc:  # never a traceback on the page
-            logger.debug("coin panel failed", exc_info=True)
-            body.children = [_html_widget(_note(f"Could not show {html.escape(coin)}: "
-                                                f"{html.escape(type(exc).__name__)}"))]
+        else:
+            try:
+                body.children = [coin_panel(products, coin, root, settings, now, mlflow)]
+            except Exception as exc:  # never a traceback on the page
+                logger.debug("coin panel failed", exc_info=True)
+                body.children = [_html_widget(_note(f"Could not show {html.escape(coin)}: "
+                                                    f"{html.escape(type(exc).__name__)}"))]
+        # last, so that data-reads changing means the new panel is in place
+        stamp.value = (f'<span class="cc-muted cc-read-at" data-reads="{state["reads"]}" '
+                       f'data-coin="{html.escape(coin or "")}">products read {read_at}</span>')
 
     def reload(*_: Any) -> None:
         coins = list_coins(products, settings.get("coins"))
@@ -940,20 +1048,81 @@ def app(products_dir: str | os.PathLike | None = None, project_root: str | os.Pa
 
     selector.observe(render, names="value")
     refresh.on_click(reload)
-    header = w.HBox([_html_widget('<div class="cc-title">coincast · hourly forecasts</div>'),
-                     selector, refresh, stamp],
+    title = w.HTML(CSS + '<div class="cc-title">coincast · hourly forecasts</div>',
+                   layout=w.Layout(width="auto", margin="0 24px 0 0"), style=stamp.style)
+    header = w.HBox([title, selector, refresh, stamp],
                     layout=w.Layout(align_items="center", width="100%", justify_content="flex-start"))
-    header.children[0].layout = w.Layout(width="auto", margin="0 24px 0 0")
-    page = w.VBox([_html_widget(CSS), header, body], layout=w.Layout(width="100%", max_width="1280px"))
+    page = w.VBox([header, body], layout=w.Layout(width="100%", max_width="1280px"))
     page.add_class("cc-app")
     reload()
     return page
+
+
+# --- serving: make dashboard ------------------------------------------------------------------------------
+NOTEBOOK = Path("notebooks") / "dashboard.ipynb"
+DEFAULT_PORT = 8866
+# lab extensions the dashboard does not use: jupytext's and Ploomber's fail to activate outside JupyterLab
+# (errors in the browser console); anywidget, pygments and the Voila preview only add downloads
+UNUSED_EXTENSIONS = ("jupyterlab-jupytext", "ploomber-extension", "anywidget", "jupyterlab_pygments",
+                     "@voila-dashboards/jupyterlab-preview")
+
+
+def voila_command(project_root: str | os.PathLike, port: int = DEFAULT_PORT, ip: str = "127.0.0.1",
+                  preheat: bool = True) -> list[str]:
+    """The Voila command line ``make dashboard`` runs (in ``project_root``), sources stripped.
+
+    ``preheat``: Voila keeps one kernel started with the imports done (:func:`prepare`), so the first render
+    does not wait for a kernel (here ~2 s of a ~5 s first render); the products are still read when the page
+    is requested. The pool is refilled 5 s after a page takes its kernel, so refilling does not compete with
+    that page's rendering."""
+    notebook = Path(project_root) / NOTEBOOK
+    if not notebook.is_file():
+        raise FileNotFoundError(f"{notebook} not found: run from the coincast project (or pass --project)")
+    cmd = [sys.executable, "-m", "voila", str(NOTEBOOK), f"--port={int(port)}", f"--Voila.ip={ip}",
+           "--no-browser", "--strip_sources=True", "--show_tracebacks=False"]
+    cmd += [f"--VoilaConfiguration.extension_denylist={name}" for name in UNUSED_EXTENSIONS]
+    # Voila 0.5.13 does not reliably shut a page's kernel down when the page goes away (here the unload
+    # request was refused for lack of an XSRF token, or not sent): without culling every page view would
+    # leave a Python process behind. Open pages' kernels stay (connected), and so does the pre-heated one.
+    cmd += ["--MappingKernelManager.cull_idle_timeout=900", "--MappingKernelManager.cull_interval=60"]
+    if preheat:
+        cmd += ["--preheat_kernel=True", "--VoilaKernelManager.fill_delay=5"]
+    return cmd
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m coincast.dashboard [--port P] [--ip IP] [--project DIR] [Voila options]``: serve the dashboard."""
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m coincast.dashboard", description=main.__doc__)
+    parser.add_argument("--port", type=int, default=int(os.environ.get("DASHBOARD_PORT") or DEFAULT_PORT))
+    parser.add_argument("--ip", default=os.environ.get("DASHBOARD_IP") or "127.0.0.1",
+                        help="address to bind (default 127.0.0.1: this machine only)")
+    parser.add_argument("--project", default=None, help="the project folder (default: found from here)")
+    parser.add_argument("--no-preheat", action="store_true", help="start a kernel per page instead")
+    args, voila_options = parser.parse_known_args(argv)  # anything else goes to Voila
+    root = Path(args.project).resolve() if args.project else find_project()
+    try:
+        cmd = voila_command(root, args.port, args.ip, preheat=not args.no_preheat) + voila_options
+    except FileNotFoundError as exc:
+        print(f"coincast dashboard: {exc}", file=sys.stderr)
+        return 2
+    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
+    os.environ[PROJECT_ENV] = str(root)
+    print(f"coincast dashboard: http://{args.ip}:{args.port}/ (products of {root})", flush=True)
+    os.chdir(root)
+    os.execv(cmd[0], cmd)  # replaces this process: signals reach Voila directly
+    return 0  # pragma: no cover
 
 
 __all__ = [
     "CoinProducts", "app", "backtest_html", "backtest_table", "coin_panel", "empty_html", "error_by_hour",
     "error_by_hour_figure", "find_project", "fmt_price", "forecast_figure", "freshness", "freshness_html",
     "headline", "headline_html", "list_coins", "live_accuracy", "live_accuracy_html", "load_coin",
-    "mlflow_champion", "price_decimals", "registry_html", "source_banner_html", "staleness_limit",
-    "validation_html",
+    "mlflow_champion", "prepare", "price_decimals", "profile_html", "registry_html", "source_banner_html",
+    "staleness_limit", "top_html", "validation_html", "voila_command",
 ]
+
+
+if __name__ == "__main__":
+    sys.exit(main())
