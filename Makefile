@@ -57,8 +57,7 @@ jupyter: $(STAMP)
 
 ## make dashboard: the Voila dashboard (reads products and MLflow only) on http://$(DASHBOARD_IP):$(DASHBOARD_PORT)
 dashboard: $(STAMP)
-	COINCAST_PROJECT="$(CURDIR)" $(BIN)/voila notebooks/dashboard.ipynb --no-browser --port $(DASHBOARD_PORT) \
-	  --Voila.ip=$(DASHBOARD_IP) --strip_sources=True
+	$(BIN)/python -m coincast.dashboard --project "$(CURDIR)" --port $(DASHBOARD_PORT) --ip $(DASHBOARD_IP)
 
 ## make mlflow-ui: runs, metrics, artifacts and the model registry on http://127.0.0.1:$(MLFLOW_PORT)
 mlflow-ui: $(STAMP)
