@@ -68,7 +68,11 @@ def run(args: argparse.Namespace) -> dict:
     settings = BacktestSettings(backtest_days=args.window_days, calibration_days=env["calibration_days"],
                                 calibration_window_days=env["calibration_window_days"],
                                 horizons=(1, 24), refit_every_hours=env["refit_every_hours"], n_jobs=args.jobs)
-    result = {"machine": machine(), "settings": {**vars(args), "data_dir": str(args.data_dir)}, "models": env["models"],
+    def rel(path: str) -> str:  # record paths relative to the project, never this machine's layout
+        return os.path.relpath(Path(path).resolve(), ROOT)
+
+    result = {"machine": machine(), "settings": {**vars(args), "data_dir": rel(args.data_dir), "out": rel(args.out)},
+              "models": env["models"],
               "series": {}}
     for name in args.series:
         path = Path(args.data_dir) / f"{name}_1h_2020-10_2024-06.csv"
