@@ -509,6 +509,12 @@ def test_app_survives_broken_and_partial_products(tmp_path, monkeypatch):
     assert "no forecast yet" in text and "failed the validation gate" in text and "FAILED" in text
     assert "registry.json is missing" in text and "no MLflow registry" in text and "profile.html is missing" in text
     assert "Traceback" not in text and not (tmp_path / "mlflow.db").exists()
+    # files that parse but hold the unexpected
+    pd.DataFrame({"horizon": [np.nan], "forecast": [1.0]}).to_parquet(folder / "forecast.parquet", index=False)
+    pd.DataFrame({"model": ["naive"], "origin": ["garbage"], "horizon": [1], "forecast": [1.0], "actual": [2.0]}) \
+        .to_parquet(folder / "backtest_forecasts.parquet", index=False)
+    text = widget_text(dash.app(products, tmp_path, mlflow="off"))
+    assert "the forecast numbers could not be read" in text and "Validation gate" in text
     # only the data has been extracted so far (the gate stopped the build before anything else)
     only = tmp_path / "only" / "products"
     (only / "bitcoin").mkdir(parents=True)

@@ -949,8 +949,16 @@ def coin_panel(products_dir: str | os.PathLike, coin: str, project_root: str | o
     import ipywidgets as w
 
     cp = load_coin(products_dir, coin)
-    head = headline(cp.raw, cp.forecast)
-    champ = champion_name(cp.registry, cp.forecast)
+    try:
+        head = headline(cp.raw, cp.forecast)
+    except Exception as exc:  # e.g. a forecast file with unexpected content: show the rest
+        logger.debug("headline failed", exc_info=True)
+        cp.problems.append(f"the forecast numbers could not be read ({type(exc).__name__})")
+        head = headline(None, None)
+    try:
+        champ = champion_name(cp.registry, cp.forecast)
+    except Exception:
+        champ = None
     has_chart = cp.raw is not None or cp.forecast is not None
 
     parts: list[Any] = [_html_widget(
@@ -962,7 +970,11 @@ def coin_panel(products_dir: str | os.PathLike, coin: str, project_root: str | o
                               "cc-forecast-chart")
     parts.append(_html_widget(_h("Backtest: champion vs naive vs the other models")
                               + _safe("the backtest", lambda: backtest_html(cp.backtest, champ)), "cc-backtest"))
-    by_hour = error_by_hour(cp.backtest_forecasts, 1) if cp.backtest_forecasts is not None else pd.DataFrame()
+    try:
+        by_hour = error_by_hour(cp.backtest_forecasts, 1)
+    except Exception:
+        logger.debug("error by hour failed", exc_info=True)
+        by_hour = pd.DataFrame()
     if not by_hour.empty:
         parts += _safe_figure("the error by hour", lambda: error_by_hour_figure(by_hour, champ, 1), "cc-hour-chart")
     parts.append(_html_widget(
