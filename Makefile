@@ -24,7 +24,15 @@ DASHBOARD_IP ?= 127.0.0.1
 COIN ?= bitcoin
 TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
-.PHONY: install demo run test jupyter dashboard mlflow-ui serve bench-accuracy clean clean-products
+DVC_REMOTE ?= $(CURDIR)/dvc-remote
+HOURS ?= 48
+SOURCE ?=
+CRON_MINUTE ?= 5
+# dvc runs `coincast build` from dvc.yaml: the venv's bin must be on its PATH.
+VENV_PATH := PATH="$(CURDIR)/$(BIN):$$PATH"
+
+.PHONY: install demo run test jupyter dashboard mlflow-ui serve bench-accuracy clean clean-products \
+        hourly replay cron-install cron-remove dvc-init bench bench-quick
 
 install: $(STAMP)
 
@@ -36,10 +44,12 @@ $(STAMP): pyproject.toml requirements.lock Makefile
 	$(BIN)/uv pip install -q --python $(BIN)/python --no-deps -e .
 	@touch $(STAMP)
 
-## make demo: offline, full pipeline on the built-in simulator (or REPLAY_FILE=path to replay a real file)
-demo: $(STAMP)
+## make demo: offline, full pipeline on the built-in simulator (or REPLAY_FILE=path to replay a real file);
+## the simulated raw history and prediction log are versioned with DVC and pushed to the local remote.
+demo: $(STAMP) dvc-init
 ifeq ($(strip $(REPLAY_FILE)),)
-	$(BIN)/coincast build --source simulated $(if $(ENV_FILE),--env $(ENV_FILE))
+	$(VENV_PATH) COINCAST_ENV="$(ENV_FILE)" $(BIN)/dvc repro --force build@simulated
+	$(BIN)/dvc push -q build@simulated
 else
 	$(BIN)/coincast build --source replay --replay-file "$(REPLAY_FILE)" $(if $(ENV_FILE),--env $(ENV_FILE))
 endif
@@ -47,6 +57,27 @@ endif
 ## make run: live CoinGecko (COINGECKO_API_KEY / COINGECKO_API_PLAN from the environment or .env)
 run: $(STAMP)
 	$(BIN)/coincast build --source coingecko $(if $(ENV_FILE),--env $(ENV_FILE))
+
+## make hourly: one unattended tick (env.yaml + env.cron.yaml [+ ENV_FILE]); logs in logs/hourly.log
+hourly: $(STAMP)
+	COINCAST_ENV="$(ENV_FILE)" $(BIN)/coincast hourly $(if $(SOURCE),--source $(SOURCE))
+
+## make replay HOURS=48: that many ticks on simulated data, the clock advancing an hour per tick
+replay: $(STAMP)
+	COINCAST_ENV="$(ENV_FILE)" $(BIN)/coincast replay --source simulated --hours $(HOURS)
+
+## make cron-install / cron-remove: one tagged crontab line running `make hourly` at CRON_MINUTE past each hour
+cron-install: $(STAMP)
+	$(BIN)/coincast cron install --project "$(CURDIR)" --minute $(CRON_MINUTE) $(if $(ENV_FILE),--env-files "$(ENV_FILE)")
+
+cron-remove: $(STAMP)
+	$(BIN)/coincast cron remove --project "$(CURDIR)"
+
+## make dvc-init: DVC with a default remote DVC_REMOTE (a git-ignored folder here; s3://... with dvc-s3)
+dvc-init: $(STAMP)
+	@test -d .dvc || $(BIN)/dvc init -q $(if $(wildcard .git),,--no-scm)
+	@$(BIN)/dvc config core.analytics false
+	@$(BIN)/dvc remote add -f -d local "$(DVC_REMOTE)" >/dev/null
 
 test: $(STAMP)
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
@@ -67,6 +98,14 @@ mlflow-ui: $(STAMP)
 serve: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" MLFLOW_TRACKING_URI="$(TRACKING_URI)" $(BIN)/mlflow models serve \
 	  -m "models:/coincast-$(COIN)@champion" --env-manager local -h 127.0.0.1 -p $(SERVE_PORT)
+
+## make bench: speed, memory, the plain-script limit and growth; writes bench/results/speed.{md,json} (~30 min)
+bench: $(STAMP)
+	$(BIN)/python bench/speed.py
+
+## make bench-quick: the same, once, on small data (what CI runs; no timing claims)
+bench-quick: $(STAMP)
+	$(BIN)/python bench/speed.py --quick --out $(CURDIR)/bench/results
 
 ## make bench-accuracy: backtests BTC/ETH/LTC from ../shared/data; writes bench/results/accuracy.{md,json}
 bench-accuracy: $(STAMP)

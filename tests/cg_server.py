@@ -63,6 +63,7 @@ class FakeCoinGecko:
         self.raw_urls: list[str] = []  # request targets exactly as received (path + query string)
         self.times: list[float] = []  # time.monotonic() at arrival
         self._scripted: deque[Scripted] = deque()
+        self.down: int | None = None  # an outage: every request gets this status until reset to None
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -112,6 +113,8 @@ class FakeCoinGecko:
     # -- default behaviour -------------------------------------------------------------------
     def respond(self, path: str, query: Mapping[str, str]) -> tuple[int, Any]:
         """Default (unscripted) answer to GET ``path`` (without the /api/v3 prefix)."""
+        if self.down:
+            return self.down, {"status": {"error_code": self.down, "error_message": "service unavailable (outage)"}}
         if path == "/ping":
             return 200, {"gecko_says": "(V3) To the Moon!"}
         m = _CHART.match(path)

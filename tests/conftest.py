@@ -44,7 +44,7 @@ def frame() -> pd.DataFrame:
     return hourly_frame()
 
 
-PROJECT_FILES = ["pipeline.yaml", "env.yaml", "env.test.yaml", "notebooks"]
+PROJECT_FILES = ["pipeline.yaml", "env.yaml", "env.test.yaml", "env.cron.yaml", "dvc.yaml", ".dvcignore", "notebooks"]
 
 
 def copy_project(dest: Path) -> Path:
@@ -64,8 +64,13 @@ def project(tmp_path: Path) -> Path:
     return copy_project(tmp_path / "project")
 
 
+MLFLOW_EXPORTS = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
+
+
 def run(cmd: list[str], cwd: Path, env: dict | None = None, timeout: int = 600) -> subprocess.CompletedProcess:
-    full_env = {**os.environ, **(env or {})}
+    # mlflow.set_tracking_uri() in this process exports MLFLOW_TRACKING_URI: never let it leak into a project
+    full_env = {k: v for k, v in os.environ.items() if k not in MLFLOW_EXPORTS}
+    full_env.update(env or {})
     return subprocess.run(cmd, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=timeout)
 
 

@@ -41,8 +41,14 @@ def test_pipeline_params_are_all_env_knobs():
     env = yaml.safe_load((ROOT / "env.yaml").read_text())
     for task in spec["tasks"]:
         for key, value in (task.get("params") or {}).items():
-            m = re.fullmatch(r"\{\{(\w+)\}\}", str(value))
-            assert m and m.group(1) in env, f"{task['name']}.{key} = {value!r} is not an env.yaml knob"
+            values = value.items() if isinstance(value, dict) else [(key, value)]  # a dict param groups knobs
+            for name, v in values:
+                m = re.fullmatch(r"\{\{(\w+)\}\}", str(v))
+                assert m and m.group(1) in env, f"{task['name']}.{name} = {v!r} is not an env.yaml knob"
+        for name, path in task["product"].items():
+            assert re.fullmatch(r"products/\{\{coin\}\}/[\w.]+(\.\{\{executed_format\}\})?", path), path
+        m = re.fullmatch(r"\{\{(\w+)\}\}", str(task.get("executor", "{{notebook_executor}}")))
+        assert m and m.group(1) in env, f"{task['name']}.executor is not an env.yaml knob"
 
 
 def test_notebooks_have_no_injected_cells():

@@ -19,7 +19,8 @@ pytestmark = pytest.mark.pipeline
 
 STAGES = ["01_extract.html", "02_validate.html", "03_features.html", "04_profile.html", "05_train.html",
           "06_forecast.html", "raw.parquet", "extract.json", "validation.json", "features.parquet", "profile.html",
-          "backtest.json", "backtest.html", "backtest_forecasts.parquet", "registry.json", "forecast.parquet"]
+          "backtest.json", "backtest.html", "backtest_forecasts.parquet", "registry.json", "forecast.parquet",
+          "07_monitor.html", "live.json", "predictions.parquet", "profile.json"]
 
 
 def products(project: Path, coin: str) -> Path:
@@ -47,6 +48,9 @@ def assert_complete(project: Path, coin: str) -> dict:
     assert ((forecast["lower_95"] < forecast["lower_80"]) & (forecast["lower_80"] <= forecast["forecast"])
             & (forecast["forecast"] <= forecast["upper_80"]) & (forecast["upper_80"] < forecast["upper_95"])).all()
     assert (project / "mlflow.db").exists()
+    log = pd.read_parquet(out / "predictions.parquet")  # every build logs the champion's newest predictions
+    assert sorted(log["horizon"]) == [1, 24] and (log["origin"] == pd.Timestamp(meta["last"])).all()
+    assert (log["data_version"] == meta["data_version"]).all() and len(meta["data_version"]) == 32
     return meta
 
 

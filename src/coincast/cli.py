@@ -15,7 +15,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 # Telemetry off before anything imports ploomber, mlflow or dvc: offline hosts hang on it.
 for _key, _value in {
@@ -27,7 +27,7 @@ for _key, _value in {
 }.items():
     os.environ.setdefault(_key, _value)
 
-from coincast.config import ConfigError, load_dotenv_file, load_env, parse_value  # noqa: E402
+from coincast.config import ConfigError, load_dotenv_file, load_env, parse_time, parse_value, resolve_root  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -108,27 +108,44 @@ def build(env: dict[str, Any], pipeline: Path, force: bool = False) -> dict[str,
         coin_env["coin"] = coin
         print(f"== coincast: building {coin} ({env['source']}) ==", flush=True)
         started = time.time()
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
-            dag = DAGSpec(str(pipeline), env=coin_env).to_dag()
+        dag = None
         try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", UserWarning)
+                dag = DAGSpec(str(pipeline), env=coin_env).to_dag()
             report = dag.build(force=force)
             table = report.to_dict()
             ran = [name for name, did in zip(table["name"], table["Ran?"]) if did]
             results[coin] = "ok (ran: " + (", ".join(ran) if ran else "nothing, up to date") + ")"
         except DAGBuildError as exc:
-            gate = _gate_failure(dag, started)
+            gate = _gate_failure(dag, started) if dag is not None else None
             if gate is None:
                 print(str(exc), file=sys.stderr)
             results[coin] = gate or f"build failed: {_root_cause(str(exc))}"
+        except Exception as exc:  # rendering errors etc.: one coin's failure never stops the others
+            print(str(exc), file=sys.stderr)
+            results[coin] = f"build failed: {_root_cause(f'{type(exc).__name__}: {exc}')}"
     return results
 
 
-def _build_command(args: argparse.Namespace) -> int:
+def _variants(project: Path, names: Sequence[str] | None, defaults: Sequence[str] = ()) -> list[Path]:
+    out = []
+    for name in [*defaults, *(names or [])]:
+        p = Path(name)
+        out.append(p if p.is_absolute() else project / p)
+    return out
+
+
+def _load(args: argparse.Namespace, defaults: Sequence[str] = ()) -> tuple[Path, dict[str, Any]]:
     project = Path(args.project).resolve()
     load_dotenv_file(project / ".env")
-    env = load_env(project / "env.yaml", args.env and (project / args.env if not Path(args.env).is_absolute() else args.env),
-                   _overrides(args))
+    names = args.env or [n for n in os.environ.get("COINCAST_ENV", "").split(",") if n.strip()]
+    env = load_env(project / "env.yaml", _variants(project, names, defaults), _overrides(args))
+    return project, resolve_root(env, project)
+
+
+def _build_command(args: argparse.Namespace) -> int:
+    project, env = _load(args)
     env = with_build_hour(env)
     os.chdir(project)
     results = build(env, project / "pipeline.yaml", force=args.force)
@@ -139,19 +156,114 @@ def _build_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _hourly_logging(env: Mapping[str, Any], verbose: bool) -> None:
+    from coincast.hourly import file_logger
+
+    handler = file_logger(env["log_dir"])
+    for name, level in (("coincast", logging.INFO), ("ploomber", logging.WARNING)):
+        log = logging.getLogger(name)
+        log.addHandler(handler)
+        log.setLevel(logging.DEBUG if verbose else level)
+        log.propagate = False  # the file has them; the console gets the tick's summary lines
+
+
+def _hourly_command(args: argparse.Namespace) -> int:
+    from coincast import hourly
+
+    project, env = _load(args, defaults=[] if args.no_cron_env else ["env.cron.yaml"])
+    os.chdir(project)
+    clock = parse_time(args.now, "--now") if args.now else None
+    try:
+        with hourly.tick_lock(env["lock_file"]):  # before anything is touched, the log file included
+            _hourly_logging(env, args.verbose)
+            result = hourly.run_tick(project, env, clock, locked=True)
+    except hourly.AlreadyRunning as exc:
+        print(f"coincast hourly: {exc}", file=sys.stderr)
+        return hourly.EXIT_BUSY
+    for line in hourly.describe(result):
+        logging.getLogger("coincast.hourly").log(logging.INFO if result.ok else logging.ERROR, line)
+        print(f"coincast {line}", file=sys.stdout if result.ok else sys.stderr)
+    return 0 if result.ok else 1
+
+
+def _replay_command(args: argparse.Namespace) -> int:
+    from coincast import hourly
+
+    project, env = _load(args, defaults=[] if args.no_cron_env else ["env.cron.yaml"])
+    if args.hours < 1:
+        raise ConfigError(f"--hours must be a positive number of ticks, got {args.hours}")
+    os.chdir(project)
+    _hourly_logging(env, args.verbose)
+    try:
+        report = hourly.replay(project, env, args.hours, start=args.start, progress=not args.no_progress)
+    except hourly.AlreadyRunning as exc:
+        print(f"coincast replay: {exc}", file=sys.stderr)
+        return hourly.EXIT_BUSY
+    print(hourly.format_report(report))
+    print(f"coincast replay: report written to {report['report_path']}")
+    return 0
+
+
+def _cron_command(args: argparse.Namespace) -> int:
+    from coincast import cron
+
+    project = Path(args.project).resolve()
+    try:
+        if args.action == "install":
+            line = cron.install(project, args.minute, args.env_files or "")
+            print(f"coincast cron: installed (hourly at minute {args.minute}; output in {project / 'logs/cron.log'}):\n{line}")
+        elif args.action == "remove":
+            print("coincast cron: removed" if cron.remove(project) else "coincast cron: no coincast line for this project")
+        else:
+            lines = [r for r in cron.read_crontab().splitlines() if r.rstrip().endswith(cron.tag_for(project))]
+            print("\n".join(lines) if lines else "coincast cron: not installed for this project")
+    except RuntimeError as exc:
+        print(f"coincast cron: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _common(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--project", default=".", help="folder holding pipeline.yaml and env.yaml (default: .)")
+    p.add_argument("--env", action="append", help="variant file whose keys override env.yaml (e.g. env.test.yaml; "
+                                                  "repeatable, later files win)")
+    p.add_argument("--source", choices=["coingecko", "replay", "simulated"])
+    p.add_argument("--replay-file", help="replay this recorded file (sets source=replay)")
+    p.add_argument("--replay-now", help="the simulated clock, e.g. 2024-05-01T12:00Z")
+    p.add_argument("--coins", help="comma-separated coin ids (overrides env.yaml's coins)")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any env.yaml key (repeatable)")
+
+
 def make_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="coincast", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the pipeline for every coin in env.yaml's coins")
-    b.add_argument("--project", default=".", help="folder holding pipeline.yaml and env.yaml (default: .)")
-    b.add_argument("--env", help="variant file whose keys override env.yaml (e.g. env.test.yaml)")
-    b.add_argument("--source", choices=["coingecko", "replay", "simulated"])
-    b.add_argument("--replay-file", help="replay this recorded file (sets source=replay)")
-    b.add_argument("--replay-now", help="the simulated clock, e.g. 2024-05-01T12:00Z")
-    b.add_argument("--coins", help="comma-separated coin ids (overrides env.yaml's coins)")
-    b.add_argument("--set", action="append", metavar="KEY=VALUE", help="override any env.yaml key (repeatable)")
+    _common(b)
     b.add_argument("--force", action="store_true", help="re-run every task even if up to date")
     b.set_defaults(func=_build_command)
+
+    h = sub.add_parser("hourly", help="one unattended tick: env.yaml + env.cron.yaml, locked, logged under logs/")
+    _common(h)
+    h.add_argument("--now", help="the tick's clock (default: the real clock); e.g. 2025-06-01T13:05Z")
+    h.add_argument("--no-cron-env", action="store_true", help="do not layer env.cron.yaml under --env files")
+    h.add_argument("--verbose", action="store_true", help="debug messages in logs/hourly.log")
+    h.set_defaults(func=_hourly_command)
+
+    r = sub.add_parser("replay", help="N hourly ticks over simulated/recorded data, the clock advancing 1 h per tick")
+    _common(r)
+    r.add_argument("--hours", type=int, required=True, help="number of ticks (hours) to replay")
+    r.add_argument("--start", help="the first tick's clock (default: --hours before the env's clock)")
+    r.add_argument("--no-cron-env", action="store_true", help="do not layer env.cron.yaml under --env files")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    r.add_argument("--verbose", action="store_true", help="debug messages (incl. build output) in logs/hourly.log")
+    r.set_defaults(func=_replay_command)
+
+    c = sub.add_parser("cron", help="install / remove / show the crontab line running `make hourly` every hour")
+    c.add_argument("action", choices=["install", "remove", "show"])
+    c.add_argument("--project", default=".", help="the project folder (default: .)")
+    c.add_argument("--minute", type=int, default=5, help="minute past each hour (default 5)")
+    c.add_argument("--env-files", help="ENV_FILE for make hourly (comma-separated variant files)")
+    c.set_defaults(func=_cron_command)
     return parser
 
 

@@ -21,6 +21,7 @@ ENVIRONMENT_VARIABLES = {
     "COINGECKO_API_PLAN": "demo | pro: chooses host and key header (default demo)",
     "COINGECKO_BASE_URL": "override the API host, e.g. http://127.0.0.1:8000/api/v3 in tests",
     "MLFLOW_TRACKING_URI": "MLflow tracking store (default sqlite:///mlflow.db)",
+    "COINCAST_ENV": "variant file(s), comma-separated, layered on env.yaml when no --env is given (e.g. for dvc repro)",
 }
 
 SOURCES = ("coingecko", "replay", "simulated")
@@ -57,15 +58,17 @@ def parse_value(text: str) -> Any:
 
 def load_env(
     path: str | os.PathLike = "env.yaml",
-    variant: str | os.PathLike | None = None,
+    variant: str | os.PathLike | list[str | os.PathLike] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """env.yaml, then the keys of ``variant`` and ``overrides`` on top; unknown keys are errors."""
+    """env.yaml, then the keys of each ``variant`` file (in order) and ``overrides`` on top; unknown keys
+    are errors."""
     base_path = Path(path)
     env = _read_yaml(base_path)
     layers: list[tuple[str, Mapping[str, Any]]] = []
-    if variant:
-        layers.append((str(variant), _read_yaml(Path(variant))))
+    variants = variant if isinstance(variant, (list, tuple)) else [variant] if variant else []
+    for v in variants:
+        layers.append((str(v), _read_yaml(Path(v))))
     if overrides:
         layers.append(("overrides", overrides))
     for name, layer in layers:
@@ -75,6 +78,12 @@ def load_env(
         env.update(layer)
     check_env(env)
     return env
+
+
+def resolve_root(env: Mapping[str, Any], root: str | os.PathLike) -> dict[str, Any]:
+    """``{{root}}`` in string values -> the project folder, as Ploomber does, for the keys coincast itself
+    reads outside a build (lock_file, log_dir, predictions_dir, ...)."""
+    return {k: v.replace("{{root}}", str(root)) if isinstance(v, str) else v for k, v in env.items()}
 
 
 def _positive_ints(env: Mapping[str, Any], key: str) -> None:

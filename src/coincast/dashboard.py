@@ -964,6 +964,8 @@ def coin_panel(products_dir: str | os.PathLike, coin: str, project_root: str | o
     parts: list[Any] = [_html_widget(
         _safe("the banners", lambda: top_html(cp, head, settings, now))
         + _safe("the forecast", lambda: headline_html(head))
+        + _h("Live accuracy: every logged prediction, scored out of sample")
+        + _safe("live accuracy", lambda: live_accuracy_html(live_accuracy(cp.predictions, cp.raw)))
         + (_h("Recent history and the next 24 hours") if has_chart else ""), "cc-head")]
     if has_chart:
         parts += _safe_figure("the forecast chart", lambda: forecast_figure(cp.raw, cp.forecast, coin),
@@ -978,8 +980,7 @@ def coin_panel(products_dir: str | os.PathLike, coin: str, project_root: str | o
     if not by_hour.empty:
         parts += _safe_figure("the error by hour", lambda: error_by_hour_figure(by_hour, champ, 1), "cc-hour-chart")
     parts.append(_html_widget(
-        _h("Live accuracy") + _safe("live accuracy", lambda: live_accuracy_html(live_accuracy(cp.predictions, cp.raw)))
-        + _h("Validation gate") + _safe("the validation gate", lambda: validation_html(cp.validation))
+        _h("Validation gate") + _safe("the validation gate", lambda: validation_html(cp.validation))
         + _h("Model registry"), "cc-status"))
     registry_widget = _html_widget(_safe("the registry", lambda: registry_html(cp.registry, None, cp.registry_written)),
                                    "cc-registry-box")

@@ -41,6 +41,14 @@ def banner(summary: Mapping[str, Any]) -> Any:
     )
 
 
+def show(*objects: Any) -> None:
+    """Display each object as a cell output (for cells whose last line is not an expression)."""
+    from IPython.display import display
+
+    for obj in objects:
+        display(obj)
+
+
 def checks_table(report: Mapping[str, Any]) -> pd.DataFrame:
     """The gate's checks as a table: name, pass/fail, message."""
     rows = [{"check": c["name"], "passed": c["passed"], "detail": c["message"]} for c in report["checks"]]

@@ -16,6 +16,7 @@ from coincast.config import parse_time, utc_now
 from coincast.history import align_to_hourly, missing_ranges, read_history, update_history
 from coincast.sources import make_source
 from coincast.sources.base import Source
+from coincast.versioning import file_md5
 
 logger = logging.getLogger(__name__)
 
@@ -123,7 +124,11 @@ def extract(
             added += n
     window = history.loc[(history["timestamp"] >= start) & (history["timestamp"] <= now)].reset_index(drop=True)
     logger.info("%s: %d hourly rows from %s (%d new), clock %s", coin, len(window), src.name, added, now)
-    return Extraction(window, coin, src.name, now, start, added, len(history))
+    extra: dict[str, Any] = {"vs_currency": vs_currency.lower()}
+    if history_dir is not None:
+        extra["series"] = path.parent.name
+        extra["data_version"] = file_md5(path) if path.exists() else None
+    return Extraction(window, coin, src.name, now, start, added, len(history), extra)
 
 
 def extract_data(coin_id: str = "bitcoin", days: int = 30, source: str = "coingecko", **kwargs: Any) -> pd.DataFrame:

@@ -11,12 +11,11 @@ from __future__ import annotations
 
 import logging
 import os
-from pathlib import Path
 
 import pandas as pd
 from filelock import FileLock
 
-from coincast.io import write_parquet_atomic
+from coincast.io import read_store, write_parquet_atomic
 from coincast.sources.base import OBSERVATION_COLUMNS
 
 logger = logging.getLogger(__name__)
@@ -79,15 +78,7 @@ def empty_history() -> pd.DataFrame:
 
 
 def read_history(path: str | os.PathLike) -> pd.DataFrame:
-    p = Path(path)
-    if not p.exists():
-        return empty_history()
-    try:
-        df = pd.read_parquet(p)
-    except Exception as exc:  # pyarrow raises several types for a damaged file
-        raise HistoryError(f"history file {p} cannot be read ({type(exc).__name__}): restore it from DVC") from None
-    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
-    return df[HISTORY_COLUMNS]
+    return read_store(path, empty_history, HISTORY_COLUMNS, ["timestamp"], HistoryError, "history file")
 
 
 def history_lock(path: str | os.PathLike, timeout: float = 60) -> FileLock:

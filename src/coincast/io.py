@@ -6,7 +6,7 @@ import os
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
@@ -58,3 +58,25 @@ def read_frame(path: str | os.PathLike) -> pd.DataFrame:
     if "timestamp" in df.columns:
         df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
     return df
+
+
+def read_store(
+    path: str | os.PathLike,
+    empty: Callable[[], pd.DataFrame],
+    columns: Sequence[str],
+    time_columns: Sequence[str],
+    error: type[Exception],
+    what: str,
+) -> pd.DataFrame:
+    """An accumulating data file (raw history, prediction log): ``empty()`` if it does not exist yet, else its
+    ``columns`` with UTC ``time_columns``; a damaged file raises ``error`` naming it (restore from DVC)."""
+    p = Path(path)
+    if not p.exists():
+        return empty()
+    try:
+        df = pd.read_parquet(p)
+    except Exception as exc:  # pyarrow raises several types for a damaged file
+        raise error(f"{what} {p} cannot be read ({type(exc).__name__}): restore it from DVC") from None
+    for c in time_columns:
+        df[c] = pd.to_datetime(df[c], utc=True)
+    return df[list(columns)]

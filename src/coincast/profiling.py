@@ -29,7 +29,9 @@ import threading
 import time
 import warnings
 from contextlib import ExitStack, contextmanager
-from typing import Any, Iterator
+import json
+from pathlib import Path
+from typing import Any, Iterator, Mapping
 
 import pandas as pd
 
@@ -167,6 +169,25 @@ def profile_html(
         len(html.encode("utf-8")) / 1e6,
     )
     return html
+
+
+def profile_due(product: Mapping[str, Any], now: Any, every_hours: int | None) -> dict[str, Any]:
+    """Whether to (re)make the report: always when ``every_hours`` is 0/None or a product is missing,
+    else when the last report was made for a clock ``every_hours`` or more before ``now``."""
+    paths = {k: Path(str(v)) for k, v in product.items() if k in ("report", "meta")}
+    if not every_hours:
+        return {"due": True, "reason": "profile_every_hours is 0: every build profiles"}
+    missing = [p.name for p in paths.values() if not p.exists()]
+    if missing:
+        return {"due": True, "reason": f"no previous report ({missing[0]} missing)"}
+    try:
+        made_for = pd.Timestamp(json.loads(paths["meta"].read_text())["made_for"])
+    except (OSError, ValueError, KeyError):
+        return {"due": True, "reason": "the previous report's metadata cannot be read"}
+    age = (pd.Timestamp(now) - made_for).total_seconds() / 3600
+    if age >= every_hours:
+        return {"due": True, "reason": f"last report is {age:.0f} h old (profile_every_hours {every_hours})"}
+    return {"due": False, "reason": f"not due: last report is {age:.0f} h old (profile_every_hours {every_hours})"}
 
 
 def _as_bool(value: Any, default: bool) -> bool:

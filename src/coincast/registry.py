@@ -392,8 +392,9 @@ def _version_tags(coin: str, model_name: str, entry: Mapping[str, Any] | None, s
         value = _metric(entry, h, metric)
         if value is not None:
             tags[key] = _fmt(value)
-    if backtest.get("data_through") is not None:
-        tags["data_through"] = str(backtest["data_through"])
+    for key in ("data_through", "data_version"):
+        if backtest.get(key) is not None:
+            tags[key] = str(backtest[key])
     return tags
 
 
@@ -523,6 +524,7 @@ def champion_info(coin: str) -> dict[str, Any]:
         "promoted_at": tags.get("promoted_at"),
         "rel_mae_1h": _json_number(float(tags["rel_mae_1h"])) if tags.get("rel_mae_1h") else None,
         "data_through": tags.get("data_through"),
+        "data_version": tags.get("data_version"),
         "run_id": mv.run_id,
     }
 
@@ -536,7 +538,40 @@ def load_champion(coin: str) -> tuple[ServedForecaster, dict[str, Any]]:
     return served, info
 
 
+LIVE_RUN_TAG = "coincast.live_coin"
+
+
+def log_live(coin: str, metrics: Mapping[str, float], now: Any, tags: Mapping[str, Any]) -> str:
+    """Append the hourly tick's live metrics to the coin's one long-running "live" run (created on first
+    use) in the coincast experiment (see :func:`configure`), at step = hours since the epoch of ``now``;
+    ``tags`` (model and data version) show the latest values."""
+    client = MlflowClient()
+    experiment = client.get_experiment_by_name(EXPERIMENT)
+    if experiment is None:
+        raise RuntimeError("MLflow is not configured: call registry.configure(project_root) first")
+    found = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{LIVE_RUN_TAG}` = '{coin}'",
+                               max_results=1)
+    if found:
+        run_id = found[0].info.run_id
+    else:
+        run = client.create_run(experiment.experiment_id, run_name=f"live-{coin}",
+                                tags={LIVE_RUN_TAG: coin, "coin": coin, "mlflow.runName": f"live-{coin}"})
+        run_id = run.info.run_id
+        client.set_terminated(run_id, "FINISHED")
+    ts = pd.Timestamp(now)
+    step = int(ts.timestamp() // 3600)
+    millis = int(ts.timestamp() * 1000)
+    from mlflow.entities import Metric, RunTag
+
+    client.log_batch(
+        run_id,
+        metrics=[Metric(k, float(v), millis, step) for k, v in clean_metrics(metrics).items()],
+        tags=[RunTag(_key(k), _truncate(str(v), MAX_TAG_VALUE)) for k, v in tags.items() if v is not None],
+    )
+    return run_id
+
+
 __all__ = [
     "CoincastPyfunc", "Decision", "configure", "decide", "load_champion", "champion_info", "log_build",
-    "promote", "tracking_uri", "registered_name",
+    "promote", "tracking_uri", "registered_name", "log_live",
 ]

@@ -11,13 +11,43 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from coincast.backtest import NAIVE, BacktestResult, BacktestSettings, backtest, served_model
+from coincast.backtest import NAIVE, BacktestResult, served_model
 
 logger = logging.getLogger(__name__)
 
 
-def run_backtest(y: pd.Series, models: Sequence[Mapping[str, Any]], settings: BacktestSettings) -> BacktestResult:
-    return backtest(y, models, settings)
+def decide_retrain(
+    meta: Mapping[str, Any],
+    y: pd.Series,
+    log: pd.DataFrame,
+    products: Mapping[str, Any],
+    project_root: str | Path,
+    schedule: Mapping[str, Any],
+) -> dict[str, Any]:
+    """Whether this build retrains (see :func:`coincast.live.retrain_decision`); also due when the
+    products of the last training (other than the executed notebook) are missing. ``schedule``:
+    retrain_every_hours and the drift_* knobs."""
+    from coincast import live, registry
+
+    registry.configure(Path(project_root))
+    try:
+        champion: dict[str, Any] | None = registry.champion_info(str(meta["coin"]))
+    except LookupError:
+        champion = None
+    missing = [str(p) for k, p in products.items() if k != "nb" and not Path(str(p)).exists()]
+    if champion and missing:
+        return {"due": True, "reason": f"products of the last training are missing ({Path(missing[0]).name})"}
+    decision = live.retrain_decision(
+        champion, pd.Timestamp(meta["now"]), y, log,
+        every_hours=int(schedule["retrain_every_hours"]),
+        drift_max_rel_mae=float(schedule["drift_max_rel_mae"]),
+        drift_volatility_ratio=float(schedule["drift_volatility_ratio"]),
+        drift_window_hours=int(schedule["drift_window_hours"]),
+        drift_min_scored=int(schedule["drift_min_scored"]),
+        min_gap_hours=int(schedule["min_retrain_gap_hours"]),
+    )
+    logger.info("%s: %s", meta.get("coin"), decision["reason"])
+    return decision
 
 
 def backtest_report(result: BacktestResult, meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -26,6 +56,7 @@ def backtest_report(result: BacktestResult, meta: Mapping[str, Any]) -> dict[str
         "coin": meta.get("coin"),
         "source": meta.get("source"),
         "simulated": meta.get("source") == "simulated",
+        "data_version": meta.get("data_version"),
         **result.summary,
     }
 
@@ -79,6 +110,7 @@ def register_champion(
         "data_through": report["data_through"],
         "first_scored_origin": report["first_scored_origin"],
         "git_commit": git_commit(project_root) or "unknown",
+        "data_version": report.get("data_version"),
     }
     run_id = registry.log_build(coin, dict(params), flat_metrics(report), [Path(a) for a in artifacts], tags)
     challenger = registry.pick_challenger(report["models"])

@@ -1,0 +1,307 @@
+"""Hourly operation: the prediction log, its scoring, live accuracy and the retraining decision.
+
+The log is data, not a product: it accumulates one row per (origin, horizon) and is never rewritten except
+to fill in the actual once it is known. It lives beside the raw history, one file per series
+(``<predictions_dir>/<source>/<series>/<coin>-<vs>.parquet``), and is DVC-versioned with it.
+
+Every function here takes and returns frames/dicts; ``read_log`` / ``write_log`` are the only file edges.
+"""
+from __future__ import annotations
+
+import logging
+import math
+import os
+from pathlib import Path
+from typing import Any, Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+from filelock import FileLock
+
+from coincast.io import read_store, write_parquet_atomic
+from coincast.serving import ServedForecaster, hourly_series
+
+logger = logging.getLogger(__name__)
+
+LEVELS = ("80", "95")
+LOG_COLUMNS = [
+    "coin", "origin", "target_time", "horizon", "forecast", "lower_80", "upper_80", "lower_95", "upper_95",
+    "last_price", "model_name", "model_version", "data_version", "made_at", "late", "actual", "scored_at",
+]
+_TIME_COLUMNS = ("origin", "target_time", "made_at", "scored_at")
+
+
+def empty_log() -> pd.DataFrame:
+    out = pd.DataFrame({c: pd.Series(dtype="float64") for c in LOG_COLUMNS})
+    for c in _TIME_COLUMNS:
+        out[c] = pd.Series(dtype="datetime64[ns, UTC]")
+    for c in ("coin", "model_name", "model_version", "data_version"):
+        out[c] = pd.Series(dtype="object")
+    out["horizon"] = pd.Series(dtype="int64")
+    out["late"] = pd.Series(dtype="bool")
+    return out[LOG_COLUMNS]
+
+
+def log_path(predictions_dir: str | os.PathLike, meta: Mapping[str, Any]) -> Path:
+    """The log of the series ``meta`` (extract.json) describes: mirrors the raw history's layout."""
+    return Path(predictions_dir) / meta["source"] / meta["series"] / f"{meta['coin']}-{meta['vs_currency']}.parquet"
+
+
+def read_log(path: str | os.PathLike) -> pd.DataFrame:
+    return read_store(path, empty_log, LOG_COLUMNS, _TIME_COLUMNS, RuntimeError, "prediction log")
+
+
+def log_lock(path: str | os.PathLike, timeout: float = 60) -> FileLock:
+    return FileLock(f"{path}.lock", timeout=timeout)
+
+
+def write_log(log: pd.DataFrame, path: str | os.PathLike) -> None:
+    write_parquet_atomic(log[LOG_COLUMNS].reset_index(drop=True), path)
+
+
+# -- making predictions ---------------------------------------------------------------------------
+def pending_origins(log: pd.DataFrame, y: pd.Series, max_catchup_hours: int) -> list[pd.Timestamp]:
+    """The data hours to predict from: every hour after the last logged origin up to the newest data hour
+    (so a missed tick leaves no hole), at most ``max_catchup_hours`` of them; only the newest on a first run."""
+    last_data = y.index[-1]
+    if log.empty:
+        return [last_data]
+    last_logged = log["origin"].max()
+    if last_data <= last_logged:
+        return []
+    first = max(last_logged + pd.Timedelta(hours=1), last_data - pd.Timedelta(hours=max(max_catchup_hours, 1) - 1))
+    return list(pd.date_range(first, last_data, freq="h"))
+
+
+def predictions_at(
+    served: ServedForecaster,
+    version: Mapping[str, Any],
+    raw: pd.DataFrame,
+    origins: Sequence[pd.Timestamp],
+    horizons: Sequence[int],
+    *,
+    coin: str,
+    data_version: str | None,
+    made_at: pd.Timestamp,
+) -> pd.DataFrame:
+    """Log rows for each origin: the champion's forecast from the data up to that hour (never after it).
+
+    A row made for an origin older than the newest data hour is marked ``late`` (a catch-up after a
+    missed tick): it still used only data up to its origin."""
+    if not origins:
+        return empty_log()
+    y = hourly_series(raw)
+    frames = []
+    newest = y.index[-1]
+    for origin in origins:
+        upto = raw.loc[pd.to_datetime(raw["timestamp"], utc=True) <= origin]
+        fc = served.forecast(upto, list(horizons))
+        fc["origin"] = pd.Timestamp(fc.attrs["origin"])
+        fc["last_price"] = float(y.loc[:origin].iloc[-1])
+        fc["late"] = bool(origin < newest)
+        frames.append(fc)
+    out = pd.concat(frames, ignore_index=True)
+    out["coin"] = coin
+    out["model_name"] = served.name
+    out["model_version"] = str(version.get("version"))
+    out["data_version"] = data_version
+    out["made_at"] = pd.Timestamp(made_at)
+    out["actual"] = np.nan
+    out["scored_at"] = pd.NaT
+    out["scored_at"] = pd.to_datetime(out["scored_at"], utc=True)
+    return out[LOG_COLUMNS]
+
+
+def append(log: pd.DataFrame, new: pd.DataFrame) -> pd.DataFrame:
+    """The log plus ``new`` rows; a (origin, horizon) already logged keeps its first prediction."""
+    if new.empty:
+        return log
+    both = pd.concat([log, new], ignore_index=True) if not log.empty else new.copy()
+    both = both.drop_duplicates(subset=["origin", "horizon"], keep="first")
+    return both.sort_values(["origin", "horizon"]).reset_index(drop=True)
+
+
+def score(log: pd.DataFrame, y: pd.Series, now: pd.Timestamp) -> tuple[pd.DataFrame, int]:
+    """Fill ``actual`` for every unscored row whose target hour is in ``y``; returns (log, rows scored)."""
+    if log.empty:
+        return log, 0
+    out = log.copy()
+    todo = out["actual"].isna() & out["target_time"].isin(y.index)
+    if todo.any():
+        out.loc[todo, "actual"] = out.loc[todo, "target_time"].map(y).to_numpy()
+        out.loc[todo, "scored_at"] = pd.Timestamp(now)
+    return out, int(todo.sum())
+
+
+def observed_prices(raw: pd.DataFrame) -> pd.Series:
+    """Prices actually observed, by hour (no forward fill: a missing hour cannot score a prediction)."""
+    s = pd.Series(pd.to_numeric(raw["price"], errors="coerce").to_numpy(), index=pd.to_datetime(raw["timestamp"], utc=True))
+    return s[~s.index.duplicated(keep="last")].dropna().sort_index()
+
+
+def update_log(
+    log: pd.DataFrame,
+    served: ServedForecaster,
+    version: Mapping[str, Any],
+    raw: pd.DataFrame,
+    *,
+    coin: str,
+    horizons: Sequence[int],
+    data_version: str | None,
+    now: pd.Timestamp,
+    max_catchup_hours: int,
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """One tick's work on the log: predict from every origin not yet logged (catching up missed ticks),
+    append, then score every row whose actual is now known. Returns (log, what happened)."""
+    y = hourly_series(raw)
+    origins = pending_origins(log, y, max_catchup_hours)
+    new = predictions_at(served, version, raw, origins, horizons, coin=coin, data_version=data_version, made_at=now)
+    out = append(log, new)
+    out, scored = score(out, observed_prices(raw), now)
+    summary = {
+        "origins_added": [o.isoformat() for o in origins],
+        "rows_added": int(len(out) - len(log)),
+        "rows_scored": scored,
+        "late": int(new["late"].sum()) if len(new) else 0,
+        "rows": int(len(out)),
+        "model_version": str(version.get("version")),
+        "data_version": data_version,
+    }
+    logger.info("%s: log +%d rows (%d late), %d scored, %d in all", coin, summary["rows_added"], summary["late"],
+                scored, len(out))
+    return out, summary
+
+
+# -- live accuracy --------------------------------------------------------------------------------
+def realized_volatility(y: pd.Series, hours: int) -> float:
+    """Standard deviation of hourly log returns over the last ``hours`` hours (nan if too few)."""
+    r = np.log(y).diff().dropna().iloc[-hours:]
+    return float(r.std()) if len(r) >= 2 else float("nan")
+
+
+def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None) -> dict[str, float]:
+    """n, mae, naive_mae, rel_mae (vs "the price stays at last_price" on the same origins), coverage 80/95."""
+    g = log.loc[(log["horizon"] == horizon) & log["actual"].notna()]
+    if since is not None:
+        g = g.loc[g["target_time"] > since]
+    out: dict[str, float] = {"n": float(len(g))}
+    if g.empty:
+        return out
+    err = (g["actual"] - g["forecast"]).abs()
+    naive = (g["actual"] - g["last_price"]).abs()
+    out["mae"] = float(err.mean())
+    out["naive_mae"] = float(naive.mean())
+    out["rel_mae"] = float(err.sum() / naive.sum()) if naive.sum() > 0 else float("nan")
+    for lv in LEVELS:
+        inside = (g["actual"] >= g[f"lower_{lv}"]) & (g["actual"] <= g[f"upper_{lv}"])
+        out[f"coverage_{lv}"] = float(inside.mean())
+    return out
+
+
+def live_metrics(
+    log: pd.DataFrame, y: pd.Series, now: pd.Timestamp, horizons: Sequence[int], window_hours: int
+) -> dict[str, Any]:
+    """Accuracy of the scored log, all time and over the last ``window_hours``, plus realized volatility."""
+    since = pd.Timestamp(now) - pd.Timedelta(hours=window_hours)
+    out: dict[str, Any] = {
+        "now": pd.Timestamp(now).isoformat(),
+        "window_hours": int(window_hours),
+        "logged": int(len(log)),
+        "scored": int(log["actual"].notna().sum()) if len(log) else 0,
+        "realized_vol_24h": realized_volatility(y, 24),
+        "realized_vol_30d": realized_volatility(y, 24 * 30),
+        "horizons": {},
+    }
+    for h in horizons:
+        out["horizons"][str(h)] = {"all": accuracy(log, h), "window": accuracy(log, h, since)}
+    return out
+
+
+def flat_live_metrics(live: Mapping[str, Any]) -> dict[str, float]:
+    """MLflow metric names: live_rel_mae_1h, live_coverage_80_24h_window, realized_vol_24h, ..."""
+    out: dict[str, float] = {}
+    for key in ("realized_vol_24h", "realized_vol_30d", "logged", "scored"):
+        if key in live:
+            out[f"live_{key}" if key in ("logged", "scored") else key] = float(live[key])
+    for h, parts in live.get("horizons", {}).items():
+        for part, metrics in parts.items():
+            suffix = f"_{h}h" + ("" if part == "all" else "_window")
+            for name, value in metrics.items():
+                out[f"live_{name}{suffix}"] = float(value)
+    return {k: v for k, v in out.items() if isinstance(v, float) and math.isfinite(v)}
+
+
+def summary_table(live: Mapping[str, Any]) -> pd.DataFrame:
+    """Horizon x (all time | window): n, rel_mae, coverage 80/95."""
+    rows = []
+    for h, parts in live.get("horizons", {}).items():
+        for part, m in parts.items():
+            rows.append({"horizon_h": int(h), "span": part, **{k: m.get(k) for k in
+                         ("n", "rel_mae", "mae", "naive_mae", "coverage_80", "coverage_95")}})
+    return pd.DataFrame(rows).set_index(["horizon_h", "span"]) if rows else pd.DataFrame()
+
+
+# -- retraining -----------------------------------------------------------------------------------
+def retrain_decision(
+    champion: Mapping[str, Any] | None,
+    now: pd.Timestamp,
+    y: pd.Series,
+    log: pd.DataFrame,
+    *,
+    every_hours: int,
+    drift_max_rel_mae: float,
+    drift_volatility_ratio: float,
+    drift_window_hours: int,
+    drift_min_scored: int,
+    min_gap_hours: int,
+) -> dict[str, Any]:
+    """Whether to retrain now, and why: no champion; ``every_hours`` since the champion's training data
+    (0 = every build); or drift (live 1 h rel_mae over the window above ``drift_max_rel_mae``, or 24 h
+    realized volatility more than ``drift_volatility_ratio`` times its 30-day level: a calm day is no reason
+    to retrain, a storm is), no sooner
+    than ``min_gap_hours`` after the last training."""
+    now = pd.Timestamp(now)
+    if not champion:
+        return {"due": True, "reason": "no champion yet"}
+    if every_hours <= 0:
+        return {"due": True, "reason": "retrain_every_hours is 0: every build retrains"}
+    trained = champion.get("data_through")
+    if not trained:
+        return {"due": True, "reason": "the champion does not say when it was trained"}
+    age = (now - pd.Timestamp(trained)).total_seconds() / 3600
+    if age >= every_hours:
+        return {"due": True, "reason": f"champion trained {age:.0f} h ago (retrain_every_hours {every_hours})",
+                "age_hours": age}
+    base = {"due": False, "age_hours": age}
+    if age < min_gap_hours:
+        return {**base, "reason": f"champion trained {age:.0f} h ago; next scheduled in {every_hours - age:.0f} h"}
+    window = accuracy(log, 1, now - pd.Timedelta(hours=drift_window_hours)) if len(log) else {"n": 0.0}
+    rel = window.get("rel_mae")
+    if window["n"] >= drift_min_scored and rel is not None and rel > drift_max_rel_mae:
+        return {"due": True, "reason": f"drift: live 1 h rel_mae {rel:.3f} > {drift_max_rel_mae} over the last "
+                                       f"{drift_window_hours} h ({int(window['n'])} scored)", "age_hours": age}
+    v24, v30 = realized_volatility(y, 24), realized_volatility(y, 24 * 30)
+    if v24 > 0 and v30 > 0 and v24 / v30 > drift_volatility_ratio:
+        return {"due": True, "reason": f"drift: 24 h volatility {v24:.4f} is {v24 / v30:.1f}x the 30-day "
+                                       f"{v30:.4f} (limit {drift_volatility_ratio}x)", "age_hours": age}
+    return {**base, "reason": f"not due: champion trained {age:.0f} h ago, no drift"}
+
+
+# -- replay report --------------------------------------------------------------------------------
+def completeness(log: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, horizons: Sequence[int]) -> dict[str, Any]:
+    """Missed hours (no prediction logged for an origin hour in [start, end]) and unscored rows whose
+    actual is known by ``end``."""
+    grid = pd.date_range(pd.Timestamp(start).floor("h"), pd.Timestamp(end).floor("h"), freq="h")
+    out: dict[str, Any] = {"hours": int(len(grid)), "missed": {}, "unscored_known": 0}
+    for h in horizons:
+        have = pd.DatetimeIndex(log.loc[log["horizon"] == h, "origin"])
+        out["missed"][str(h)] = int(len(grid.difference(have)))
+    known = log["target_time"] <= pd.Timestamp(end).floor("h")
+    out["unscored_known"] = int((known & log["actual"].isna()).sum())
+    return out
+
+
+__all__ = [
+    "LOG_COLUMNS", "accuracy", "append", "completeness", "empty_log", "flat_live_metrics", "live_metrics",
+    "log_path", "pending_origins", "predictions_at", "read_log", "retrain_decision", "score", "write_log",
+]

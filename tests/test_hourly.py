@@ -1,0 +1,232 @@
+"""Hourly operation end to end, in real processes: replayed ticks, overlapping ticks, kill -9, a failing
+fetch in the middle of a replay (a real HTTP server on 127.0.0.1), and DVC push / delete / pull."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from cg_server import FakeCoinGecko
+from coincast import live
+from coincast.sources.simulated import simulate_hourly
+from coincast.versioning import file_md5
+from conftest import BIN, MLFLOW_EXPORTS, copy_project, run
+
+pytestmark = pytest.mark.pipeline
+
+T0 = pd.Timestamp("2025-06-01T13:05Z")  # the first tick after env.test.yaml's clock (12:30)
+
+
+def cli(project: Path, *args: str, env: dict | None = None, timeout: int = 1800) -> subprocess.CompletedProcess:
+    return run([str(BIN / "coincast"), *args, "--project", str(project)], cwd=project, env=env, timeout=timeout)
+
+
+def start_tick(project: Path, now: pd.Timestamp, *extra: str) -> subprocess.Popen:
+    return subprocess.Popen([str(BIN / "coincast"), "hourly", "--project", str(project), "--env", "env.test.yaml",
+                             "--now", now.isoformat(), *extra], cwd=project, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, start_new_session=True,
+                            env={k: v for k, v in os.environ.items() if k not in MLFLOW_EXPORTS})
+
+
+def wait_for(predicate, timeout: float = 120, what: str = "condition") -> None:
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def meta(project: Path, coin: str = "bitcoin") -> dict:
+    return json.loads((project / "products" / coin / "extract.json").read_text())
+
+
+def history_file(project: Path, m: dict, folder: str = "data/history-test") -> Path:
+    return project / folder / m["source"] / m["series"] / f"{m['coin']}-{m['vs_currency']}.parquet"
+
+
+def log_of(project: Path, m: dict, folder: str = "data/predictions-test") -> pd.DataFrame:
+    return live.read_log(live.log_path(project / folder, m))
+
+
+def mlflow_client(project: Path) -> MlflowClient:
+    return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")  # no process-wide MLflow state
+
+
+def test_replay_of_48_ticks_logs_and_scores_every_hour(tmp_path: Path):
+    project = copy_project(tmp_path / "p")
+    result = cli(project, "replay", "--env", "env.test.yaml", "--hours", "48", "--start", T0.isoformat(),
+                 "--no-progress")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "missed hours (1 h: 0, 24 h: 0) of 48" in result.stdout and "rel_mae vs naive" in result.stdout
+    report = json.loads(next((project / "logs").glob("replay-*-48h.json")).read_text())
+    assert report["failed_ticks"] == [] and report["ticks"] == 48
+    coin = report["coins"]["bitcoin"]
+    assert coin["completeness"]["missed"] == {"1": 0, "24": 0} and coin["completeness"]["unscored_known"] == 0
+    assert coin["late_rows"] == 0
+
+    m = meta(project)
+    log = log_of(project, m)
+    origins = pd.date_range(T0.floor("h"), periods=48, freq="h")
+    assert list(log.loc[log["horizon"] == 1, "origin"]) == list(origins)
+    assert len(log) == 96 and not log["late"].any()
+    # scored against the actual prices in the raw history, and only once they were known
+    history = pd.read_parquet(history_file(project, m)).set_index("timestamp")["price"]
+    scored = log.loc[log["actual"].notna()]
+    assert len(scored) == 47 + 24  # 1 h: all but the last origin; 24 h: targets up to the last clock
+    assert (scored["actual"] == scored["target_time"].map(history)).all()
+    assert (scored["scored_at"] >= scored["target_time"]).all()
+    assert (log["made_at"] - log["origin"] < pd.Timedelta(hours=1)).all()  # made in the hour of its origin
+    # every tick appended an hour: a new data version per tick, the last one is the file as it is now
+    assert log["data_version"].nunique() == 48
+    assert set(log.loc[log["origin"] == origins[-1], "data_version"]) == {file_md5(history_file(project, m))}
+    acc = report["coins"]["bitcoin"]["accuracy"]["1"]
+    assert acc["n"] == 47 and 0.5 < acc["rel_mae"] < 2 and 0 <= acc["coverage_80"] <= 1
+    # the dashboard's copy and the live summary agree with the log
+    pd.testing.assert_frame_equal(pd.read_parquet(project / "products/bitcoin/predictions.parquet")[live.LOG_COLUMNS],
+                                  log, check_dtype=False)
+    assert json.loads((project / "products/bitcoin/live.json").read_text())["horizons"]["1"]["all"]["n"] == 47
+
+    client = mlflow_client(project)
+    exp = client.get_experiment_by_name("coincast")
+    runs = client.search_runs([exp.experiment_id])
+    training = [r for r in runs if "coincast.live_coin" not in r.data.tags]
+    live_runs = [r for r in runs if r.data.tags.get("coincast.live_coin") == "bitcoin"]
+    # trained at the first tick and again 24 replayed hours later, not every hour
+    assert len(training) == 2, [r.data.tags.get("data_through") for r in training]
+    assert all(r.data.tags.get("data_version") for r in training)
+    assert len(live_runs) == 1
+    history_rel = client.get_metric_history(live_runs[0].info.run_id, "live_rel_mae_1h")
+    assert len(history_rel) == 47  # from the second tick on, one point per tick
+    assert live_runs[0].data.tags["data_version"] == file_md5(history_file(project, m))
+    # the profile is made daily, not hourly
+    assert json.loads((project / "products/bitcoin/profile.json").read_text())["made_for"] == "2025-06-02T13:05:00+00:00"
+
+
+def test_a_failing_fetch_in_the_middle_of_a_replay_is_caught_up(tmp_path: Path):
+    project = copy_project(tmp_path / "p")
+    now = pd.Timestamp("2023-06-01T12:05Z")
+    series = simulate_hourly("bitcoin", 24 * 160)
+    with FakeCoinGecko({"bitcoin": series}, now=now) as cg:
+        env = {"COINGECKO_BASE_URL": cg.url, "COINGECKO_API_KEY": "", "COINGECKO_API_PLAN": "demo"}
+        common = ["--env", "env.test.yaml", "--source", "coingecko", "--no-progress"]
+        first = cli(project, "replay", *common, "--hours", "3", "--start", now.isoformat(), env=env)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        m = meta(project)
+        forecast_before = (project / "products/bitcoin/forecast.parquet").read_bytes()
+        history_before = history_file(project, m).read_bytes()
+
+        cg.down = 503
+        failed = cli(project, "hourly", "--env", "env.test.yaml", "--source", "coingecko",
+                     "--now", (now + pd.Timedelta(hours=3)).isoformat(), env=env)
+        cg.down = None
+        assert failed.returncode == 1
+        assert "FAILED" in failed.stderr and "503" in failed.stderr, failed.stderr[-2000:]
+        assert "503" in (project / "logs/hourly.log").read_text()
+        # the last good forecast, products and history are intact
+        assert (project / "products/bitcoin/forecast.parquet").read_bytes() == forecast_before
+        assert history_file(project, m).read_bytes() == history_before
+
+        after = cli(project, "replay", *common, "--hours", "3", "--start", (now + pd.Timedelta(hours=4)).isoformat(),
+                    env=env)
+        assert after.returncode == 0, after.stdout[-3000:] + after.stderr[-3000:]
+    log = log_of(project, m)
+    hours = pd.date_range(now.floor("h"), periods=7, freq="h")
+    assert list(log.loc[log["horizon"] == 1, "origin"]) == list(hours)  # no hole in the log
+    late = log.loc[log["late"]]
+    assert list(late["origin"].unique()) == [hours[3]] and len(late) == 2
+    history = pd.read_parquet(history_file(project, m))
+    grid = pd.date_range(history["timestamp"].min(), history["timestamp"].max(), freq="h")
+    assert len(grid) == len(history) and history["timestamp"].max() == hours[-1]  # no hole in the history
+    truth = series.assign(timestamp=series["timestamp"].dt.floor("h")).set_index("timestamp")["price"]
+    assert (history.set_index("timestamp")["price"].loc[hours] == truth.loc[hours]).all()
+    scored = log.loc[log["actual"].notna()]
+    assert len(scored) == 6 and (scored["actual"] == scored["target_time"].map(truth)).all()
+
+
+def test_overlapping_ticks_and_recovery_after_kill_9(tmp_path: Path):
+    project = copy_project(tmp_path / "p")
+    first = start_tick(project, T0)
+    logfile = project / "logs/hourly.log"
+    wait_for(lambda: logfile.exists() and "started" in logfile.read_text(), what="the first tick to start")
+    second = cli(project, "hourly", "--env", "env.test.yaml", "--now", T0.isoformat())
+    assert second.returncode == 75, second.stderr
+    assert "already running" in second.stderr
+    out, err = first.communicate(timeout=600)
+    assert first.returncode == 0, out[-2000:] + err[-2000:]
+    assert logfile.read_text().count("started") == 1  # the overlapping tick touched nothing, not even the log
+
+    m = meta(project)
+    history_rows = len(pd.read_parquet(history_file(project, m)))
+    log_rows = len(log_of(project, m))
+    victim = start_tick(project, T0 + pd.Timedelta(hours=1))
+    wait_for(lambda: logfile.read_text().count("started") == 2, what="the second tick to start")
+    time.sleep(1.5)
+    os.killpg(victim.pid, signal.SIGKILL)
+    victim.wait(timeout=30)
+    assert victim.returncode == -signal.SIGKILL
+    # whatever the moment, what is stored is whole: readable, and nothing lost
+    assert len(pd.read_parquet(history_file(project, m))) >= history_rows
+    assert len(log_of(project, m)) >= log_rows
+
+    for hours in (1, 2):  # the lock died with the process; the next ticks recover and catch up
+        again = cli(project, "hourly", "--env", "env.test.yaml", "--now", (T0 + pd.Timedelta(hours=hours)).isoformat())
+        assert again.returncode == 0, again.stdout[-2000:] + again.stderr[-2000:]
+    log = log_of(project, m)
+    assert list(log.loc[log["horizon"] == 1, "origin"]) == list(pd.date_range(T0.floor("h"), periods=3, freq="h"))
+    assert log["actual"].notna().sum() == 2
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is needed for DVC's default (git) mode")
+def test_dvc_versions_the_data_and_round_trips_through_the_remote(tmp_path: Path):
+    project = copy_project(tmp_path / "p")
+    # the test variant, but with the data where dvc.yaml expects it
+    small = [line for line in (project / "env.test.yaml").read_text().splitlines() if "_dir" not in line]
+    (project / "env.small.yaml").write_text("\n".join(small) + "\n")
+    shutil.copytree(Path(__file__).resolve().parents[1] / "src" / "coincast", project / "src" / "coincast",
+                    ignore=shutil.ignore_patterns("__pycache__"))
+    dvc = str(BIN / "dvc")  # (src/coincast above: a dependency of dvc.yaml's stage)
+    env = {"PATH": f"{BIN}:{os.environ['PATH']}", "COINCAST_ENV": "env.small.yaml,env.cron.yaml"}
+    for cmd in (["git", "init", "-q"], [dvc, "init", "-q"], [dvc, "remote", "add", "-d", "local", str(tmp_path / "remote")]):
+        done = run(cmd, cwd=project, env=env)
+        assert done.returncode == 0, done.stderr
+
+    repro = run([dvc, "repro", "build@simulated"], cwd=project, env=env)
+    assert repro.returncode == 0, repro.stdout[-3000:] + repro.stderr[-3000:]
+    tick = cli(project, "hourly", "--env", "env.small.yaml", "--now", T0.isoformat(), env=env)
+    assert tick.returncode == 0, tick.stdout[-3000:] + tick.stderr[-3000:]
+    assert "committed and pushed" in tick.stdout
+
+    m = meta(project)
+    hist = history_file(project, m, "data/history")
+    version = m["data_version"]
+    assert version == file_md5(hist)
+    # the version is DVC's own hash: the committed directory manifest lists the file under it
+    lock = (project / "dvc.lock").read_text()
+    out_md5 = lock.split("path: data/history/simulated")[1].split("md5: ")[1].split()[0]
+    manifest = json.loads((project / ".dvc/cache/files/md5" / out_md5[:2] / out_md5[2:]).read_text())
+    assert {"md5": version, "relpath": f"{m['series']}/bitcoin-usd.parquet"}.items() <= next(
+        e for e in manifest if e["relpath"].endswith("bitcoin-usd.parquet")).items()
+    log = log_of(project, m, "data/predictions")
+    assert log.iloc[-1]["data_version"] == version
+    client = mlflow_client(project)
+    runs = client.search_runs([client.get_experiment_by_name("coincast").experiment_id])
+    assert {r.data.tags.get("data_version") for r in runs if "coincast.live_coin" not in r.data.tags} <= set(
+        log["data_version"]) | {None} and any(r.data.tags.get("data_version") for r in runs)
+
+    saved = {p: p.read_bytes() for p in (project / "data").rglob("*.parquet")}
+    shutil.rmtree(project / "data")
+    shutil.rmtree(project / ".dvc" / "cache")
+    pulled = run([dvc, "pull", "build@simulated"], cwd=project, env=env)
+    assert pulled.returncode == 0, pulled.stderr
+    assert {p: p.read_bytes() for p in (project / "data").rglob("*.parquet")} == saved
+    status = run([dvc, "status", "build@simulated"], cwd=project, env=env)
+    assert status.returncode == 0 and "changed outs" not in status.stdout, status.stdout

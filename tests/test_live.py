@@ -1,0 +1,197 @@
+"""The prediction log, scoring, live accuracy, the retraining decision and the cron line: in-memory data."""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coincast import cron, live
+from coincast.calibration import LEVELS, level_key
+from coincast.models import make_model
+from coincast.profiling import profile_due
+from coincast.serving import ServedForecaster
+from conftest import hourly_frame
+
+QUANTILES = {h: {level_key(lv): 1.0 + 0.5 * i for i, lv in enumerate(LEVELS)} for h in (1, 24)}
+
+
+def served(kind: str = "drift", **kw) -> ServedForecaster:
+    return ServedForecaster(model=make_model({"kind": kind, **kw}), quantiles=QUANTILES)
+
+
+def make_log(raw: pd.DataFrame, upto_hours: int, origins_back: int, now: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Log rows for the last ``origins_back`` origins of ``raw[:upto_hours]``."""
+    part = raw.iloc[:upto_hours]
+    last = part["timestamp"].iloc[-1]
+    origins = list(pd.date_range(last - pd.Timedelta(hours=origins_back - 1), last, freq="h"))
+    return live.predictions_at(served(), {"version": "3"}, part, origins, [1, 24], coin="bitcoin",
+                               data_version="abc", made_at=now or last)
+
+
+def test_first_run_logs_only_the_newest_origin_then_catches_up_missed_hours():
+    raw = hourly_frame(300)
+    y = raw.set_index("timestamp")["price"]
+    assert live.pending_origins(live.empty_log(), y, 168) == [y.index[-1]]
+    log = make_log(raw, 250, 1)
+    pending = live.pending_origins(log, y, 168)
+    assert pending == list(pd.date_range(y.index[249] + pd.Timedelta(hours=1), y.index[-1], freq="h"))
+    assert len(live.pending_origins(log, y, 10)) == 10  # the cap keeps the newest hours
+    assert live.pending_origins(live.append(log, make_log(raw, 300, 50)), y, 168) == []
+
+
+def test_predictions_use_no_data_after_their_origin():
+    raw = hourly_frame(300)
+    origin = raw["timestamp"].iloc[200]
+    full = live.predictions_at(served(), {"version": "1"}, raw, [origin], [1, 24], coin="c", data_version=None,
+                               made_at=raw["timestamp"].iloc[-1])
+    cut = live.predictions_at(served(), {"version": "1"}, raw.iloc[:201], [origin], [1, 24], coin="c",
+                              data_version=None, made_at=raw["timestamp"].iloc[-1])
+    pd.testing.assert_series_equal(full["forecast"], cut["forecast"])
+    assert full["late"].all() and not cut["late"].any()
+    assert (full["last_price"] == raw["price"].iloc[200]).all()
+    assert list(full["target_time"]) == [origin + pd.Timedelta(hours=1), origin + pd.Timedelta(hours=24)]
+    assert list(full.columns) == live.LOG_COLUMNS
+
+
+def test_a_logged_prediction_is_never_replaced():
+    raw = hourly_frame(300)
+    first = make_log(raw, 250, 3)
+    again = live.predictions_at(served("naive"), {"version": "9"}, raw.iloc[:250], list(first["origin"].unique()),
+                                [1, 24], coin="bitcoin", data_version="zzz", made_at=raw["timestamp"].iloc[260])
+    merged = live.append(first, again)
+    assert len(merged) == 6 and set(merged["model_version"]) == {"3"} and set(merged["data_version"]) == {"abc"}
+
+
+def test_scoring_uses_observed_prices_only():
+    raw = hourly_frame(300)
+    log = make_log(raw, 250, 30)
+    known = raw.iloc[:260].drop(index=[251])  # hour 251 was never observed
+    scored, n = live.score(log, live.observed_prices(known), pd.Timestamp("2030-01-01", tz="UTC"))
+    prices = raw.set_index("timestamp")["price"]
+    done = scored.loc[scored["actual"].notna()]
+    assert n == len(done) > 0
+    np.testing.assert_allclose(done["actual"], done["target_time"].map(prices))
+    assert raw["timestamp"].iloc[251] not in set(done["target_time"])
+    assert (scored.loc[scored["target_time"] > raw["timestamp"].iloc[259], "actual"].isna()).all()
+    rescored, again = live.score(scored, live.observed_prices(known), pd.Timestamp("2031-01-01", tz="UTC"))
+    assert again == 0 and rescored["scored_at"].equals(scored["scored_at"])
+
+
+def test_accuracy_is_relative_to_naive_on_the_same_rows():
+    t = pd.date_range("2024-01-01", periods=4, freq="h", tz="UTC")
+    log = pd.DataFrame({"horizon": 1, "target_time": t, "forecast": [101.0, 99.0, 100.0, 100.0],
+                        "last_price": [100.0] * 4, "actual": [102.0, 98.0, 100.5, np.nan],
+                        "lower_80": 99.5, "upper_80": 100.6, "lower_95": 97.0, "upper_95": 103.0})
+    acc = live.accuracy(log, 1)
+    assert acc["n"] == 3
+    assert acc["rel_mae"] == pytest.approx((1 + 1 + 0.5) / (2 + 2 + 0.5))
+    assert acc["coverage_80"] == pytest.approx(1 / 3) and acc["coverage_95"] == 1.0
+    assert live.accuracy(log, 24) == {"n": 0.0}
+
+
+def test_completeness_finds_missed_hours_and_unscored_rows():
+    raw = hourly_frame(300)
+    log = live.append(make_log(raw, 250, 10), make_log(raw, 240, 5))
+    log = log.loc[log["origin"] != raw["timestamp"].iloc[245]]
+    start, end = raw["timestamp"].iloc[235], raw["timestamp"].iloc[249]
+    out = live.completeness(log, start, end, [1, 24])
+    assert out["hours"] == 15 and out["missed"] == {"1": 1, "24": 1}
+    assert out["unscored_known"] == int((log["target_time"] <= end).sum())
+
+
+def champion(data_through: str) -> dict:
+    return {"version": "2", "data_through": data_through}
+
+
+KNOBS = dict(every_hours=24, drift_max_rel_mae=1.1, drift_volatility_ratio=2.5, drift_window_hours=72,
+             drift_min_scored=3, min_gap_hours=6)
+
+
+def test_retraining_is_due_on_schedule_not_every_hour():
+    y = hourly_frame(24 * 40).set_index("timestamp")["price"]
+    now = y.index[-1]
+    empty = live.empty_log()
+    assert live.retrain_decision(None, now, y, empty, **KNOBS)["due"]
+    assert live.retrain_decision(champion(str(now - pd.Timedelta(hours=24))), now, y, empty, **KNOBS)["due"]
+    quiet = live.retrain_decision(champion(str(now - pd.Timedelta(hours=23))), now, y, empty, **KNOBS)
+    assert not quiet["due"] and "not due" in quiet["reason"]
+    assert live.retrain_decision(champion(str(now)), now, y, empty, **{**KNOBS, "every_hours": 0})["due"]
+
+
+def test_drift_in_live_accuracy_or_volatility_triggers_retraining():
+    frame = hourly_frame(24 * 40)
+    y = frame.set_index("timestamp")["price"]
+    now = y.index[-1]
+    t = pd.date_range(now - pd.Timedelta(hours=9), now, freq="h")
+    bad = pd.DataFrame({"horizon": 1, "origin": t - pd.Timedelta(hours=1), "target_time": t, "forecast": 110.0,
+                        "last_price": 100.0, "actual": 101.0, "lower_80": 0.0, "upper_80": 1.0, "lower_95": 0.0,
+                        "upper_95": 1.0})
+    drift = live.retrain_decision(champion(str(now - pd.Timedelta(hours=10))), now, y, bad, **KNOBS)
+    assert drift["due"] and "rel_mae" in drift["reason"]
+    too_soon = live.retrain_decision(champion(str(now - pd.Timedelta(hours=2))), now, y, bad, **KNOBS)
+    assert not too_soon["due"]
+    wild = frame.copy()
+    last_day = wild.index[-24:]
+    wild.loc[last_day, "price"] = wild.loc[last_day, "price"] * np.exp(np.resize([0.06, -0.06], 24))
+    yw = wild.set_index("timestamp")["price"]
+    vol = live.retrain_decision(champion(str(now - pd.Timedelta(hours=10))), now, yw, live.empty_log(), **KNOBS)
+    assert vol["due"] and "volatility" in vol["reason"]
+    calm = frame.copy()
+    calm.loc[last_day, "price"] = calm.loc[last_day[0], "price"] * np.exp(np.resize([0.0001, -0.0001], 24))
+    yc = calm.set_index("timestamp")["price"]
+    assert not live.retrain_decision(champion(str(now - pd.Timedelta(hours=10))), now, yc, live.empty_log(), **KNOBS)["due"]
+
+
+def test_live_metrics_flatten_to_finite_mlflow_metrics():
+    raw = hourly_frame(300)
+    log, _ = live.score(make_log(raw, 250, 40), live.observed_prices(raw), raw["timestamp"].iloc[-1])
+    metrics = live.live_metrics(log, raw.set_index("timestamp")["price"], raw["timestamp"].iloc[-1], [1, 24], 100)
+    flat = live.flat_live_metrics(metrics)
+    assert {"live_rel_mae_1h", "live_coverage_80_24h", "live_rel_mae_1h_window", "realized_vol_24h"} <= set(flat)
+    assert all(np.isfinite(v) for v in flat.values())
+    assert json.loads(json.dumps(metrics, default=str))["horizons"]["1"]["all"]["n"] == 40
+
+
+def test_profile_due_follows_its_own_last_report(tmp_path):
+    product = {"report": tmp_path / "profile.html", "meta": tmp_path / "profile.json"}
+    assert profile_due(product, "2025-01-01T10:00Z", 24)["due"]
+    product["report"].write_text("<html>")
+    product["meta"].write_text(json.dumps({"made_for": "2025-01-01T10:00:00+00:00"}))
+    assert not profile_due(product, "2025-01-02T09:00Z", 24)["due"]
+    assert profile_due(product, "2025-01-02T10:00Z", 24)["due"]
+    assert profile_due(product, "2025-01-01T10:00Z", 0)["due"]
+
+
+def test_cron_line_is_tagged_and_install_is_idempotent(tmp_path):
+    other = "0 3 * * * /usr/bin/backup  # someone else's\n"
+    line = cron.cron_line(tmp_path, 7)
+    assert line.startswith("7 * * * * cd ") and "make -s hourly" in line and "logs/cron.log" in line
+    once = cron.with_line(other, tmp_path, line)
+    twice = cron.with_line(once, tmp_path, cron.cron_line(tmp_path, 9))
+    assert once.count(cron.tag_for(tmp_path)) == 1 and twice.count(cron.tag_for(tmp_path)) == 1
+    assert twice.startswith(other) and "9 * * * *" in twice
+    assert cron.without_line(twice, tmp_path) == other
+    with pytest.raises(ValueError, match="minute"):
+        cron.cron_line(tmp_path, 60)
+
+
+@pytest.mark.skipif(shutil.which("crontab") is None, reason="crontab not installed (Debian package cron)")
+def test_cron_install_and_remove_with_the_real_crontab(tmp_path):
+    saved = subprocess.run(["crontab", "-l"], capture_output=True, text=True)
+    try:
+        subprocess.run(["crontab", "-"], input="0 3 * * * true  # keep me\n", text=True, check=True)
+        cron.install(tmp_path, 5)
+        cron.install(tmp_path, 5)
+        text = cron.read_crontab()
+        assert text.count(cron.tag_for(tmp_path)) == 1 and "# keep me" in text
+        assert cron.remove(tmp_path) and not cron.remove(tmp_path)
+        assert cron.read_crontab() == "0 3 * * * true  # keep me\n"
+    finally:
+        if saved.returncode == 0:
+            subprocess.run(["crontab", "-"], input=saved.stdout, text=True, check=True)
+        else:
+            subprocess.run(["crontab", "-r"], capture_output=True)
