@@ -23,3 +23,24 @@ def test_tiny_accuracy_benchmark(tmp_path):
         assert row["rel_mae_1h"] > 0
     md = (tmp_path / "accuracy.md").read_text()
     assert "Out of sample" in md and res["machine"]["cores"] >= 1 and "## Targets" in md
+
+
+def test_quick_speed_benchmark(tmp_path):
+    """`make bench-quick`: every measurement once on small data; the results have every figure, and the plain
+    script reproduces the pipeline's forecast (so the limit it sets is for the same computation)."""
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "speed.py"), "--quick", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=2400)
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    res = json.loads((tmp_path / "speed-quick.json").read_text())
+    r = res["results"]
+    for key in ("build_papermill", "build_engine", "build_plain", "noop_coincast_build", "noop_ploomber_build",
+                "tick_coincast", "tick_plain", "profile", "backtest", "imports_tick_coincast", "imports_tick_plain"):
+        assert r[key]["seconds"]["median"] > 0 and r[key]["peak_mb"]["median"] > 50, key
+    assert r["noop_ploomber_build"]["tasks_run"] == 0  # a no-op really ran nothing
+    assert r["plain_forecast_max_rel_diff"] < 1e-6  # the limit is measured on the same computation
+    assert r["backtest"]["origins"]["median"] == 5 * 24
+    assert set(r["growth"]["coins"]) == {"1", "2"} and set(r["growth"]["days"]) == {"30"}
+    assert res["ratios"]["tick_ratio"] > 0 and res["machine"]["cores"] >= 1
+    assert "first_render_seconds" in r["dashboard"] or "skipped" in r["dashboard"]
+    md = (tmp_path / "speed-quick.md").read_text()
+    assert "plain script (the limit)" in md and "| ratio |" in md

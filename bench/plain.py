@@ -1,0 +1,148 @@
+"""The plain-script limit: the pipeline's computation for one coin as one ordinary Python process.
+
+No Ploomber, no notebooks, no papermill: the cells of notebooks/01..07 concatenated, calling the same
+`coincast` functions with the same parameters and writing the same data files (executed notebooks aside)
+under ``--products``. `bench/speed.py` times this against `coincast build` / `coincast hourly` on the same
+data to report how far the notebook pipeline is from the limit.
+
+    python bench/plain.py --project P --products P/plain --now 2025-06-01T13:05Z [--env env.cron.yaml ...]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
+                     "YDATA_PROFILING_NO_ANALYTICS": "True"}.items():
+    os.environ.setdefault(_key, _value)
+
+
+def run(env: dict, coin: str, out: Path) -> dict[str, float]:
+    """One coin, every stage; returns seconds per stage."""
+    from coincast import figures, io, live, registry, training
+    from coincast.backtest import BacktestSettings, backtest
+    from coincast.extract import extract
+    from coincast.features import transform_data
+    from coincast.forecast import make_forecast
+    from coincast.profiling import profile_due, profile_html
+    from coincast.serving import hourly_series
+    from coincast.validation import enforce, validate_data
+
+    out.mkdir(parents=True, exist_ok=True)
+    p = {name: out / name for name in ("raw.parquet", "extract.json", "validation.json", "features.parquet",
+                                       "profile.html", "profile.json", "backtest.json", "backtest_forecasts.parquet",
+                                       "backtest.html", "registry.json", "forecast.parquet", "live.json",
+                                       "predictions.parquet")}
+    seconds: dict[str, float] = {}
+    t = time.perf_counter()
+
+    def lap(name: str) -> None:
+        nonlocal t
+        now = time.perf_counter()
+        seconds[name] = now - t
+        t = now
+
+    result = extract(coin, env["days"], env["source"], vs_currency=env["vs_currency"],
+                     replay_file=env["replay_file"], replay_now=env["replay_now"],
+                     history_dir=env["history_dir"], seed=env["seed"])
+    meta = result.summary()
+    io.write_parquet_atomic(result.data, p["raw.parquet"])
+    io.write_json_atomic(meta, p["extract.json"])
+    raw = result.data
+    lap("extract")
+
+    report = validate_data(raw, fail_on_error=False, now=meta["now"], coin=coin,
+                           null_threshold=env["null_threshold"], min_rows=env["min_rows"],
+                           max_missing_fraction=env["max_missing_fraction"], max_gap_hours=env["max_gap_hours"],
+                           max_staleness_hours=env["max_staleness_hours"],
+                           max_abs_log_return=env["max_abs_log_return"])
+    io.write_json_atomic(report, p["validation.json"])
+    enforce(report)
+    lap("validate")
+
+    features = transform_data(raw, lags=env["lags"], windows=env["rolling_windows"],
+                              target_horizon=env["target_horizon"])
+    io.write_parquet_atomic(features, p["features.parquet"])
+    lap("features")
+
+    product = {"report": p["profile.html"], "meta": p["profile.json"]}
+    if profile_due(product, meta["now"], env["profile_every_hours"])["due"]:
+        html = profile_html(features, title=f"coincast · {coin} features", minimal=env["profile_minimal"])
+        io.write_text_atomic(html, p["profile.html"])
+        io.write_json_atomic({"data_through": meta["last"], "made_for": meta["now"], "rows": len(features)},
+                             p["profile.json"])
+    lap("profile")
+
+    y = hourly_series(raw)
+    settings = BacktestSettings(backtest_days=env["backtest_days"], calibration_days=env["calibration_days"],
+                                horizons=tuple(env["horizons"]), refit_every_hours=env["refit_every_hours"],
+                                n_jobs=env["n_jobs"], calibration_window_days=env["calibration_window_days"])
+    log_path = live.log_path(env["predictions_dir"], meta)
+    schedule = {k: env[k] for k in ("retrain_every_hours", "drift_max_rel_mae", "drift_volatility_ratio",
+                                    "drift_window_hours", "drift_min_scored", "min_retrain_gap_hours")}
+    train_products = {k: p[k] for k in ("backtest.json", "backtest_forecasts.parquet", "backtest.html",
+                                        "registry.json")}
+    decision = training.decide_retrain(meta, y, live.read_log(log_path), train_products, env["project_root"],
+                                       schedule)
+    if decision["due"]:
+        bt = backtest(y, env["models"], settings)
+        report = training.backtest_report(bt, meta)
+        io.write_json_atomic(report, p["backtest.json"])
+        io.write_parquet_atomic(bt.forecasts, p["backtest_forecasts.parquet"])
+        io.write_text_atomic(figures.backtest_html(bt, f"coincast · {coin} backtest"), p["backtest.html"])
+        promotion = training.register_champion(
+            coin, y, bt, report, env["project_root"],
+            params={"models": env["models"], **report["settings"], "coin": coin, "source": meta["source"]},
+            artifacts=[p["backtest.json"], p["backtest.html"], p["validation.json"], p["profile.html"]])
+        io.write_json_atomic({**promotion, "trained": decision}, p["registry.json"])
+    lap("train")
+
+    registry.configure(env["project_root"])
+    served, version = registry.load_champion(coin)
+    forecast = make_forecast(served, {**version, "coin": coin}, raw, hours=env["forecast_hours"])
+    io.write_parquet_atomic(forecast, p["forecast.parquet"])
+    lap("forecast")
+
+    served, version = registry.load_champion(coin)
+    with live.log_lock(log_path):
+        log, summary = live.update_log(live.read_log(log_path), served, version, raw, coin=coin,
+                                       horizons=env["log_horizons"], data_version=meta.get("data_version"),
+                                       now=meta["now"], max_catchup_hours=env["max_catchup_hours"])
+        live.write_log(log, log_path)
+    metrics = live.live_metrics(log, y, meta["now"], env["log_horizons"], env["live_window_hours"])
+    registry.log_live(coin, live.flat_live_metrics(metrics), meta["now"],
+                      {"model_version": version["version"], "data_version": meta.get("data_version")})
+    io.write_json_atomic({**metrics, "tick": summary}, p["live.json"])
+    io.write_parquet_atomic(log, p["predictions.parquet"])
+    lap("monitor")
+    return seconds
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--project", required=True, type=Path)
+    parser.add_argument("--products", required=True, type=Path, help="where this script writes its data files")
+    parser.add_argument("--env", action="append", default=[], help="variant files (as coincast --env)")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
+    parser.add_argument("--now", help="the clock (replay_now)")
+    args = parser.parse_args(argv)
+    from coincast.config import load_env, parse_value, resolve_root
+
+    project = args.project.resolve()
+    overrides = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
+    if args.now:
+        overrides["replay_now"] = args.now
+    env = resolve_root(load_env(project / "env.yaml", [project / e for e in args.env], overrides), project)
+    total = {}
+    for coin in env["coins"]:
+        total[coin] = run(env, coin, args.products / coin)
+    for coin, seconds in total.items():
+        print(coin, " ".join(f"{k}={v:.2f}" for k, v in seconds.items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

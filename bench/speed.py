@@ -1,0 +1,452 @@
+"""`make bench`: how fast coincast is, how far from the plain-script limit, and how the cost grows.
+
+Every figure is measured in this one run, side by side, each in a fresh process (so imports count, as they do
+for cron): the median of ``--reps`` runs with min and max, and the peak resident memory of the process tree
+(``ru_maxrss`` from ``wait4``). Results go to bench/results/speed.{json,md} with a description of the machine.
+
+    python bench/speed.py                 # the full suite (~30 min on 2 cores)
+    python bench/speed.py --quick         # one repetition on small data (CI: keeps it working; no timing claims)
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any, Callable
+
+ROOT = Path(__file__).resolve().parents[1]
+BIN = Path(sys.executable).parent
+PROJECT_FILES = ["pipeline.yaml", "env.yaml", "env.test.yaml", "env.cron.yaml", "notebooks"]
+T0 = "2025-06-01T12:05:00Z"
+ENV = {**os.environ, "PLOOMBER_STATS_ENABLED": "false", "PLOOMBER_VERSION_CHECK_DISABLED": "true",
+       "MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1", "YDATA_PROFILING_NO_ANALYTICS": "True"}
+ENV.pop("MLFLOW_TRACKING_URI", None)
+ENV.pop("COINCAST_ENV", None)
+CHROMIUM = Path("/usr/bin/chromium")
+
+
+# -- measuring ---------------------------------------------------------------------------------------
+def measure(cmd: list[str], cwd: Path, timeout: float = 3600) -> dict[str, Any]:
+    """Run ``cmd``; wall seconds, peak RSS (MB) of its process tree, exit code, output."""
+    out = tempfile.TemporaryFile(mode="w+")
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = start + timeout
+    while True:
+        pid, status, usage = os.wait4(proc.pid, os.WNOHANG)
+        if pid:
+            break
+        if time.perf_counter() > deadline:
+            os.killpg(proc.pid, signal.SIGKILL)
+            raise TimeoutError(f"{cmd} took longer than {timeout} s")
+        time.sleep(0.02)
+    seconds = time.perf_counter() - start
+    proc.returncode = os.waitstatus_to_exitcode(status)
+    out.seek(0)
+    text = out.read()
+    if proc.returncode != 0:
+        raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{text[-3000:]}")
+    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "output": text}
+
+
+def summary(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 3), "min": round(min(values), 3),
+            "max": round(max(values), 3), "n": len(values)}
+
+
+def repeat(reps: int, once: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
+    runs = [once(i) for i in range(reps)]
+    out = {"seconds": summary([r["seconds"] for r in runs]), "peak_mb": summary([r["peak_mb"] for r in runs])}
+    for key in runs[0]:
+        if key not in ("seconds", "peak_mb", "output") and isinstance(runs[0][key], (int, float)):
+            out[key] = summary([r[key] for r in runs])
+    return out
+
+
+def task_seconds(output: str) -> dict[str, float]:
+    """Ploomber's build report (name / Ran? / Elapsed (s)) -> {task: seconds}."""
+    found = {}
+    for m in re.finditer(r"^(\w+)\s+(True|False)\s+([\d.]+)", output, re.M):
+        found[m.group(1)] = float(m.group(3))
+    return found
+
+
+# -- the project under test ----------------------------------------------------------------------------
+class Bench:
+    def __init__(self, work: Path, quick: bool):
+        self.work = work
+        self.quick = quick
+        self.n = 0
+
+    def project(self, variant: dict[str, Any] | None = None) -> Path:
+        """A fresh copy of the project (no data, no products, no MLflow) with a bench variant file."""
+        self.n += 1
+        dest = self.work / f"p{self.n:03d}"
+        dest.mkdir(parents=True)
+        for name in PROJECT_FILES:
+            src = ROOT / name
+            (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
+        base = {"source": "simulated", "coins": ["bitcoin"], "replay_now": T0, "dvc_snapshot": False}
+        if self.quick:
+            base.update({"days": 30, "backtest_days": 5, "calibration_days": 3})
+        import yaml
+
+        (dest / "env.bench.yaml").write_text(yaml.safe_dump({**base, **(variant or {})}))
+        return dest
+
+    def coincast(self, project: Path, *args: str, cron: bool = False) -> list[str]:
+        envs = ["--env", "env.cron.yaml"] if cron else []
+        return [str(BIN / "coincast"), *args, "--project", str(project), *envs, "--env", "env.bench.yaml"]
+
+    def plain(self, project: Path, now: str, cron: bool = False) -> list[str]:
+        envs = ["--env", "env.cron.yaml"] if cron else []
+        return [str(BIN / "python"), str(ROOT / "bench" / "plain.py"), "--project", str(project), "--products",
+                str(project / "plain-products"), *envs, "--env", "env.bench.yaml", "--now", now]
+
+
+def hours_after(t: str, h: int) -> str:
+    import pandas as pd
+
+    return (pd.Timestamp(t) + pd.Timedelta(hours=h)).isoformat()
+
+
+# -- the measurements ---------------------------------------------------------------------------------------
+def cold_builds(b: Bench, reps: int) -> tuple[dict[str, Any], Path]:
+    results: dict[str, Any] = {}
+    built: Path | None = None
+
+    def papermill(i: int) -> dict[str, Any]:
+        nonlocal built
+        p = b.project()
+        r = measure(b.coincast(p, "build"), p)
+        built = p
+        return {**r, **{f"task_{k}": v for k, v in task_seconds(r["output"]).items()}}
+
+    results["build_papermill"] = repeat(reps, papermill)
+
+    def engine(i: int) -> dict[str, Any]:
+        p = b.project({"notebook_executor": "ploomber-engine", "executed_format": "ipynb"})
+        r = measure(b.coincast(p, "build"), p)
+        return {**r, **{f"task_{k}": v for k, v in task_seconds(r["output"]).items()}}
+
+    results["build_engine"] = repeat(reps, engine)
+    results["build_plain"] = repeat(reps, lambda i: measure(b.plain(b.project(), T0), ROOT))
+    assert built is not None
+    return results, built
+
+
+def noop_builds(b: Bench, built: Path, reps: int) -> dict[str, Any]:
+    out = {"noop_coincast_build": repeat(reps, lambda i: measure(b.coincast(built, "build"), built))}
+    # plain Ploomber: build once, then the same command again is the no-op
+    p = b.project()
+    flags = ["--env--source", "simulated", "--env--replay_now", T0]
+    if b.quick:
+        flags += ["--env--days", "30", "--env--backtest_days", "5", "--env--calibration_days", "3"]
+    cmd = [str(BIN / "ploomber"), "build", "--entry-point", "pipeline.yaml", *flags]
+    measure(cmd, p)
+    runs = []
+
+    def once(i: int) -> dict[str, Any]:
+        r = measure(cmd, p)
+        runs.append(task_seconds(r["output"]))
+        return r
+
+    out["noop_ploomber_build"] = repeat(reps, once)
+    out["noop_ploomber_build"]["tasks_run"] = sum(1 for r in runs for v in r.values() if v > 0)
+    return out
+
+
+def ticks(b: Bench, reps: int) -> dict[str, Any]:
+    """Light ticks (no retraining due) as cron runs them, against the plain script doing the same, each
+    from the same state: a build at T0 and one tick an hour later."""
+    engine = {"notebook_executor": "ploomber-engine", "executed_format": "ipynb"}
+    notebook, plain = b.project(engine), b.project()
+    measure(b.coincast(notebook, "build"), notebook)
+    measure(b.plain(plain, T0), ROOT)
+    measure(b.coincast(notebook, "hourly", cron=True) + ["--now", hours_after(T0, 1)], notebook)
+    measure(b.plain(plain, hours_after(T0, 1), cron=True), ROOT)
+    out = {
+        "tick_coincast": repeat(reps, lambda i: measure(
+            b.coincast(notebook, "hourly", cron=True) + ["--now", hours_after(T0, 2 + i)], notebook)),
+        "tick_plain": repeat(reps, lambda i: measure(b.plain(plain, hours_after(T0, 2 + i), cron=True), ROOT)),
+    }
+    import pandas as pd
+
+    a = pd.read_parquet(notebook / "products/bitcoin/forecast.parquet")
+    c = pd.read_parquet(plain / "plain-products/bitcoin/forecast.parquet")
+    cols = ["forecast", "lower_80", "upper_80", "lower_95", "upper_95"]
+    out["plain_forecast_max_rel_diff"] = float(((a[cols] - c[cols]).abs() / c[cols].abs()).max().max())
+    replayed = measure(b.coincast(notebook, "replay", cron=True) + [
+        "--hours", str(max(reps, 3)), "--start", hours_after(T0, 2 + reps), "--no-progress"], notebook)
+    report = json.loads(Path(re.search(r"report written to (\S+)", replayed["output"]).group(1)).read_text())
+    out["tick_in_process_seconds"] = report["tick_seconds"]
+    return out
+
+
+IMPORTS = {  # what a tick process imports before any work: the pipeline's path vs the plain script's
+    "imports_tick_coincast": "import coincast.cli, ploomber.spec, ploomber_engine.execute, IPython, coincast.registry, "
+                             "coincast.validation, coincast.features, coincast.extract, coincast.live",
+    "imports_tick_plain": "import coincast.registry, coincast.validation, coincast.features, coincast.extract, "
+                          "coincast.live",
+}
+
+
+def imports(reps: int) -> dict[str, Any]:
+    return {key: repeat(reps, lambda i, code=code: measure([str(BIN / "python"), "-c", code], ROOT))
+            for key, code in IMPORTS.items()}
+
+
+BACKTEST = """
+import sys, time, json
+from coincast import io
+from coincast.backtest import BacktestSettings, backtest
+from coincast.config import load_env
+from coincast.serving import hourly_series
+env = load_env(sys.argv[1] + "/env.yaml", [sys.argv[1] + "/env.bench.yaml"])
+y = hourly_series(io.read_frame(sys.argv[1] + "/products/bitcoin/raw.parquet"))
+s = BacktestSettings(backtest_days=env["backtest_days"], calibration_days=env["calibration_days"],
+                     horizons=tuple(env["horizons"]), refit_every_hours=env["refit_every_hours"], n_jobs=env["n_jobs"],
+                     calibration_window_days=env["calibration_window_days"])
+t = time.perf_counter(); r = backtest(y, env["models"], s); dt = time.perf_counter() - t
+print(json.dumps({"backtest_seconds": dt, "origins": int(env["backtest_days"]) * 24, "models": len(r.summary["models"])}))
+"""
+
+PROFILE = """
+import sys, time, json
+from coincast import io
+from coincast.profiling import profile_html
+f = io.read_frame(sys.argv[1] + "/products/bitcoin/features.parquet")
+t = time.perf_counter(); html = profile_html(f, title="bench"); dt = time.perf_counter() - t
+print(json.dumps({"report_seconds": dt, "rows": len(f), "columns": f.shape[1]}))
+"""
+
+
+def in_process(b: Bench, built: Path, reps: int, code: str) -> dict[str, Any]:
+    def once(i: int) -> dict[str, Any]:
+        r = measure([str(BIN / "python"), "-c", code, str(built)], built)
+        return {**r, **json.loads(r["output"].strip().splitlines()[-1])}
+
+    return repeat(reps, once)
+
+
+def dashboard(built: Path, reps: int) -> dict[str, Any]:
+    """First render in headless Chromium: navigation -> the numbers and the forecast chart drawn, on a warm
+    server (``make dashboard``'s launcher, its pre-heated kernel given 8 s to import)."""
+    if not CHROMIUM.exists():
+        return {"skipped": "/usr/bin/chromium is absent (apt-get install chromium)"}
+    from playwright.sync_api import sync_playwright
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = built / "voila.log"
+    server = subprocess.Popen([str(BIN / "python"), "-m", "coincast.dashboard", "--project", str(built), "--port",
+                               str(port)], cwd=built, env=ENV, stdout=log.open("w"), stderr=subprocess.STDOUT,
+                              start_new_session=True)
+    renders = []
+    try:
+        deadline = time.monotonic() + 120
+        while "is filled with" not in log.read_text():
+            if time.monotonic() > deadline or server.poll() is not None:
+                raise RuntimeError(f"dashboard did not start: {log.read_text()[-2000:]}")
+            time.sleep(0.25)
+        time.sleep(8)
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=str(CHROMIUM), args=[
+                "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                "--disable-component-update", "--disable-sync", "--no-first-run"])
+            for _ in range(reps):
+                page = browser.new_page(viewport={"width": 1300, "height": 900})
+                t = time.monotonic()
+                page.goto(f"http://127.0.0.1:{port}/", wait_until="commit", timeout=120_000)
+                page.wait_for_selector(".cc-forecast-chart .js-plotly-plot .main-svg", timeout=120_000)
+                page.wait_for_selector(".cc-forecast", timeout=30_000)
+                renders.append(time.monotonic() - t)
+                page.close()
+                time.sleep(8)  # the server pre-heats the next kernel
+            browser.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(30)
+    return {"first_render_seconds": summary(renders)}
+
+
+def growth(b: Bench) -> dict[str, Any]:
+    """One repetition per size: cold build (ploomber-engine) and one light tick, for 1/2/4/8 coins; cold
+    build for 30/90/365 days of history."""
+    coins_all = ["bitcoin", "ethereum", "litecoin", "ripple", "cardano", "solana", "dogecoin", "polkadot"]
+    sizes = [1, 2] if b.quick else [1, 2, 4, 8]
+    out: dict[str, Any] = {"coins": {}, "days": {}}
+    engine = {"notebook_executor": "ploomber-engine", "executed_format": "ipynb"}
+    for n in sizes:
+        p = b.project({**engine, "coins": coins_all[:n]})
+        build = measure(b.coincast(p, "build"), p)
+        tick = measure(b.coincast(p, "hourly", cron=True) + ["--now", hours_after(T0, 1)], p)
+        out["coins"][str(n)] = {"build_seconds": round(build["seconds"], 2), "build_peak_mb": round(build["peak_mb"]),
+                                "tick_seconds": round(tick["seconds"], 2), "tick_peak_mb": round(tick["peak_mb"])}
+    for days in ([30] if b.quick else [30, 90, 365]):
+        p = b.project({**engine, "days": days})
+        build = measure(b.coincast(p, "build"), p)
+        out["days"][str(days)] = {"build_seconds": round(build["seconds"], 2), "build_peak_mb": round(build["peak_mb"]),
+                                  **{f"task_{k}": round(v, 2) for k, v in task_seconds(build["output"]).items()}}
+    return out
+
+
+# -- the machine and the report -------------------------------------------------------------------------------
+def machine() -> dict[str, Any]:
+    cpu = "unknown"
+    try:
+        cpu = next(line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                   if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    mem = None
+    try:
+        mem = round(int(Path("/proc/meminfo").read_text().split()[1]) / 1024 / 1024, 1)
+    except (OSError, ValueError, IndexError):
+        pass
+    from importlib import metadata
+
+    versions = {p: metadata.version(p) for p in ("ploomber", "ploomber-engine", "papermill", "prophet", "mlflow",
+                                                 "ydata-profiling", "pandas", "voila", "dvc")}
+    return {"cpu": cpu, "cores": os.cpu_count(), "memory_gb": mem, "python": platform.python_version(),
+            "os": platform.platform(), "packages": versions, "load_at_start": os.getloadavg()}
+
+
+def ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
+    return round(a["seconds"]["median"] / b["seconds"]["median"], 2)
+
+
+def markdown(res: dict[str, Any]) -> str:
+    m = res["machine"]
+    lines = [f"# coincast speed benchmark ({'quick' if res['quick'] else 'full'})", "",
+             f"Measured {res['date']} on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']} "
+             f"(load average at start {', '.join(f'{x:.1f}' for x in m['load_at_start'])}). Each figure: median "
+             f"[min–max] of {res['reps']} fresh processes (imports included); peak = max resident memory of the "
+             f"process tree. Data: simulated, 1 coin, {res['days']} days, default models.", "",
+             "| what | seconds | peak MB | target |", "|---|---|---|---|"]
+    r = res["results"]
+
+    def row(label: str, key: str, target: str = "") -> None:
+        if key in r:
+            s, p = r[key]["seconds"], r[key]["peak_mb"]
+            lines.append(f"| {label} | {s['median']:.2f} [{s['min']:.2f}–{s['max']:.2f}] | {p['median']:.0f} | {target} |")
+
+    row("cold full build, papermill (make demo's executor)", "build_papermill")
+    row("cold full build, ploomber-engine", "build_engine")
+    row("cold full build, plain script (the limit)", "build_plain")
+    row("no-op `coincast build`", "noop_coincast_build", "≤ 3 s")
+    row("no-op `ploomber build`", "noop_ploomber_build", "≤ 3 s")
+    row("hourly tick, `coincast hourly` (cron's command)", "tick_coincast")
+    row("hourly tick, plain script (the limit)", "tick_plain")
+    row("… of which imports: the tick's (ploomber, ploomber-engine, IPython + the package)", "imports_tick_coincast")
+    row("… of which imports: the plain script's (the package)", "imports_tick_plain")
+    row("profile step, fresh process (report + import)", "profile")
+    row("backtest, fresh process", "backtest")
+    lines += ["", "| ratio | value | target |", "|---|---|---|"]
+    for label, key, target in (("tick: coincast hourly / plain", "tick_ratio", "≤ 1.5"),
+                               ("build: papermill / plain", "build_ratio_papermill", ""),
+                               ("build: ploomber-engine / plain", "build_ratio_engine", "")):
+        if key in res["ratios"]:
+            lines.append(f"| {label} | {res['ratios'][key]} | {target} |")
+    extra = []
+    if "profile" in r:
+        extra.append(f"- profile report alone (import excluded): {r['profile']['report_seconds']['median']:.2f} s; "
+                     f"profile task in the papermill build: {r['build_papermill'].get('task_profile', {}).get('median', float('nan')):.2f} s (target ≤ 10 s)")
+    if "backtest" in r:
+        extra.append(f"- backtest alone: {r['backtest']['backtest_seconds']['median']:.2f} s for "
+                     f"{int(r['backtest']['origins']['median'])} origins × {int(r['backtest']['models']['median'])} models "
+                     "(target: 720 origins ≤ 60 s)")
+    if "plain_forecast_max_rel_diff" in r:
+        extra.append(f"- the plain script computes the same thing: its forecast after the same ticks differs from "
+                     f"the pipeline's by at most {r['plain_forecast_max_rel_diff']:.1e} (relative)")
+    if "tick_in_process_seconds" in r:
+        t = r["tick_in_process_seconds"]
+        extra.append(f"- tick inside one process (a replay; no start-up): median {t.get('median')} s, max {t.get('max')} s")
+    if "coins_per_hour" in res["ratios"]:
+        extra.append(f"- coins of hourly ticks per hour on this machine: {res['ratios']['coins_per_hour']:.0f} "
+                     "(3600 s / per-coin time of the largest growth run's tick, one process, coins in series; target ≥ 100)")
+    if "dashboard" in r:
+        d = r["dashboard"]
+        extra.append("- dashboard first render: " + (d["skipped"] if "skipped" in d else
+                     f"{d['first_render_seconds']['median']:.2f} s [{d['first_render_seconds']['min']:.2f}–"
+                     f"{d['first_render_seconds']['max']:.2f}] (navigation → numbers and chart drawn; warm server)"))
+    lines += ["", *extra]
+    if "growth" in r:
+        g = r["growth"]
+        lines += ["", "Growth (one run each, ploomber-engine):", "", "| coins | cold build s | tick s | build peak MB |",
+                  "|---|---|---|---|"]
+        lines += [f"| {n} | {v['build_seconds']} | {v['tick_seconds']} | {v['build_peak_mb']} |" for n, v in g["coins"].items()]
+        lines += ["", "| days of history | cold build s | extract | profile | train | peak MB |", "|---|---|---|---|---|---|"]
+        lines += [f"| {d} | {v['build_seconds']} | {v.get('task_extract', '')} | {v.get('task_profile', '')} | "
+                  f"{v.get('task_train', '')} | {v['build_peak_mb']} |" for d, v in g["days"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one repetition, small data (CI)")
+    parser.add_argument("--reps", type=int, help="repetitions (default 3; --quick: 1)")
+    parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder")
+    parser.add_argument("--name", help="results file name (default speed, or speed-quick)")
+    parser.add_argument("--skip", action="append", default=[], help="build|noop|tick|profile|backtest|dashboard|growth")
+    args = parser.parse_args(argv)
+    reps = args.reps or (1 if args.quick else 3)
+    name = args.name or ("speed-quick" if args.quick else "speed")
+    res: dict[str, Any] = {"quick": args.quick, "reps": reps, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                           "days": 30 if args.quick else 90, "machine": machine(), "results": {}, "ratios": {}}
+    r = res["results"]
+    with tempfile.TemporaryDirectory(prefix="coincast-bench-") as tmp:
+        b = Bench(Path(tmp), args.quick)
+        step = lambda label: print(f"bench: {label} ...", file=sys.stderr, flush=True)  # noqa: E731
+        step("cold builds (papermill, ploomber-engine, plain)")
+        builds, built = cold_builds(b, reps)
+        r.update(builds)
+        if "noop" not in args.skip:
+            step("no-op builds")
+            r.update(noop_builds(b, built, reps))
+        if "tick" not in args.skip:
+            step("hourly ticks")
+            r.update(ticks(b, reps))
+        if "tick" not in args.skip:
+            step("import costs")
+            r.update(imports(reps))
+        if "profile" not in args.skip:
+            step("profile")
+            r["profile"] = in_process(b, built, reps, PROFILE)
+        if "backtest" not in args.skip:
+            step("backtest")
+            r["backtest"] = in_process(b, built, reps, BACKTEST)
+        if "dashboard" not in args.skip:
+            step("dashboard first render")
+            r["dashboard"] = dashboard(built, reps)
+        if "growth" not in args.skip:
+            step("growth")
+            r["growth"] = growth(b)
+    if "tick_coincast" in r:
+        res["ratios"]["tick_ratio"] = ratio(r["tick_coincast"], r["tick_plain"])
+    res["ratios"]["build_ratio_papermill"] = ratio(r["build_papermill"], r["build_plain"])
+    res["ratios"]["build_ratio_engine"] = ratio(r["build_engine"], r["build_plain"])
+    if "growth" in r and r["growth"]["coins"]:
+        n, v = max(((int(k), v) for k, v in r["growth"]["coins"].items()), key=lambda kv: kv[0])
+        res["ratios"]["coins_per_hour"] = round(3600 / (v["tick_seconds"] / n), 0)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / f"{name}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+    (args.out / f"{name}.md").write_text(markdown(res))
+    print(markdown(res))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
