@@ -296,8 +296,13 @@ def growth(b: Bench) -> dict[str, Any]:
         out["coins"][str(n)] = {"build_seconds": round(build["seconds"], 2), "build_peak_mb": round(build["peak_mb"]),
                                 "tick_seconds": round(tick["seconds"], 2), "tick_peak_mb": round(tick["peak_mb"])}
     for days in ([30] if b.quick else [30, 90, 365]):
-        p = b.project({**engine, "days": days})
-        build = measure(b.coincast(p, "build"), p)
+        # 30 days cannot hold a 30-day backtest + 7 calibration days + a week of history: 14 days are backtested
+        p = b.project({**engine, "days": days, **({"backtest_days": 14} if days < 45 and not b.quick else {})})
+        try:
+            build = measure(b.coincast(p, "build"), p)
+        except RuntimeError as exc:  # a size that cannot be built is a finding, not the end of the run
+            out["days"][str(days)] = {"error": str(exc).splitlines()[-1][:300]}
+            continue
         out["days"][str(days)] = {"build_seconds": round(build["seconds"], 2), "build_peak_mb": round(build["peak_mb"]),
                                   **{f"task_{k}": round(v, 2) for k, v in task_seconds(build["output"]).items()}}
     return out
@@ -390,7 +395,10 @@ def markdown(res: dict[str, Any]) -> str:
         lines += [f"| {n} | {v['build_seconds']} | {v['tick_seconds']} | {v['build_peak_mb']} |" for n, v in g["coins"].items()]
         lines += ["", "| days of history | cold build s | extract | profile | train | peak MB |", "|---|---|---|---|---|---|"]
         lines += [f"| {d} | {v['build_seconds']} | {v.get('task_extract', '')} | {v.get('task_profile', '')} | "
-                  f"{v.get('task_train', '')} | {v['build_peak_mb']} |" for d, v in g["days"].items()]
+                  f"{v.get('task_train', '')} | {v['build_peak_mb']} |" if "error" not in v else f"| {d} | failed: "
+                  f"{v['error']} | | | | |" for d, v in g["days"].items()]
+        if not res["quick"]:
+            lines.append("\n(30 days: 14 backtested days instead of 30, which do not fit in 30 days of history.)")
     return "\n".join(lines) + "\n"
 
 
@@ -413,24 +421,35 @@ def main(argv: list[str] | None = None) -> int:
         step("cold builds (papermill, ploomber-engine, plain)")
         builds, built = cold_builds(b, reps)
         r.update(builds)
+        def save() -> None:  # after every step: a late failure must not lose what was measured
+            args.out.mkdir(parents=True, exist_ok=True)
+            (args.out / f"{name}.partial.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
+
+        save()
         if "noop" not in args.skip:
             step("no-op builds")
             r.update(noop_builds(b, built, reps))
+            save()
         if "tick" not in args.skip:
             step("hourly ticks")
             r.update(ticks(b, reps))
+            save()
         if "tick" not in args.skip:
             step("import costs")
             r.update(imports(reps))
+            save()
         if "profile" not in args.skip:
             step("profile")
             r["profile"] = in_process(b, built, reps, PROFILE)
+            save()
         if "backtest" not in args.skip:
             step("backtest")
             r["backtest"] = in_process(b, built, reps, BACKTEST)
+            save()
         if "dashboard" not in args.skip:
             step("dashboard first render")
             r["dashboard"] = dashboard(built, reps)
+            save()
         if "growth" not in args.skip:
             step("growth")
             r["growth"] = growth(b)
@@ -444,6 +463,7 @@ def main(argv: list[str] | None = None) -> int:
     args.out.mkdir(parents=True, exist_ok=True)
     (args.out / f"{name}.json").write_text(json.dumps(res, indent=2, default=str) + "\n")
     (args.out / f"{name}.md").write_text(markdown(res))
+    (args.out / f"{name}.partial.json").unlink(missing_ok=True)
     print(markdown(res))
     return 0
 
