@@ -195,3 +195,33 @@ def test_cron_install_and_remove_with_the_real_crontab(tmp_path):
             subprocess.run(["crontab", "-"], input=saved.stdout, text=True, check=True)
         else:
             subprocess.run(["crontab", "-r"], capture_output=True)
+
+
+def test_hourly_log_file_takes_debug_lines_only_when_verbose(tmp_path):
+    import logging
+
+    from coincast.cli import _hourly_logging
+
+    names = ("coincast", "ploomber")
+    saved = {n: (logging.getLogger(n).handlers[:], logging.getLogger(n).level, logging.getLogger(n).propagate)
+             for n in names}
+    try:
+        for verbose, folder in ((False, "quiet"), (True, "verbose")):
+            for n in names:
+                logging.getLogger(n).handlers = saved[n][0][:]
+            _hourly_logging({"log_dir": str(tmp_path / folder)}, verbose)
+            logging.getLogger("coincast.hourly").debug("build output: details")
+            logging.getLogger("coincast.hourly").info("tick: ok")
+            for n in names:
+                for h in logging.getLogger(n).handlers:
+                    h.flush()
+            text = (tmp_path / folder / "hourly.log").read_text()
+            assert "tick: ok" in text
+            assert ("build output: details" in text) is verbose
+    finally:
+        for n, (handlers, level, propagate) in saved.items():
+            log = logging.getLogger(n)
+            for h in log.handlers:
+                if h not in handlers:
+                    h.close()
+            log.handlers, log.level, log.propagate = handlers, level, propagate

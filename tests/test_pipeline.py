@@ -55,7 +55,8 @@ def assert_complete(project: Path, coin: str) -> dict:
 
 
 def test_demo_simulated_two_coins_then_a_noop_build(project: Path):
-    result = coincast(project, "--env", "env.test.yaml", "--coins", "bitcoin,ethereum")
+    # the two coins side by side (coin_jobs=2): two worker processes, one new MLflow sqlite store
+    result = coincast(project, "--env", "env.test.yaml", "--coins", "bitcoin,ethereum", "--set", "coin_jobs=2")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for coin in ("bitcoin", "ethereum"):
         meta = assert_complete(project, coin)
@@ -69,7 +70,7 @@ def test_demo_simulated_two_coins_then_a_noop_build(project: Path):
     assert (project / "data/history-test/simulated/seed42/bitcoin-usd.parquet").exists()
 
     stamps = {p: p.stat().st_mtime_ns for p in (project / "products").rglob("*") if p.is_file()}
-    again = coincast(project, "--env", "env.test.yaml", "--coins", "bitcoin,ethereum")
+    again = coincast(project, "--env", "env.test.yaml", "--coins", "bitcoin,ethereum", "--set", "coin_jobs=2")
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("nothing, up to date") == 2, again.stdout[-2000:]
     assert stamps == {p: p.stat().st_mtime_ns for p in (project / "products").rglob("*") if p.is_file()}
@@ -115,6 +116,26 @@ def test_live_path_against_a_local_coingecko_never_leaks_the_key(project: Path, 
     leaks = [p for p in list(project.rglob("*")) + list(tmp_path.rglob("*"))
              if p.is_file() and secret.encode() in p.read_bytes()]
     assert leaks == []
+
+
+def test_coins_side_by_side_one_failing_does_not_stop_the_other(project: Path, tmp_path: Path):
+    now = pd.Timestamp("2023-06-01T12:20Z")
+    with FakeCoinGecko({"bitcoin": simulate_hourly("bitcoin", 24 * 160)}, now=now) as server:
+        env = {"COINGECKO_BASE_URL": server.url, "COINGECKO_API_KEY": "", "COINGECKO_API_PLAN": "demo"}
+        result = coincast(project, "--env", "env.test.yaml", "--source", "coingecko", "--coins", "nosuchcoin,bitcoin",
+                          "--replay-now", now.isoformat(), "--set", "days=20", "--set", f"history_dir={tmp_path / 'h'}",
+                          "--set", "coin_jobs=2", "--set", "notebook_executor=ploomber-engine", env=env)
+    assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "building 2 coins, 2 at a time" in result.stdout
+    assert "coincast: bitcoin: ok (ran: extract," in result.stdout
+    failed = [line for line in result.stderr.splitlines() if line.startswith("coincast: nosuchcoin: ")]
+    assert len(failed) == 1 and "build failed" in failed[0] and "not found" in failed[0], result.stderr[-3000:]
+    meta = assert_complete(project, "bitcoin")
+    assert meta["rows"] == 20 * 24 + 1
+    assert not (products(project, "nosuchcoin") / "validation.json").exists()
+    # each coin's output printed whole, one coin after the other
+    out = result.stdout
+    assert out.index("building nosuchcoin") < out.index("building bitcoin") < out.index("coincast: bitcoin: ok")
 
 
 def test_no_network_fails_fast_with_a_hint(project: Path, tmp_path: Path):

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import json
 import logging
 import os
 import sys
@@ -70,7 +69,7 @@ def file_logger(log_dir: str | os.PathLike, name: str = "hourly.log") -> logging
     Path(log_dir).mkdir(parents=True, exist_ok=True)
     handler = RotatingFileHandler(Path(log_dir) / name, maxBytes=10_000_000, backupCount=5)
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.setLevel(logging.INFO)
+    handler.setLevel(logging.DEBUG)  # the loggers decide (coincast hourly --verbose: debug)
     return handler
 
 
@@ -102,8 +101,9 @@ def run_tick(project: Path, env: Mapping[str, Any], clock: pd.Timestamp | None =
                 stack.enter_context(contextlib.redirect_stdout(sink))
                 stack.enter_context(contextlib.redirect_stderr(sink))
             result.results = build(cenv, project / "pipeline.yaml")
-        if sink is not None:
-            logger.debug("build output:\n%s", sink.getvalue())
+        if sink is not None:  # the log file keeps the build's output when a coin failed
+            failed = not all(r.startswith("ok") for r in result.results.values())
+            logger.log(logging.WARNING if failed else logging.DEBUG, "build output:\n%s", sink.getvalue())
         if (env.get("dvc_snapshot") if snapshot is None else snapshot) and any(
                 r.startswith("ok") for r in result.results.values()):
             try:
@@ -198,6 +198,7 @@ def replay(project: Path, env: Mapping[str, Any], hours: int, start: Any = None,
     failed: list[dict[str, Any]] = []
     started = time.perf_counter()
     seconds = []
+    tqdm.monitor_interval = 0  # no monitor thread: coins built side by side fork from this process
     bar = tqdm(clocks, desc="replay", unit="tick", disable=not progress, file=sys.stderr)
     with tick_lock(env["lock_file"]):
         dvc = _replay_ticks(project, env, bar, seconds, failed)
@@ -244,6 +245,3 @@ def format_report(report: Mapping[str, Any]) -> str:
                 lines.append(f"    {h} h ahead: nothing scored yet")
     return "\n".join(lines)
 
-
-def dumps(report: Mapping[str, Any]) -> str:
-    return json.dumps(report, indent=2, default=str)

@@ -15,6 +15,7 @@
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import math
@@ -33,6 +34,7 @@ import mlflow  # noqa: E402
 import mlflow.pyfunc  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from filelock import FileLock  # noqa: E402
 from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.models import ModelSignature  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
@@ -90,6 +92,14 @@ def configure(root: Path, experiment: str = EXPERIMENT) -> str:
         root.mkdir(parents=True, exist_ok=True)
         _auto_uri = uri
     mlflow.set_tracking_uri(uri)
+    # Coins built side by side (coin_jobs) may open a new sqlite store at the same moment: MLflow creates its
+    # tables on first use, which two processes must not do at once.
+    guard = FileLock(str(root / "mlflow.db.lock")) if uri == _default_uri(root) else contextlib.nullcontext()
+    with guard:
+        return _configure_experiment(uri, root, experiment)
+
+
+def _configure_experiment(uri: str, root: Path, experiment: str) -> str:
     client = MlflowClient(tracking_uri=uri)
     exp = client.get_experiment_by_name(experiment)
     if exp is None:
