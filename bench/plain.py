@@ -145,4 +145,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    code = main()
+    import gc
+
+    gc.freeze()  # as the coincast command does: no full collection of the heap at exit (a fair limit)
+    sys.exit(code)
