@@ -195,8 +195,9 @@ def ticks(b: Bench, reps: int) -> dict[str, Any]:
 
 
 IMPORTS = {  # what a tick process imports before any work: the pipeline's path vs the plain script's
-    "imports_tick_coincast": "import coincast.cli, ploomber.spec, ploomber_engine.execute, IPython, coincast.registry, "
-                             "coincast.validation, coincast.features, coincast.extract, coincast.live",
+    "imports_tick_coincast": "import coincast.cli, coincast.engine; coincast.engine.lighten(); import ploomber.spec, "
+                             "ploomber_engine.execute, IPython, coincast.registry, coincast.validation, "
+                             "coincast.features, coincast.extract, coincast.live",
     "imports_tick_plain": "import coincast.registry, coincast.validation, coincast.features, coincast.extract, "
                           "coincast.live",
 }

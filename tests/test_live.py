@@ -225,3 +225,12 @@ def test_hourly_log_file_takes_debug_lines_only_when_verbose(tmp_path):
                 if h not in handlers:
                     h.close()
             log.handlers, log.level, log.propagate = handlers, level, propagate
+
+
+def test_tick_result_separates_built_and_failed_coins():
+    from coincast.hourly import TickResult
+
+    r = TickResult(clock=None, results={"bitcoin": "ok (ran: extract)", "nosuchcoin": "build failed: 404"})
+    assert r.built == ["bitcoin"] and r.failed == {"nosuchcoin": "build failed: 404"} and not r.ok
+    assert TickResult(clock=None, results={"bitcoin": "ok (ran: nothing, up to date)"}).ok
+    assert not TickResult(clock=None, results={"bitcoin": "ok"}, dvc="dvc failed: no remote").ok

@@ -71,3 +71,26 @@ def test_notebooks_have_no_injected_cells():
         text = nb.read_text()
         assert "injected-parameters" not in text and "injected_manually" not in text, nb.name
         assert 'tags=["parameters"]' in text, nb.name
+
+
+def test_coin_workers_fork_with_everything_the_notebooks_import():
+    """cli.PRELOAD is imported before coin workers fork; a notebook import missing from it is paid again
+    in every worker. Checked in a fresh interpreter: this one has imported most of the package already."""
+    import ast
+    import subprocess
+    import sys
+
+    wanted = set()
+    for path in sorted((ROOT / "notebooks").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                top = node.module if node.module != "coincast" else None
+                wanted |= {top} if top else {f"coincast.{a.name}" for a in node.names}
+            elif isinstance(node, ast.Import):
+                wanted |= {a.name for a in node.names}
+    assert "coincast.registry" in wanted and "coincast.backtest" in wanted
+    code = ("import sys, json\nfrom coincast.cli import _preload\n_preload({'notebook_executor': 'ploomber-engine'})\n"
+            f"print(json.dumps(sorted(m for m in {sorted(wanted)!r} if m not in sys.modules)))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.stdout.strip().splitlines()[-1] == "[]", "add these to cli.PRELOAD: " + proc.stdout

@@ -101,6 +101,9 @@ def with_build_hour(env: dict[str, Any], now: Any = None) -> dict[str, Any]:
 
 def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = False) -> str:
     """Build the pipeline's DAG for one coin; "ok (ran: ...)" or a one-line error. Never raises."""
+    from coincast.engine import lighten
+
+    lighten()  # before Ploomber is imported: no matplotlib unless a notebook draws with it
     from ploomber.exceptions import DAGBuildError
     from ploomber.spec import DAGSpec
 
@@ -139,9 +142,10 @@ def _build_coin_captured(env: Mapping[str, Any], coin: str, pipeline: Path, forc
 
 
 #: What the notebooks import, plus MLflow's sqlite stores (~1 s of imports and ORM mapping on first use).
-PRELOAD = ("ploomber.spec", "coincast.backtest", "coincast.extract", "coincast.features", "coincast.figures",
-           "coincast.forecast", "coincast.live", "coincast.profiling", "coincast.registry", "coincast.training",
-           "coincast.validation", "mlflow.store.tracking.sqlalchemy_store",
+#: tests/test_packaging.py checks that it covers every notebook's imports.
+PRELOAD = ("ploomber.spec", "coincast.backtest", "coincast.display", "coincast.extract", "coincast.features",
+           "coincast.figures", "coincast.forecast", "coincast.live", "coincast.profiling", "coincast.registry",
+           "coincast.training", "coincast.validation", "mlflow.store.tracking.sqlalchemy_store",
            "mlflow.store.model_registry.sqlalchemy_store")
 
 
@@ -149,6 +153,9 @@ def _preload(env: Mapping[str, Any]) -> None:
     """Import what every coin's build needs once, before the worker processes fork from this one."""
     import importlib
 
+    from coincast.engine import lighten
+
+    lighten()
     for name in PRELOAD + (("ploomber_engine.execute", "IPython") if env.get("notebook_executor") == "ploomber-engine"
                            else ()):
         importlib.import_module(name)

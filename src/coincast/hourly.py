@@ -42,8 +42,18 @@ class TickResult:
     seconds: float = 0.0
 
     @property
+    def built(self) -> list[str]:
+        """The coins whose build succeeded."""
+        return [coin for coin, r in self.results.items() if r.startswith("ok")]
+
+    @property
+    def failed(self) -> dict[str, str]:
+        """The coins whose build failed, with their one-line error."""
+        return {coin: r for coin, r in self.results.items() if not r.startswith("ok")}
+
+    @property
     def ok(self) -> bool:
-        return all(r.startswith("ok") for r in self.results.values()) and not (self.dvc or "").startswith("dvc failed")
+        return not self.failed and not (self.dvc or "").startswith("dvc failed")
 
 
 @contextlib.contextmanager
@@ -102,10 +112,8 @@ def run_tick(project: Path, env: Mapping[str, Any], clock: pd.Timestamp | None =
                 stack.enter_context(contextlib.redirect_stderr(sink))
             result.results = build(cenv, project / "pipeline.yaml")
         if sink is not None:  # the log file keeps the build's output when a coin failed
-            failed = not all(r.startswith("ok") for r in result.results.values())
-            logger.log(logging.WARNING if failed else logging.DEBUG, "build output:\n%s", sink.getvalue())
-        if (env.get("dvc_snapshot") if snapshot is None else snapshot) and any(
-                r.startswith("ok") for r in result.results.values()):
+            logger.log(logging.WARNING if result.failed else logging.DEBUG, "build output:\n%s", sink.getvalue())
+        if (env.get("dvc_snapshot") if snapshot is None else snapshot) and result.built:
             try:
                 result.dvc = versioning.snapshot(project, str(env["source"]), push=bool(env.get("dvc_push")))
             except (RuntimeError, OSError) as exc:
@@ -179,7 +187,7 @@ def _replay_ticks(project: Path, env: Mapping[str, Any], bar: Any, seconds: list
         if not result.ok:
             failed.append({"clock": clock.isoformat(), "results": result.results})
             bar.write(f"tick {clock.isoformat()} failed: " + "; ".join(
-                f"{c}: {r}" for c, r in result.results.items() if not r.startswith("ok")))
+                f"{c}: {r}" for c, r in result.failed.items()))
     if not env.get("dvc_snapshot"):
         return None
     try:

@@ -1,0 +1,83 @@
+"""coincast.engine: ploomber-engine runs notebooks without importing matplotlib until one draws with it, and a
+notebook that draws still gets its figures inline, exactly as with ploomber-engine's own eager set-up.
+
+Each case runs in a fresh interpreter: whether matplotlib is imported is a per-process fact."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from coincast import engine
+
+SCRIPT = r"""
+import json, sys
+import nbformat
+lazy = sys.argv[1] == "lazy"
+applied = None
+if lazy:
+    from coincast.engine import lighten
+    applied = lighten()
+    assert lighten() is True  # idempotent
+import ploomber  # imports ploomber_engine, and papermill its engine plugins
+from ploomber_engine import execute_notebook
+seen = {"applied": applied, "after_import": "matplotlib" in sys.modules}
+execute_notebook("plain.ipynb", "plain_out.ipynb")
+seen["after_plain_notebook"] = "matplotlib" in sys.modules
+outputs = []
+for k in range(2):  # a new shell per notebook: the second one must be set up too
+    nb = execute_notebook("draws.ipynb", f"draws_out{k}.ipynb")
+    outputs.append([sorted({key for o in c.get("outputs", []) for key in o.get("data", {})}) for c in nb.cells])
+seen["outputs"] = outputs
+print(json.dumps(seen))
+"""
+
+
+def notebook(path: Path, *sources: str) -> None:
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(s) for s in sources])
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "Python 3"}
+    nbformat.write(nb, path)
+
+
+def run(tmp_path: Path, mode: str) -> dict:
+    notebook(tmp_path / "plain.ipynb", "x = sum(range(10))", "x")
+    notebook(tmp_path / "draws.ipynb", "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])",
+             "plt.figure()\nplt.plot([3, 2, 1])\nplt.show()", "y = 1")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, mode], cwd=tmp_path, capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_notebooks_run_without_matplotlib_until_one_draws_and_its_figures_stay_inline(tmp_path: Path) -> None:
+    eager, lazy = run(tmp_path, "eager"), run(tmp_path, "lazy")
+    assert eager["after_import"] is True  # what lighten() is for: ploomber-engine's own start-up imports pyplot
+    assert lazy["applied"] is True
+    assert lazy["after_import"] is False and lazy["after_plain_notebook"] is False
+    figure = ["image/png", "text/plain"]
+    for outputs in lazy["outputs"]:  # both notebooks: each plotting cell shows its figure, the last cell nothing
+        assert outputs[0] == figure and outputs[1] == figure and outputs[2] == []
+    assert lazy["outputs"] == eager["outputs"]
+
+
+def test_lighten_leaves_a_process_that_already_imported_matplotlib_alone() -> None:
+    code = ("import matplotlib, sys\nfrom coincast.engine import lighten\nprint(lighten())\n"
+            "from ploomber_engine.ipython import PloomberShell\n"
+            "print(getattr(PloomberShell.enable_matplotlib, '_coincast_lazy', False))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert proc.stdout.split() == ["False", "False"], proc.stderr[-2000:]
+
+
+def test_the_installed_ploomber_engine_is_the_release_lighten_knows() -> None:
+    # lighten() reaches into ploomber-engine's internals; a new release must be re-checked before it applies
+    assert version("ploomber-engine") == engine.KNOWN_VERSION
+
+
+@pytest.mark.parametrize("attr", ["subplots", "figure"])
+def test_the_memory_plot_still_finds_pyplot(attr: str) -> None:
+    assert callable(getattr(engine._LazyPyplot(), attr))
