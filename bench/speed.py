@@ -74,6 +74,20 @@ def repeat(reps: int, once: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def paired(n: int, key_a: str, once_a: Callable[[int], dict[str, Any]], key_b: str,
+           once_b: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
+    """``n`` runs of each, interleaved a b / b a / a b ... so that a shared machine's drift hits both alike;
+    also the median [min–max] of the per-pair ratios a/b."""
+    runs_a: list[dict[str, Any]] = []
+    runs_b: list[dict[str, Any]] = []
+    for i in range(n):
+        for once, runs in ((once_a, runs_a), (once_b, runs_b))[:: 1 if i % 2 == 0 else -1]:
+            runs.append(once(i))
+    out = {key: repeat(n, lambda i, runs=runs: runs[i]) for key, runs in ((key_a, runs_a), (key_b, runs_b))}
+    out[f"{key_a}_paired_ratio"] = summary([a["seconds"] / b["seconds"] for a, b in zip(runs_a, runs_b)])
+    return out
+
+
 def task_seconds(output: str) -> dict[str, float]:
     """Ploomber's build report (name / Ran? / Elapsed (s)) -> {task: seconds}."""
     found = {}
@@ -176,11 +190,10 @@ def ticks(b: Bench, reps: int) -> dict[str, Any]:
     measure(b.plain(plain, T0), ROOT)
     measure(b.coincast(notebook, "hourly", cron=True) + ["--now", hours_after(T0, 1)], notebook)
     measure(b.plain(plain, hours_after(T0, 1), cron=True), ROOT)
-    out = {
-        "tick_coincast": repeat(reps, lambda i: measure(
-            b.coincast(notebook, "hourly", cron=True) + ["--now", hours_after(T0, 2 + i)], notebook)),
-        "tick_plain": repeat(reps, lambda i: measure(b.plain(plain, hours_after(T0, 2 + i), cron=True), ROOT)),
-    }
+    pairs = max(reps, 5) if not b.quick else reps
+    out = paired(pairs, "tick_coincast", lambda i: measure(
+        b.coincast(notebook, "hourly", cron=True) + ["--now", hours_after(T0, 2 + i)], notebook),
+                 "tick_plain", lambda i: measure(b.plain(plain, hours_after(T0, 2 + i), cron=True), ROOT))
     import pandas as pd
 
     a = pd.read_parquet(notebook / "products/bitcoin/forecast.parquet")
@@ -188,7 +201,7 @@ def ticks(b: Bench, reps: int) -> dict[str, Any]:
     cols = ["forecast", "lower_80", "upper_80", "lower_95", "upper_95"]
     out["plain_forecast_max_rel_diff"] = float(((a[cols] - c[cols]).abs() / c[cols].abs()).max().max())
     replayed = measure(b.coincast(notebook, "replay", cron=True) + [
-        "--hours", str(max(reps, 3)), "--start", hours_after(T0, 2 + reps), "--no-progress"], notebook)
+        "--hours", str(max(reps, 3)), "--start", hours_after(T0, 2 + pairs), "--no-progress"], notebook)
     report = json.loads(Path(re.search(r"report written to (\S+)", replayed["output"]).group(1)).read_text())
     out["tick_in_process_seconds"] = report["tick_seconds"]
     return out
@@ -204,8 +217,9 @@ IMPORTS = {  # what a tick process imports before any work: the pipeline's path 
 
 
 def imports(reps: int) -> dict[str, Any]:
-    return {key: repeat(reps, lambda i, code=code: measure([str(BIN / "python"), "-c", code], ROOT))
-            for key, code in IMPORTS.items()}
+    (key_a, code_a), (key_b, code_b) = IMPORTS.items()
+    return paired(max(reps, 5), key_a, lambda i: measure([str(BIN / "python"), "-c", code_a], ROOT),
+                  key_b, lambda i: measure([str(BIN / "python"), "-c", code_b], ROOT))
 
 
 BACKTEST = """
@@ -355,13 +369,14 @@ def ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
 
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
+    r = res["results"]
     lines = [f"# coincast speed benchmark ({'quick' if res['quick'] else 'full'})", "",
              f"Measured {res['date']} on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']} "
              f"(load average at start {', '.join(f'{x:.1f}' for x in m['load_at_start'])}). Each figure: median "
-             f"[min–max] of {res['reps']} fresh processes (imports included); peak = max resident memory of the "
-             f"process tree. Data: simulated, 1 coin, {res['days']} days, default models.", "",
+             f"[min–max] of {res['reps']} fresh processes (imports included; the tick, the plain tick and the imports: "
+             f"{r.get('tick_coincast', r.get('imports_tick_coincast', {})).get('seconds', {}).get('n', res['reps'])} "
+             f"interleaved pairs); peak = max resident memory of the process tree. Data: simulated, 1 coin, {res['days']} days, default models.", "",
              "| what | seconds | peak MB | target |", "|---|---|---|---|"]
-    r = res["results"]
 
     def row(label: str, key: str, target: str = "") -> None:
         if key in r:
@@ -385,6 +400,10 @@ def markdown(res: dict[str, Any]) -> str:
                                ("build: ploomber-engine / plain", "build_ratio_engine", "")):
         if key in res["ratios"]:
             lines.append(f"| {label} | {res['ratios'][key]} | {target} |")
+    if "tick_ratio_paired" in res["ratios"]:
+        q = res["ratios"]["tick_ratio_paired"]
+        lines.append(f"| tick, per interleaved pair (tick, plain run back to back; {q['n']} pairs) | "
+                     f"{q['median']:.2f} [{q['min']:.2f}–{q['max']:.2f}] | ≤ 1.5 |")
     extra = []
     if "profile" in r:
         extra.append(f"- profile report alone (import excluded): {r['profile']['report_seconds']['median']:.2f} s; "
@@ -479,6 +498,7 @@ def main(argv: list[str] | None = None) -> int:
             r["growth"] = growth(b)
     if "tick_coincast" in r:
         res["ratios"]["tick_ratio"] = ratio(r["tick_coincast"], r["tick_plain"])
+        res["ratios"]["tick_ratio_paired"] = r["tick_coincast_paired_ratio"]
     res["ratios"]["build_ratio_papermill"] = ratio(r["build_papermill"], r["build_plain"])
     res["ratios"]["build_ratio_engine"] = ratio(r["build_engine"], r["build_plain"])
     if "growth" in r and r["growth"]["coins"]:

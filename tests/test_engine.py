@@ -17,8 +17,8 @@ from coincast import engine
 
 SCRIPT = r"""
 import json, sys
-import nbformat
 lazy = sys.argv[1] == "lazy"
+drawing = sys.argv[2]
 applied = None
 if lazy:
     from coincast.engine import lighten
@@ -31,7 +31,7 @@ execute_notebook("plain.ipynb", "plain_out.ipynb")
 seen["after_plain_notebook"] = "matplotlib" in sys.modules
 outputs = []
 for k in range(2):  # a new shell per notebook: the second one must be set up too
-    nb = execute_notebook("draws.ipynb", f"draws_out{k}.ipynb")
+    nb = execute_notebook(drawing, f"draws_out{k}.ipynb")
     outputs.append([sorted({key for o in c.get("outputs", []) for key in o.get("data", {})}) for c in nb.cells])
 seen["outputs"] = outputs
 print(json.dumps(seen))
@@ -44,12 +44,13 @@ def notebook(path: Path, *sources: str) -> None:
     nbformat.write(nb, path)
 
 
-def run(tmp_path: Path, mode: str) -> dict:
+def run(tmp_path: Path, mode: str, drawing: str = "draws.ipynb") -> dict:
     notebook(tmp_path / "plain.ipynb", "x = sum(range(10))", "x")
     notebook(tmp_path / "draws.ipynb", "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])",
              "plt.figure()\nplt.plot([3, 2, 1])\nplt.show()", "y = 1")
-    proc = subprocess.run([sys.executable, "-c", SCRIPT, mode], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    notebook(tmp_path / "magic.ipynb", "%matplotlib inline", "import matplotlib.pyplot as plt\nplt.plot([1, 2, 3])")
+    proc = subprocess.run([sys.executable, "-c", SCRIPT, mode, drawing], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -63,6 +64,12 @@ def test_notebooks_run_without_matplotlib_until_one_draws_and_its_figures_stay_i
     for outputs in lazy["outputs"]:  # both notebooks: each plotting cell shows its figure, the last cell nothing
         assert outputs[0] == figure and outputs[1] == figure and outputs[2] == []
     assert lazy["outputs"] == eager["outputs"]
+
+
+def test_a_notebook_that_asks_for_the_inline_backend_itself_still_gets_it(tmp_path: Path) -> None:
+    lazy = run(tmp_path, "lazy", "magic.ipynb")  # `%matplotlib inline` before matplotlib is imported
+    assert lazy["after_plain_notebook"] is False
+    assert lazy["outputs"] == [[[], ["image/png", "text/plain"]]] * 2
 
 
 def test_lighten_leaves_a_process_that_already_imported_matplotlib_alone() -> None:

@@ -16,6 +16,7 @@ import importlib
 import logging
 import os
 import sys
+import threading
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -54,15 +55,25 @@ def lighten() -> bool:
     profiling.plt = _LazyPyplot()
     from ploomber_engine.ipython import PloomberShell
 
-    eager = PloomberShell.enable_matplotlib
+    eager_init, eager = PloomberShell.__init__, PloomberShell.enable_matplotlib
+    starting = threading.local()
+
+    def __init__(self: Any) -> None:
+        starting.shell = True
+        try:
+            eager_init(self)
+        finally:
+            starting.shell = False
 
     def enable_matplotlib(self: Any, gui: str | None = None) -> Any:
-        if "matplotlib" in sys.modules:  # a notebook (or anything) already loaded it: set up inline now
+        # only the shell's own start-up call is deferred: `%matplotlib inline` in a cell needs the real answer
+        if not getattr(starting, "shell", False) or "matplotlib" in sys.modules:
             return eager(self, gui)
         # matplotlib reads MPLBACKEND when first imported; matplotlib_inline then sets up the running shell
         os.environ.setdefault("MPLBACKEND", INLINE_BACKEND)
         return None
 
     enable_matplotlib._coincast_lazy = True  # type: ignore[attr-defined]
+    PloomberShell.__init__ = __init__
     PloomberShell.enable_matplotlib = enable_matplotlib
     return True
