@@ -130,7 +130,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--now", help="the clock (replay_now)")
     args = parser.parse_args(argv)
     from coincast.config import load_env, parse_value, resolve_root
+    from coincast.startup import PIPELINE_MODULES, preload
 
+    preload(PIPELINE_MODULES)  # as coincast's builds do (collector off while importing, then frozen): a fair limit
     project = args.project.resolve()
     overrides = {k: parse_value(v) for k, v in (item.split("=", 1) for item in args.set)}
     if args.now:

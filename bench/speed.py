@@ -38,7 +38,8 @@ CHROMIUM = Path("/usr/bin/chromium")
 
 # -- measuring ---------------------------------------------------------------------------------------
 def measure(cmd: list[str], cwd: Path, timeout: float = 3600) -> dict[str, Any]:
-    """Run ``cmd``; wall seconds, peak RSS (MB) of its process tree, exit code, output."""
+    """Run ``cmd``; wall seconds, CPU seconds (user + system, the process and the children it waited for),
+    peak RSS (MB) of its process tree, output."""
     out = tempfile.TemporaryFile(mode="w+")
     start = time.perf_counter()
     proc = subprocess.Popen(cmd, cwd=cwd, env=ENV, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
@@ -57,7 +58,8 @@ def measure(cmd: list[str], cwd: Path, timeout: float = 3600) -> dict[str, Any]:
     text = out.read()
     if proc.returncode != 0:
         raise RuntimeError(f"{' '.join(map(str, cmd))} failed ({proc.returncode}):\n{text[-3000:]}")
-    return {"seconds": seconds, "peak_mb": usage.ru_maxrss / 1024, "output": text}
+    return {"seconds": seconds, "cpu_seconds": usage.ru_utime + usage.ru_stime, "peak_mb": usage.ru_maxrss / 1024,
+            "output": text}
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -77,7 +79,8 @@ def repeat(reps: int, once: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
 def paired(n: int, key_a: str, once_a: Callable[[int], dict[str, Any]], key_b: str,
            once_b: Callable[[int], dict[str, Any]]) -> dict[str, Any]:
     """``n`` runs of each, interleaved a b / b a / a b ... so that a shared machine's drift hits both alike;
-    also the median [min–max] of the per-pair ratios a/b."""
+    also the median [min–max] of the per-pair ratios a/b, of wall seconds and of CPU seconds (the latter moves
+    less with another tenant's load on a shared machine)."""
     runs_a: list[dict[str, Any]] = []
     runs_b: list[dict[str, Any]] = []
     for i in range(n):
@@ -85,6 +88,7 @@ def paired(n: int, key_a: str, once_a: Callable[[int], dict[str, Any]], key_b: s
             runs.append(once(i))
     out = {key: repeat(n, lambda i, runs=runs: runs[i]) for key, runs in ((key_a, runs_a), (key_b, runs_b))}
     out[f"{key_a}_paired_ratio"] = summary([a["seconds"] / b["seconds"] for a, b in zip(runs_a, runs_b)])
+    out[f"{key_a}_paired_cpu_ratio"] = summary([a["cpu_seconds"] / b["cpu_seconds"] for a, b in zip(runs_a, runs_b)])
     return out
 
 
@@ -207,12 +211,9 @@ def ticks(b: Bench, reps: int) -> dict[str, Any]:
     return out
 
 
-IMPORTS = {  # what a tick process imports before any work: the pipeline's path vs the plain script's
-    "imports_tick_coincast": "import coincast.cli, coincast.engine; coincast.engine.lighten(); import ploomber.spec, "
-                             "ploomber_engine.execute, IPython, coincast.registry, coincast.validation, "
-                             "coincast.features, coincast.extract, coincast.live",
-    "imports_tick_plain": "import coincast.registry, coincast.validation, coincast.features, coincast.extract, "
-                          "coincast.live",
+IMPORTS = {  # what a tick process imports before any work (as each does it): the pipeline's path vs the plain script's
+    "imports_tick_coincast": "from coincast.cli import _preload; _preload({'notebook_executor': 'ploomber-engine'})",
+    "imports_tick_plain": "from coincast.startup import PIPELINE_MODULES, preload; preload(PIPELINE_MODULES)",
 }
 
 
@@ -375,13 +376,16 @@ def markdown(res: dict[str, Any]) -> str:
              f"(load average at start {', '.join(f'{x:.1f}' for x in m['load_at_start'])}). Each figure: median "
              f"[min–max] of {res['reps']} fresh processes (imports included; the tick, the plain tick and the imports: "
              f"{r.get('tick_coincast', r.get('imports_tick_coincast', {})).get('seconds', {}).get('n', res['reps'])} "
-             f"interleaved pairs); peak = max resident memory of the process tree. Data: simulated, 1 coin, {res['days']} days, default models.", "",
-             "| what | seconds | peak MB | target |", "|---|---|---|---|"]
+             f"interleaved pairs); CPU s = median user + system seconds of the process and the children it waited for; "
+             f"peak = max resident memory of the process tree. Data: simulated, 1 coin, {res['days']} days, default models.", "",
+             "| what | seconds | CPU s | peak MB | target |", "|---|---|---|---|---|"]
 
     def row(label: str, key: str, target: str = "") -> None:
         if key in r:
             s, p = r[key]["seconds"], r[key]["peak_mb"]
-            lines.append(f"| {label} | {s['median']:.2f} [{s['min']:.2f}–{s['max']:.2f}] | {p['median']:.0f} | {target} |")
+            cpu = r[key].get("cpu_seconds", {}).get("median")
+            lines.append(f"| {label} | {s['median']:.2f} [{s['min']:.2f}–{s['max']:.2f}] | "
+                         f"{'' if cpu is None else f'{cpu:.2f}'} | {p['median']:.0f} | {target} |")
 
     row("cold full build, papermill (make demo's executor)", "build_papermill")
     row("cold full build, ploomber-engine", "build_engine")
@@ -404,6 +408,10 @@ def markdown(res: dict[str, Any]) -> str:
         q = res["ratios"]["tick_ratio_paired"]
         lines.append(f"| tick, per interleaved pair (tick, plain run back to back; {q['n']} pairs) | "
                      f"{q['median']:.2f} [{q['min']:.2f}–{q['max']:.2f}] | ≤ 1.5 |")
+    if "tick_cpu_ratio_paired" in res["ratios"]:
+        q = res["ratios"]["tick_cpu_ratio_paired"]
+        lines.append(f"| tick, CPU seconds (user + system) per pair: less moved by other load on the machine | "
+                     f"{q['median']:.2f} [{q['min']:.2f}–{q['max']:.2f}] | |")
     extra = []
     if "profile" in r:
         extra.append(f"- profile report alone (import excluded): {r['profile']['report_seconds']['median']:.2f} s; "
@@ -499,6 +507,7 @@ def main(argv: list[str] | None = None) -> int:
     if "tick_coincast" in r:
         res["ratios"]["tick_ratio"] = ratio(r["tick_coincast"], r["tick_plain"])
         res["ratios"]["tick_ratio_paired"] = r["tick_coincast_paired_ratio"]
+        res["ratios"]["tick_cpu_ratio_paired"] = r["tick_coincast_paired_cpu_ratio"]
     res["ratios"]["build_ratio_papermill"] = ratio(r["build_papermill"], r["build_plain"])
     res["ratios"]["build_ratio_engine"] = ratio(r["build_engine"], r["build_plain"])
     if "growth" in r and r["growth"]["coins"]:

@@ -30,6 +30,7 @@ for _key, _value in {
     os.environ.setdefault(_key, _value)
 
 from coincast.config import ConfigError, load_dotenv_file, load_env, parse_time, parse_value, resolve_root  # noqa: E402
+from coincast.startup import PIPELINE_MODULES, preload  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -99,11 +100,13 @@ def with_build_hour(env: dict[str, Any], now: Any = None) -> dict[str, Any]:
     return {**env, "build_hour": hour.isoformat()}
 
 
+def failed_coins(results: Mapping[str, str]) -> dict[str, str]:
+    """The coins of a build's results whose build failed, with their one-line error."""
+    return {coin: r for coin, r in results.items() if not r.startswith("ok")}
+
+
 def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = False) -> str:
     """Build the pipeline's DAG for one coin; "ok (ran: ...)" or a one-line error. Never raises."""
-    from coincast.engine import lighten
-
-    lighten()  # before Ploomber is imported: no matplotlib unless a notebook draws with it
     from ploomber.exceptions import DAGBuildError
     from ploomber.spec import DAGSpec
 
@@ -141,27 +144,20 @@ def _build_coin_captured(env: Mapping[str, Any], coin: str, pipeline: Path, forc
     return result, sink.getvalue()
 
 
-#: What the notebooks import, plus MLflow's sqlite stores (~1 s of imports and ORM mapping on first use).
-#: tests/test_packaging.py checks that it covers every notebook's imports.
-PRELOAD = ("ploomber.spec", "coincast.backtest", "coincast.display", "coincast.extract", "coincast.features",
-           "coincast.figures", "coincast.forecast", "coincast.live", "coincast.profiling", "coincast.registry",
-           "coincast.training", "coincast.validation", "mlflow.store.tracking.sqlalchemy_store",
-           "mlflow.store.model_registry.sqlalchemy_store")
+#: What a build imports before its first notebook runs (tests/test_packaging.py checks it covers the notebooks).
+PRELOAD = ("ploomber.spec", *PIPELINE_MODULES)
 
 
-def _preload(env: Mapping[str, Any]) -> None:
-    """Import what every coin's build needs once, before the worker processes fork from this one."""
-    import importlib
-
+def _preload(env: Mapping[str, Any], jobs: int = 1) -> list[str]:
+    """Import what the builds need up front, the collector off (coincast.startup): everything the notebooks
+    import when they run in this process (ploomber-engine) or in workers forked from it, else Ploomber only
+    (papermill's kernels import the rest themselves)."""
     from coincast.engine import lighten
 
-    lighten()
-    for name in PRELOAD + (("ploomber_engine.execute", "IPython") if env.get("notebook_executor") == "ploomber-engine"
-                           else ()):
-        importlib.import_module(name)
-    from sqlalchemy.orm import configure_mappers
-
-    configure_mappers()
+    lighten()  # before Ploomber is imported: no matplotlib unless a notebook draws with it
+    in_process = env.get("notebook_executor") == "ploomber-engine"
+    names = PRELOAD if in_process or jobs > 1 else ("ploomber.spec",)
+    return preload((*names, "ploomber_engine.execute", "IPython") if in_process else names)
 
 
 def build(env: dict[str, Any], pipeline: Path, force: bool = False) -> dict[str, str]:
@@ -172,12 +168,12 @@ def build(env: dict[str, Any], pipeline: Path, force: bool = False) -> dict[str,
     held). Each coin's DAG stays one Ploomber DAG run by the executor in pipeline.yaml."""
     coins = list(env["coins"])
     jobs = max(1, min(int(env.get("coin_jobs") or 1), len(coins)))
+    _preload(env, jobs)
     if jobs == 1:
         return {coin: build_coin(env, coin, pipeline, force) for coin in coins}
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
-    _preload(env)
     results: dict[str, str] = {}
     print(f"== coincast: building {len(coins)} coins, {jobs} at a time ==", flush=True)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
@@ -213,7 +209,7 @@ def _build_command(args: argparse.Namespace) -> int:
     env = with_build_hour(env)
     os.chdir(project)
     results = build(env, project / "pipeline.yaml", force=args.force)
-    failed = {c: r for c, r in results.items() if not r.startswith("ok")}
+    failed = failed_coins(results)
     for coin, result in results.items():
         stream = sys.stderr if coin in failed else sys.stdout
         print(f"coincast: {coin}: {result}", file=stream)

@@ -44,12 +44,15 @@ class TickResult:
     @property
     def built(self) -> list[str]:
         """The coins whose build succeeded."""
-        return [coin for coin, r in self.results.items() if r.startswith("ok")]
+        failed = self.failed
+        return [coin for coin in self.results if coin not in failed]
 
     @property
     def failed(self) -> dict[str, str]:
         """The coins whose build failed, with their one-line error."""
-        return {coin: r for coin, r in self.results.items() if not r.startswith("ok")}
+        from coincast.cli import failed_coins
+
+        return failed_coins(self.results)
 
     @property
     def ok(self) -> bool:
