@@ -34,10 +34,11 @@ def test_quick_speed_benchmark(tmp_path):
     res = json.loads((tmp_path / "speed-quick.json").read_text())
     r = res["results"]
     for key in ("build_papermill", "build_engine", "build_plain", "noop_coincast_build", "noop_ploomber_build",
-                "tick_coincast", "tick_plain", "profile", "backtest", "imports_tick_coincast", "imports_tick_plain"):
+                "noop_ploomber_floor", "tick_coincast", "tick_plain", "profile", "backtest", "imports_tick_coincast", "imports_tick_plain"):
         assert r[key]["seconds"]["median"] > 0 and r[key]["peak_mb"]["median"] > 50, key
         assert 0 < r[key]["cpu_seconds"]["median"], key
-    assert r["noop_ploomber_build"]["tasks_run"] == 0  # a no-op really ran nothing
+    assert r["noop_ploomber_build"]["tasks_run"] == 0  # a no-op really ran nothing (the floor's task neither)
+    assert r["noop_ploomber_build_paired_ratio"]["median"] > 0
     assert r["plain_forecast_max_rel_diff"] < 1e-6  # the limit is measured on the same computation
     assert r["backtest"]["origins"]["median"] == 5 * 24
     assert set(r["growth"]["coins"]) == {"1", "2"} and set(r["growth"]["days"]) == {"30"}
@@ -45,4 +46,4 @@ def test_quick_speed_benchmark(tmp_path):
     assert res["ratios"]["tick_cpu_ratio_paired"]["median"] > 0
     assert "first_render_seconds" in r["dashboard"] or "skipped" in r["dashboard"]
     md = (tmp_path / "speed-quick.md").read_text()
-    assert "plain script (the limit)" in md and "| ratio |" in md
+    assert "plain script (the limit)" in md and "| ratio |" in md and "Ploomber's floor" in md

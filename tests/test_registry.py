@@ -306,6 +306,25 @@ def test_champion_round_trip(store, served, history):
         pyfunc.predict(iso_history(recent.tail(10)))
 
 
+def test_load_champion_loads_each_version_once(store, served, monkeypatch):
+    """The forecast and monitor tasks of an in-process tick both ask for the champion: its version is loaded
+    from the store once per process; a newly promoted version is loaded (and served) at once."""
+    coin = "oncecoin"
+    build(coin, served, {"naive": 1.0, "drift": 0.98})
+    loads = []
+    real = mlflow.pyfunc.load_model
+    monkeypatch.setattr(mlflow.pyfunc, "load_model", lambda uri, *a, **k: (
+        loads.append(uri) if str(uri).startswith("models:/") else None) or real(uri, *a, **k))
+    first, info = registry.load_champion(coin)
+    again, info_again = registry.load_champion(coin)
+    assert again is first and info_again == info and loads == [f"models:/coincast-{coin}/1"]
+    assert first.name == "drift"
+    build(coin, served, {"naive": 1.0, "drift": 0.99, "seasonal_naive": 0.95})  # a better model is promoted
+    newer, newer_info = registry.load_champion(coin)
+    assert newer_info["version"] != info["version"] and newer.name == "seasonal_naive"
+    assert loads == [f"models:/coincast-{coin}/1", f"models:/coincast-{coin}/{newer_info['version']}"]
+
+
 def test_load_champion_without_one(store):
     with pytest.raises(LookupError, match="no champion"):
         registry.load_champion("nocoin")

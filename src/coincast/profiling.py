@@ -13,10 +13,9 @@ timestamp + 35 numeric features; report build only, import excluded; the host is
   histogram) with 50 bars each.
 * this configuration: ~4 s (3.7-5.7 s; minimal preset + 25 bins + no thumbnail histogram).
 
-Importing ydata_profiling costs another 6-9 s here, because the virtualenv holds no compiled
-bytecode and the environment sets PYTHONDONTWRITEBYTECODE=1 (so every process recompiles scipy,
-statsmodels, matplotlib, numba, ...); with cached bytecode the import takes ~2.5 s. The import is
-therefore done lazily, inside `profile_html`, so `import coincast.profiling` stays cheap.
+Importing ydata_profiling costs another ~2.5 s with compiled bytecode (the install compiles it), 6-9 s
+without (every process then recompiles scipy, statsmodels, matplotlib, numba, ...). The import is done
+lazily, inside `profile_html`, so `import coincast.profiling` stays cheap.
 """
 from __future__ import annotations
 

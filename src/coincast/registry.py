@@ -16,6 +16,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import logging
 import math
@@ -543,9 +544,17 @@ def load_champion(coin: str) -> tuple[ServedForecaster, dict[str, Any]]:
     """The champion of ``coincast-<coin>`` and its version info (version, model_name, reason, promoted_at)."""
     info = champion_info(coin)
     # load the version the alias pointed to when read, so model and info agree even if a build moves it
-    model = mlflow.pyfunc.load_model(f"models:/{info['registered_model']}/{info['version']}")
-    served = model.unwrap_python_model().served
+    served = _load_version(mlflow.get_registry_uri(), info["registered_model"], info["version"], info["run_id"])
     return served, info
+
+
+@functools.lru_cache(maxsize=16)
+def _load_version(registry_uri: str, name: str, version: str, run_id: str) -> ServedForecaster:
+    """A registered version never changes: each is loaded once per process (an in-process tick's forecast and
+    monitor tasks, and every tick of a replay, share it; ~0.25 s each). The run id is in the key so that a
+    registry made anew at the same path (same name and version, another model) is not served from the cache."""
+    model = mlflow.pyfunc.load_model(f"models:/{name}/{version}")
+    return model.unwrap_python_model().served
 
 
 LIVE_RUN_TAG = "coincast.live_coin"
