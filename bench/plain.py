@@ -22,7 +22,7 @@ for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"
 
 def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     """One coin, every stage; returns seconds per stage."""
-    from coincast import figures, io, live, registry, training
+    from coincast import io, live, registry, training
     from coincast.backtest import BacktestSettings, backtest
     from coincast.extract import extract
     from coincast.features import transform_data
@@ -90,9 +90,8 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     if decision["due"]:
         bt = backtest(y, env["models"], settings)
         report = training.backtest_report(bt, meta)
-        io.write_json_atomic(report, p["backtest.json"])
-        io.write_parquet_atomic(bt.forecasts, p["backtest_forecasts.parquet"])
-        io.write_text_atomic(figures.backtest_html(bt, f"coincast · {coin} backtest"), p["backtest.html"])
+        training.save_backtest(bt, report, {"backtest": p["backtest.json"], "forecasts": p["backtest_forecasts.parquet"],
+                                            "figures": p["backtest.html"]}, coin)
         promotion = training.register_champion(
             coin, y, bt, report, env["project_root"],
             params={"models": env["models"], **report["settings"], "coin": coin, "source": meta["source"]},

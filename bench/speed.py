@@ -196,18 +196,15 @@ def noop_builds(b: Bench, built: Path, reps: int) -> dict[str, Any]:
     measure(floor_cmd, floor)
     runs = []
 
-    def once(i: int) -> dict[str, Any]:
-        r = measure(cmd, p)
-        runs.append(task_seconds(r["output"]))
-        return r
-
-    def floor_once(i: int) -> dict[str, Any]:
-        r = measure(floor_cmd, floor)
-        runs.append(task_seconds(r["output"]))
-        return r
+    def counted(command: list[str], cwd: Path) -> Callable[[int], dict[str, Any]]:
+        def once(i: int) -> dict[str, Any]:  # keeps the tasks each run ran: a no-op runs none
+            r = measure(command, cwd)
+            runs.append(task_seconds(r["output"]))
+            return r
+        return once
 
     # interleaved with the floor, so that the difference is the pipeline's own no-op work
-    out.update(paired(reps, "noop_ploomber_build", once, "noop_ploomber_floor", floor_once))
+    out.update(paired(reps, "noop_ploomber_build", counted(cmd, p), "noop_ploomber_floor", counted(floor_cmd, floor)))
     out["noop_ploomber_build"]["tasks_run"] = sum(1 for r in runs for v in r.values() if v > 0)
     return out
 

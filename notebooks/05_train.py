@@ -60,9 +60,7 @@ decision
 if decision["due"]:
     result = backtest(y, models, settings)
     report = training.backtest_report(result, meta)
-    io.write_json_atomic(report, product["backtest"])
-    io.write_parquet_atomic(result.forecasts, product["forecasts"])
-    io.write_text_atomic(figures.backtest_html(result, f"coincast · {meta['coin']} backtest"), product["figures"])
+    training.save_backtest(result, report, product, meta["coin"])
 
 # %% [markdown]
 # rel_mae < 1 beats naive; coverage_80/95 should be close to 0.80/0.95.

@@ -134,3 +134,17 @@ def test_missing_hours_are_not_scored_and_long_windows_get_enough_history(y):
     assert r.summary["models"]["naive"]["horizons"]["1"]["n"] == 72 - 3
     first = pd.Timestamp(r.summary["first_origin"])
     assert first >= y.index[0] + pd.Timedelta(hours=168)  # drift(168) has its window at the first origin
+
+
+def test_save_backtest_writes_its_three_products(result, tmp_path):
+    import json
+
+    from coincast.training import backtest_report, save_backtest
+
+    report = backtest_report(result, {"coin": "bitcoin", "source": "simulated"})
+    paths = {"backtest": tmp_path / "b.json", "forecasts": tmp_path / "f.parquet", "figures": tmp_path / "f.html"}
+    save_backtest(result, report, paths, "bitcoin")
+    assert json.loads(paths["backtest"].read_text())["coin"] == "bitcoin"
+    pd.testing.assert_frame_equal(pd.read_parquet(paths["forecasts"]), result.forecasts, check_freq=False)
+    assert "coincast · bitcoin backtest" in paths["figures"].read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json", "f.html", "f.parquet"]  # no temp files left

@@ -61,6 +61,16 @@ def backtest_report(result: BacktestResult, meta: Mapping[str, Any]) -> dict[str
     }
 
 
+def save_backtest(result: BacktestResult, report: Mapping[str, Any], paths: Mapping[str, Any], coin: str) -> None:
+    """Write a backtest's products, each atomically: ``paths["backtest"]`` (the report as JSON),
+    ``paths["forecasts"]`` (every scored forecast, parquet) and ``paths["figures"]`` (plotly HTML)."""
+    from coincast import figures, io
+
+    io.write_json_atomic(report, paths["backtest"])
+    io.write_parquet_atomic(result.forecasts, paths["forecasts"])
+    io.write_text_atomic(figures.backtest_html(result, f"coincast · {coin} backtest"), paths["figures"])
+
+
 def summary_table(report: Mapping[str, Any]) -> pd.DataFrame:
     """Models x horizons: rel_mae (vs naive on the same origins), coverage, width, n."""
     rows = []
