@@ -26,21 +26,61 @@ def test_variant_overrides_only_its_keys():
 @pytest.mark.parametrize(
     "overrides, message",
     [
-        ({"source": "yahoo"}, "source must be one of"),
-        ({"coins": []}, "coins must be a non-empty list"),
-        ({"coins": ["bitcoin", "bitcoin"]}, "coins lists a coin twice"),
-        ({"days": 0}, "days must be a positive integer"),
-        ({"null_threshold": 2}, "null_threshold must be a fraction"),
-        ({"lags": [1, -3]}, "lags must be a non-empty list of positive integers"),
-        ({"source": "replay", "replay_file": None}, "replay_file is not set"),
+        ({"source": "yahoo"}, "source must be one of coingecko, replay, simulated, got 'yahoo'"),
+        ({"coins": []}, "coins must be a non-empty list of distinct CoinGecko coin ids"),
+        ({"coins": ["bitcoin", "bitcoin"]}, "coins must be a non-empty list of distinct"),
+        ({"days": 0}, "days must be a positive whole number of days, got 0"),
+        ({"null_threshold": 2}, "null_threshold must be a fraction from 0 to 1, got 2"),
+        ({"lags": [1, -3]}, "lags must be a non-empty list of distinct positive whole hours"),
+        ({"source": "replay", "replay_file": None}, "replay_file must be set when source is replay"),
         ({"replay_now": "yesterday-ish"}, "replay_now is not a date/time"),
         ({"no_such_key": 1}, "unknown key(s) no_such_key"),
+        # settings used only when training is due: checked at the start all the same
+        ({"models": [{"kind": "nosuch"}]}, "models: unknown model kind 'nosuch': use one of naive,"),
+        ({"models": [{"kind": "drift", "windw": 3}]}, "models: bad settings for model 'drift'"),
+        ({"models": []}, "models must be a non-empty list of model specs"),
+        ({"horizons": [0]}, "horizons must be a non-empty list of distinct positive whole hours, e.g. [1, 24], got [0]"),
+        ({"log_horizons": [1, 6]}, "log_horizons must each be in horizons [1, 24]: [6] is not backtested"),
+        ({"notebook_executor": "docker"}, "notebook_executor must be papermill or ploomber-engine, got 'docker'"),
+        ({"executed_format": "pdf"}, "executed_format must be html or ipynb"),
+        ({"coin_jobs": 0}, "coin_jobs must be a whole number of coins built at a time"),
+        ({"retrain_every_hours": -1}, "retrain_every_hours must be a whole number of hours >= 0"),
+        ({"drift_volatility_ratio": 0.5}, "drift_volatility_ratio must be a ratio > 1"),
+        ({"profile_minimal": "yes"}, "profile_minimal must be true or false, got 'yes'"),
+        ({"rolling_windows": [1, 6]}, "rolling_windows must be a non-empty list of distinct whole hours >= 2"),
+        ({"forecast_hours": 0}, "forecast_hours must be a whole number of hours from 1 to 168"),
+        ({"max_catchup_hours": "lots"}, "max_catchup_hours must be a positive whole number of hours, got 'lots'"),
+        ({"dvc_push": 1}, "dvc_push must be true or false, got 1"),
     ],
 )
 def test_bad_values_get_one_line_errors(overrides, message):
     with pytest.raises(ConfigError, match=None) as exc:
         load_env(ROOT / "env.yaml", overrides=overrides)
     assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_every_variant_is_valid_and_whole_numbers_pass_as_floats():
+    for variant in (None, ROOT / "env.test.yaml", ROOT / "env.cron.yaml"):
+        load_env(ROOT / "env.yaml", variant)
+    env = load_env(ROOT / "env.yaml", overrides={"max_staleness_hours": 3, "backtest_days": 2})
+    assert env["max_staleness_hours"] == 3
+
+
+def test_every_task_param_is_a_checked_setting():
+    """The on_render hook checks what the tasks receive: each param must be a setting it knows."""
+    import warnings
+
+    from ploomber.spec import DAGSpec
+
+    from coincast.settings import Settings, task_settings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dag = DAGSpec(str(ROOT / "pipeline.yaml"), env=load_env(ROOT / "env.yaml")).to_dag()
+    received = task_settings(dag)
+    assert {"models", "horizons", "days", "retrain_every_hours", "profile_minimal"} <= set(received)
+    assert set(received) <= set(Settings.model_fields), set(received) - set(Settings.model_fields)
+    assert set(load_env(ROOT / "env.yaml")) == set(Settings.model_fields)
 
 
 def test_missing_and_broken_env_files(tmp_path: Path):

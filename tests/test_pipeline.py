@@ -155,7 +155,27 @@ def test_no_network_fails_fast_with_a_hint(project: Path, tmp_path: Path):
 def test_bad_configuration_is_one_line(project: Path):
     result = coincast(project, "--set", "days=abc")
     assert result.returncode == 2
-    assert result.stderr.strip() == "coincast: configuration error: days must be a positive integer, got 'abc'"
+    assert result.stderr.strip() == "coincast: configuration error: days must be a positive whole number of days, got 'abc'"
+    result = coincast(project, "--coins", "")
+    assert result.returncode == 2 and result.stderr.startswith("coincast: configuration error: --coins names no coin")
+
+
+def test_settings_are_checked_before_any_task_even_when_not_due(project: Path):
+    """A bad model list or horizon is an error at the start, not at the next retrain a day later."""
+    args = ["--env", "env.test.yaml", "--set", "notebook_executor=ploomber-engine"]
+    assert coincast(project, *args).returncode == 0  # trained; the next build is not due to train
+    stamp = {p: p.stat().st_mtime_ns for p in products(project, "bitcoin").iterdir()}
+    for bad, message in (("models=[{kind: nosuch}]", "models: unknown model kind 'nosuch'"),
+                         ("horizons=[0]", "horizons must be a non-empty list of distinct positive whole hours")):
+        result = coincast(project, *args, "--set", bad)
+        assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+        assert message in result.stderr
+    # a bare `ploomber build` stops at render (its DAG on_render hook), before any task ran
+    bare = run([str(BIN / "ploomber"), "build", "--env--horizons", "[0]"], cwd=project)
+    assert bare.returncode != 0
+    assert "horizons must be a non-empty list of distinct positive whole hours, e.g. [1, 24], got [0]" in (
+        bare.stdout + bare.stderr)
+    assert stamp == {p: p.stat().st_mtime_ns for p in products(project, "bitcoin").iterdir()}
 
 
 # --- the gate: one pipeline run per bad-data class ------------------------------------------------

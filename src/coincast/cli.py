@@ -49,8 +49,11 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out.setdefault("source", "replay")
     if args.replay_now:
         out["replay_now"] = args.replay_now
-    if args.coins:
+    if args.coins is not None:
         out["coins"] = [c.strip() for c in args.coins.split(",") if c.strip()]
+        if not out["coins"]:
+            raise ConfigError(f"--coins names no coin ({args.coins!r}): give comma-separated CoinGecko ids, "
+                              "e.g. --coins bitcoin,ethereum, or leave it out for env.yaml's coins")
     elif args.replay_file:
         from coincast.sources.replay import guess_coin_id
 

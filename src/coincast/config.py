@@ -24,9 +24,6 @@ ENVIRONMENT_VARIABLES = {
     "COINCAST_ENV": "variant file(s), comma-separated, layered on env.yaml when no --env is given (e.g. for dvc repro)",
 }
 
-SOURCES = ("coingecko", "replay", "simulated")
-
-
 class ConfigError(ValueError):
     """A configuration value is missing or wrong; the message names the key."""
 
@@ -37,6 +34,11 @@ def load_dotenv_file(path: str | os.PathLike = ".env") -> bool:
 
     p = Path(path)
     return load_dotenv(p, override=False) if p.is_file() else False
+
+
+def read_env_file(path: str | os.PathLike) -> dict[str, Any]:
+    """One env file's keys and values (no checks beyond "a YAML mapping")."""
+    return _read_yaml(Path(path))
 
 
 def _read_yaml(path: Path) -> dict[str, Any]:
@@ -86,38 +88,11 @@ def resolve_root(env: Mapping[str, Any], root: str | os.PathLike) -> dict[str, A
     return {k: v.replace("{{root}}", str(root)) if isinstance(v, str) else v for k, v in env.items()}
 
 
-def _positive_ints(env: Mapping[str, Any], key: str) -> None:
-    value = env.get(key)
-    if not isinstance(value, list) or not value or not all(isinstance(v, int) and v > 0 for v in value):
-        raise ConfigError(f"{key} must be a non-empty list of positive integers, got {value!r}")
-
-
 def check_env(env: Mapping[str, Any]) -> None:
-    """Raise ConfigError naming the first bad value."""
-    if env.get("source") not in SOURCES:
-        raise ConfigError(f"source must be one of {', '.join(SOURCES)}, got {env.get('source')!r}")
-    coins = env.get("coins")
-    if not isinstance(coins, list) or not coins or not all(isinstance(c, str) and c for c in coins):
-        raise ConfigError(f"coins must be a non-empty list of CoinGecko coin ids, got {coins!r}")
-    if len(set(coins)) != len(coins):
-        raise ConfigError(f"coins lists a coin twice: {coins!r}")
-    days = env.get("days")
-    if not isinstance(days, int) or days < 1:
-        raise ConfigError(f"days must be a positive integer, got {days!r}")
-    thr = env.get("null_threshold")
-    if not isinstance(thr, (int, float)) or not 0 <= thr <= 1:
-        raise ConfigError(f"null_threshold must be a fraction in [0, 1], got {thr!r}")
-    if not isinstance(env.get("min_rows"), int) or env["min_rows"] < 1:
-        raise ConfigError(f"min_rows must be a positive integer, got {env.get('min_rows')!r}")
-    _positive_ints(env, "lags")
-    _positive_ints(env, "rolling_windows")
-    h = env.get("target_horizon")
-    if not isinstance(h, int) or h < 1:
-        raise ConfigError(f"target_horizon must be a positive integer (hours), got {h!r}")
-    if env.get("source") == "replay" and not env.get("replay_file"):
-        raise ConfigError("source is replay but replay_file is not set")
-    if env.get("replay_now") is not None:
-        parse_time(env["replay_now"], "replay_now")
+    """Raise ConfigError naming the first bad value (every key: :mod:`coincast.settings`)."""
+    from coincast.settings import check
+
+    check(env)
 
 
 def parse_time(value: Any, name: str = "time") -> pd.Timestamp:
