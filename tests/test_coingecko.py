@@ -380,3 +380,32 @@ def test_a_clock_in_the_past_uses_range_not_days(fake_coingecko):
     src = CoinGeckoSource(config=config(fake_coingecko), now=NOW, wall_clock=lambda: NOW + pd.Timedelta(days=30))
     src.fetch("bitcoin", NOW - pd.Timedelta(days=3), NOW)
     assert fake_coingecko.requests[-1].path.endswith("/market_chart/range")
+
+
+def test_a_body_that_stalls_is_a_read_timeout_not_an_unreachable_host():
+    """Headers arrive, then the body stops: the server was reached, it is slow."""
+    import socket
+    import threading
+
+    srv = socket.socket()
+    srv.bind(("127.0.0.1", 0))
+    srv.listen(4)
+    port = srv.getsockname()[1]
+    open_conns = []
+
+    def serve():
+        for _ in range(2):
+            conn, _ = srv.accept()
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"pri")
+            open_conns.append(conn)  # never finished
+
+    threading.Thread(target=serve, daemon=True).start()
+    cfg = CoinGeckoConfig(base_url=f"http://127.0.0.1:{port}/api/v3", read_timeout=0.3, max_retries=1,
+                          backoff_base=0, calls_per_minute=0)
+    with pytest.raises(CoinGeckoError) as err:
+        CoinGeckoClient(cfg).get("/ping")
+    for conn in open_conns:
+        conn.close()
+    srv.close()
+    assert "did not answer /ping within read_timeout=0.3 s" in str(err.value) and "cannot reach" not in str(err.value)

@@ -79,3 +79,31 @@ def test_a_hole_inside_the_history_is_refetched(tmp_path: Path):
     again = extract("bitcoin", 5, "simulated", replay_now="2024-05-05T00:10Z", history_dir=tmp_path)
     assert again.rows_added == 10
     pd.testing.assert_frame_equal(read_history(path), full)
+
+
+def test_a_slow_api_says_what_timed_out_and_that_nothing_was_lost(tmp_path: Path):
+    """Not `TimeoutError: timed out`: what timed out, after how long, the history unchanged, when the next try is."""
+    from coincast.sources.coingecko import CoinGeckoConfig, CoinGeckoError, CoinGeckoSource
+
+    with FakeCoinGecko({"bitcoin": simulate_hourly("bitcoin", 24 * 200)}) as server:
+        cfg = CoinGeckoConfig(base_url=server.url, backoff_base=0.01, calls_per_minute=0, max_retries=1,
+                              read_timeout=0.3)
+
+        def run(now: str):
+            server.now = pd.Timestamp(now)
+            return extract("bitcoin", 5, "coingecko", replay_now=now, history_dir=tmp_path,
+                           src=CoinGeckoSource(config=cfg, now=pd.Timestamp(now)))
+
+        run("2023-03-01T00:30Z")
+        path = tmp_path / "coingecko" / "api" / "bitcoin-usd.parquet"
+        before = path.read_bytes()
+        server.queue(200, {"prices": []}, delay=1.0, times=2)
+        with pytest.raises(CoinGeckoError) as err:
+            run("2023-03-01T05:30Z")
+    message = str(err.value)
+    assert "\n" not in message
+    assert "did not answer /coins/bitcoin/market_chart" in message and "read_timeout=0.3 s" in message
+    assert "gave up after 2 attempt(s) in" in message
+    assert "Nothing was lost: the stored history is unchanged (121 rows)" in message
+    assert "the next build (the next hourly tick under cron) fetches the missing hours again" in message
+    assert path.read_bytes() == before

@@ -148,8 +148,14 @@ def test_no_network_fails_fast_with_a_hint(project: Path, tmp_path: Path):
     result = coincast(project, "--source", "coingecko", "--coins", "bitcoin",
                       "--set", f"history_dir={tmp_path / 'h'}", env=env)
     assert result.returncode == 1
-    assert "make demo" in result.stderr
     assert not (products(project, "bitcoin") / "validation.json").exists()
+    # one line a person can act on; Ploomber's traceback goes to the build log, not above it
+    assert "Traceback" not in result.stderr and "DAG build failed" not in result.stderr, result.stderr[-3000:]
+    [verdict] = [line for line in result.stderr.splitlines() if line.startswith("coincast: bitcoin:")]
+    assert verdict.startswith("coincast: bitcoin: build failed: CoinGeckoError: cannot reach 127.0.0.1"), verdict
+    assert "make demo" in verdict and "Nothing was lost" in verdict and verdict.endswith("logs/build.log)")
+    log = (project / "logs" / "build.log").read_text()
+    assert "Traceback" in log and "CoinGeckoError" in log
 
 
 def test_bad_configuration_is_one_line(project: Path):

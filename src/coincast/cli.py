@@ -17,7 +17,7 @@ import sys
 import time
 import warnings
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Iterator, Mapping, Sequence
 
 # Telemetry off before anything imports ploomber, mlflow or dvc: offline hosts hang on it.
 for _key, _value in {
@@ -80,16 +80,59 @@ def _gate_failure(dag: Any, started: float) -> str | None:
     return "validation gate failed: " + "; ".join(f"{c['name']} ({c['message']})" for c in failed)
 
 
-_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Failed)): (.+)$")
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Failed|Timeout)): (.+)$")
+_WRAPPERS = ("TaskBuildError", "DAGBuildError", "PapermillExecutionError", "TaskRenderError", "DAGRenderError")
 
 
 def _root_cause(message: str) -> str:
-    """The first 'SomeError: text' line of a Ploomber build error that is not Ploomber's own wrapper."""
+    """The error a person can act on in a Ploomber build error's text: the notebook's last exception (a
+    chained traceback lists the low-level cause first, e.g. ``TimeoutError: timed out``, and the error
+    coincast raised from it last), not Ploomber's own wrappers after it."""
+    found: list[str] = []
     for line in message.splitlines():
         m = _ERROR_LINE.match(line.strip())
-        if m and m.group(1) not in ("TaskBuildError", "DAGBuildError", "PapermillExecutionError"):
-            return f"{m.group(1)}: {m.group(2)}"[:400]
+        if not m:
+            continue
+        if m.group(1) in _WRAPPERS:
+            if found:
+                break  # the notebook's traceback ended: Ploomber's wrapper follows it
+            continue
+        found.append(f"{m.group(1)}: {m.group(2)}"[:400])
+    if found:
+        return found[-1]
     return message.strip().splitlines()[-1][:400] if message.strip() else "unknown error"
+
+
+BUILD_LOG = "build.log"
+
+
+@contextlib.contextmanager
+def build_log(env: Mapping[str, Any]) -> Iterator[str | None]:
+    """Ploomber's and papermill's messages (task tracebacks included) go to ``<log_dir>/build.log``, not the
+    console, which gets one line per coin; yields the log's path, or None when a caller (a tick) already
+    sends them to its own log file."""
+    names = ("ploomber", "papermill", "coincast.build")
+    loggers = [logging.getLogger(n) for n in names]
+    if any(not isinstance(h, logging.NullHandler) for h in loggers[0].handlers):
+        yield None
+        return
+    path = Path(str(env.get("log_dir") or "logs")) / BUILD_LOG
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s"))
+    saved = [(lg.level, lg.propagate) for lg in loggers]
+    for lg in loggers:
+        lg.addHandler(handler)
+        lg.setLevel(logging.INFO)
+        lg.propagate = False
+    try:
+        yield str(path)
+    finally:
+        for lg, (level, propagate) in zip(loggers, saved):
+            lg.removeHandler(handler)
+            lg.setLevel(level)
+            lg.propagate = propagate
+        handler.close()
 
 
 def with_build_hour(env: dict[str, Any], now: Any = None) -> dict[str, Any]:
@@ -109,31 +152,38 @@ def failed_coins(results: Mapping[str, str]) -> dict[str, str]:
 
 
 def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = False) -> str:
-    """Build the pipeline's DAG for one coin; "ok (ran: ...)" or a one-line error. Never raises."""
+    """Build the pipeline's DAG for one coin; "ok (ran: ...)" or a one-line error. Never raises.
+
+    The full error (Ploomber's traceback) and Ploomber's messages go to the build log (:func:`build_log`)."""
     from ploomber.exceptions import DAGBuildError
     from ploomber.spec import DAGSpec
 
     coin_env = {k: v for k, v in env.items() if k not in ("coins", "coin_jobs")}
     coin_env["coin"] = coin
     print(f"== coincast: building {coin} ({env['source']}) ==", flush=True)
+    log = logging.getLogger("coincast.build")
     started = time.time()
     dag = None
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)
+    with build_log(env) as log_path, warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", UserWarning)
+        where = f" (details in {log_path})" if log_path else ""
+        try:
             dag = DAGSpec(str(pipeline), env=coin_env).to_dag()
-        report = dag.build(force=force)
-        table = report.to_dict()
-        ran = [name for name, did in zip(table["name"], table["Ran?"]) if did]
-        return "ok (ran: " + (", ".join(ran) if ran else "nothing, up to date") + ")"
-    except DAGBuildError as exc:
-        gate = _gate_failure(dag, started) if dag is not None else None
-        if gate is None:
-            print(str(exc), file=sys.stderr)
-        return gate or f"build failed: {_root_cause(str(exc))}"
-    except Exception as exc:  # rendering errors etc.: one coin's failure never stops the others
-        print(str(exc), file=sys.stderr)
-        return f"build failed: {_root_cause(f'{type(exc).__name__}: {exc}')}"
+            report = dag.build(force=force)
+            table = report.to_dict()
+            ran = [name for name, did in zip(table["name"], table["Ran?"]) if did]
+            return "ok (ran: " + (", ".join(ran) if ran else "nothing, up to date") + ")"
+        except DAGBuildError as exc:
+            log.error("%s: build failed:\n%s", coin, exc)
+            gate = _gate_failure(dag, started) if dag is not None else None
+            return gate or f"build failed: {_root_cause(str(exc))}{where}"
+        except Exception as exc:  # rendering errors etc.: one coin's failure never stops the others
+            log.error("%s: build failed: %s: %s", coin, type(exc).__name__, exc)
+            return f"build failed: {_root_cause(f'{type(exc).__name__}: {exc}')}{where}"
+        finally:
+            for w in caught:
+                if "not used in the task's source code" not in str(w.message):  # build_hour, by design
+                    log.warning("%s: %s", coin, str(w.message).strip())
 
 
 def _build_coin_captured(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool) -> tuple[str, str]:
@@ -333,6 +383,8 @@ def make_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    for handler in logging.getLogger().handlers:  # Ploomber lowers the root logger to INFO while it builds
+        handler.setLevel(logging.WARNING)
     try:
         return args.func(args)
     except ConfigError as exc:

@@ -15,7 +15,7 @@ import pandas as pd
 from coincast.config import parse_time, utc_now
 from coincast.history import align_to_hourly, missing_ranges, read_history, update_history
 from coincast.sources import make_source
-from coincast.sources.base import Source
+from coincast.sources.base import Source, SourceError
 from coincast.versioning import file_md5
 
 logger = logging.getLogger(__name__)
@@ -118,10 +118,14 @@ def extract(
         path = history_path(history_dir, src, coin, vs_currency)
         history = read_history(path)
         added = 0
-        for lo, hi in missing_ranges(history, start, now):
-            obs = src.fetch(coin, lo, hi)
-            history, n = update_history(path, obs, src.name)
-            added += n
+        try:
+            for lo, hi in missing_ranges(history, start, now):
+                obs = src.fetch(coin, lo, hi)
+                history, n = update_history(path, obs, src.name)
+                added += n
+        except SourceError as exc:  # same error type and fields, its message completed
+            exc.args = (f"{exc}. {fetch_failed_note(len(history), added)}", *exc.args[1:])
+            raise
     window = history.loc[(history["timestamp"] >= start) & (history["timestamp"] <= now)].reset_index(drop=True)
     logger.info("%s: %d hourly rows from %s (%d new), clock %s", coin, len(window), src.name, added, now)
     extra: dict[str, Any] = {"vs_currency": vs_currency.lower()}
@@ -129,6 +133,13 @@ def extract(
         extra["series"] = path.parent.name
         extra["data_version"] = file_md5(path) if path.exists() else None
     return Extraction(window, coin, src.name, now, start, added, len(history), extra)
+
+
+def fetch_failed_note(history_rows: int, added: int) -> str:
+    """What a failed fetch did to the raw history, and when the hours are tried again (one sentence)."""
+    kept = (f"the stored history is unchanged ({history_rows} rows)" if not added else
+            f"the stored history kept all its rows and gained {added} good ones before the failure")
+    return f"Nothing was lost: {kept}; the next build (the next hourly tick under cron) fetches the missing hours again"
 
 
 def extract_data(coin_id: str = "bitcoin", days: int = 30, source: str = "coingecko", **kwargs: Any) -> pd.DataFrame:

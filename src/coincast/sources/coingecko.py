@@ -238,16 +238,22 @@ class CoinGeckoClient:
         logger.debug("GET %s params=%s", path, params)
         try:
             resp = self.session.get(cfg.base_url + path, params=params, timeout=timeout, allow_redirects=False)
-        except requests.exceptions.ConnectionError as exc:  # includes ConnectTimeout
-            reason = re.search(r"\[Errno -?\d+\][^')\"]*|timed out|Connection refused", str(exc))
+        except requests.exceptions.ConnectTimeout as exc:
+            raise _Transient(
+                f"cannot reach {self.host}: no connection within connect_timeout={cfg.connect_timeout:g} s "
+                "(no network? `make demo` runs the pipeline offline)"
+            ) from exc
+        except (requests.exceptions.Timeout, requests.exceptions.ConnectionError) as exc:
+            if isinstance(exc, requests.exceptions.Timeout) or "timed out" in str(exc).lower():
+                # ReadTimeout, or the body stalled mid-answer (requests reports that as a ConnectionError)
+                raise _Transient(
+                    f"CoinGecko did not answer {path} within read_timeout={cfg.read_timeout:g} s "
+                    "(slow API or network)"
+                ) from exc
+            reason = re.search(r"\[Errno -?\d+\][^')\"]*|Connection refused", str(exc))
             detail = reason.group(0).strip() if reason else type(exc).__name__
             raise _Transient(
                 f"cannot reach {self.host} ({detail}): no network? `make demo` runs the pipeline offline"
-            ) from exc
-        except requests.exceptions.Timeout as exc:  # ReadTimeout
-            raise _Transient(
-                f"CoinGecko did not answer {path} within read_timeout={cfg.read_timeout:g} s "
-                "(slow or no network? `make demo` runs the pipeline offline)"
             ) from exc
         except requests.exceptions.ChunkedEncodingError as exc:
             raise _Transient(f"CoinGecko response for {path} was cut off ({type(exc).__name__})") from exc
