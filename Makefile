@@ -32,7 +32,7 @@ CRON_MINUTE ?= 5
 VENV_PATH := PATH="$(CURDIR)/$(BIN):$$PATH"
 
 .PHONY: install demo run test jupyter dashboard mlflow-ui serve bench-accuracy clean clean-products \
-        hourly replay cron-install cron-remove dvc-init bench bench-quick
+        hourly replay cron-install cron-remove dvc-init bench bench-quick bench-soak
 
 install: $(STAMP)
 
@@ -106,6 +106,11 @@ bench: $(STAMP)
 ## make bench-quick: the same, once, on small data (what CI runs; no timing claims)
 bench-quick: $(STAMP)
 	$(BIN)/python bench/speed.py --quick --out $(CURDIR)/bench/results
+
+## make bench-soak: two writers under load: 8 coins two at a time, 48 replayed ticks retraining every 6 h, one
+## sqlite MLflow store; every registry version and alias checked; writes bench/results/soak.{md,json} (~30 min)
+bench-soak: $(STAMP)
+	$(BIN)/python bench/soak.py
 
 ## make bench-accuracy: backtests BTC/ETH/LTC from ../shared/data; writes bench/results/accuracy.{md,json}
 bench-accuracy: $(STAMP)

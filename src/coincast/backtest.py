@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
 import time
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -22,6 +21,7 @@ import pandas as pd
 from coincast import metrics
 from coincast.calibration import LEVELS, calibrate, latest_quantiles, level_key, realized_vol
 from coincast.models import make_model
+from coincast.processes import pool_context
 from coincast.serving import ServedForecaster
 
 logger = logging.getLogger(__name__)
@@ -114,7 +114,7 @@ def run_forecasts(
             tasks.append((dict(spec), y, origins[a:b], a, refit_every, tuple(horizons)))
     tasks.sort(key=lambda t: not str(t[0].get("kind", "")).startswith("prophet"))  # heavy first
     if n_jobs > 1 and len(tasks) > 1:
-        ctx = multiprocessing.get_context("fork")
+        ctx = pool_context(preload=("coincast.backtest",))  # a Jupyter kernel has threads: no plain fork there
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
             results = list(pool.map(_forecast_chunk, tasks))
     else:

@@ -217,19 +217,22 @@ def build(env: dict[str, Any], pipeline: Path, force: bool = False) -> dict[str,
     """Build the pipeline for every coin; returns {coin: "ok" | error line}.
 
     ``coin_jobs`` > 1 builds that many coins at a time, each coin's DAG in a worker process forked from
-    this one (imports shared; the caller's lock is inherited, so an overlapping tick still finds it
-    held). Each coin's DAG stays one Ploomber DAG run by the executor in pipeline.yaml."""
+    this one when it runs no other thread (imports shared; the caller's lock is inherited, so an overlapping
+    tick still finds it held), else started by a fork server (:mod:`coincast.processes`). Each coin's DAG
+    stays one Ploomber DAG run by the executor in pipeline.yaml; MLflow writes are serialized
+    (:func:`coincast.registry.write_lock`)."""
     coins = list(env["coins"])
     jobs = max(1, min(int(env.get("coin_jobs") or 1), len(coins)))
     _preload(env, jobs)
     if jobs == 1:
         return {coin: build_coin(env, coin, pipeline, force) for coin in coins}
-    import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
+
+    from coincast.processes import pool_context
 
     results: dict[str, str] = {}
     print(f"== coincast: building {len(coins)} coins, {jobs} at a time ==", flush=True)
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=multiprocessing.get_context("fork")) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=pool_context(PRELOAD)) as pool:
         futures = {coin: pool.submit(_build_coin_captured, env, coin, pipeline, force) for coin in coins}
         for coin, future in futures.items():
             try:

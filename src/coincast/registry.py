@@ -95,8 +95,7 @@ def configure(root: Path, experiment: str = EXPERIMENT) -> str:
     mlflow.set_tracking_uri(uri)
     # Coins built side by side (coin_jobs) may open a new sqlite store at the same moment: MLflow creates its
     # tables on first use, which two processes must not do at once.
-    guard = FileLock(str(root / "mlflow.db.lock")) if uri == _default_uri(root) else contextlib.nullcontext()
-    with guard:
+    with write_lock():
         return _configure_experiment(uri, root, experiment)
 
 
@@ -123,6 +122,17 @@ def _configure_experiment(uri: str, root: Path, experiment: str) -> str:
     mlflow.set_experiment(experiment_id=experiment_id)
     logger.info("MLflow experiment %r (id %s) at %s", experiment, experiment_id, _redact(uri))
     return experiment_id
+
+
+def write_lock(timeout: float = 600) -> Any:
+    """Hold while writing to a local sqlite store: coins built side by side (``coin_jobs``) register versions,
+    move aliases and log live metrics one process at a time, so a version and its aliases are always written
+    together and sqlite never answers "database is locked". A server store (``http://``, PostgreSQL)
+    serializes on its own: no lock."""
+    uri = mlflow.get_tracking_uri()
+    if uri.startswith("sqlite:///"):
+        return FileLock(uri[len("sqlite:///"):] + ".lock", timeout=timeout)
+    return contextlib.nullcontext()
 
 
 def _redact(uri: str) -> str:
@@ -564,6 +574,11 @@ def log_live(coin: str, metrics: Mapping[str, float], now: Any, tags: Mapping[st
     """Append the hourly tick's live metrics to the coin's one long-running "live" run (created on first
     use) in the coincast experiment (see :func:`configure`), at step = hours since the epoch of ``now``;
     ``tags`` (model and data version) show the latest values."""
+    with write_lock():
+        return _log_live(coin, metrics, now, tags)
+
+
+def _log_live(coin: str, metrics: Mapping[str, float], now: Any, tags: Mapping[str, Any]) -> str:
     client = MlflowClient()
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
@@ -592,5 +607,5 @@ def log_live(coin: str, metrics: Mapping[str, float], now: Any, tags: Mapping[st
 
 __all__ = [
     "CoincastPyfunc", "Decision", "configure", "decide", "load_champion", "champion_info", "log_build",
-    "promote", "tracking_uri", "registered_name", "log_live",
+    "promote", "tracking_uri", "registered_name", "log_live", "write_lock",
 ]

@@ -122,7 +122,8 @@ def register_champion(
         "git_commit": git_commit(project_root) or "unknown",
         "data_version": report.get("data_version"),
     }
-    run_id = registry.log_build(coin, dict(params), flat_metrics(report), [Path(a) for a in artifacts], tags)
     challenger = registry.pick_challenger(report["models"])
     served = {name: served_model(y, result, name) for name in {challenger, NAIVE}}
-    return registry.promote(coin, run_id, dict(report), served)
+    with registry.write_lock():  # the run, the version and its aliases are written by one process at a time
+        run_id = registry.log_build(coin, dict(params), flat_metrics(report), [Path(a) for a in artifacts], tags)
+        return registry.promote(coin, run_id, dict(report), served)
