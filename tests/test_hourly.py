@@ -293,3 +293,4 @@ def test_replay_over_logged_hours_is_refused_and_catch_up_uses_the_model_in_forc
     run = next(r for r in client.search_runs([client.get_experiment_by_name("coincast").experiment_id])
                if r.data.tags.get("coincast.live_coin") == "bitcoin")
     assert run.data.metrics["live_n_1h"] == 5 and run.data.metrics["live_rel_mae_1h"] == pytest.approx(rel)
+    assert run.data.metrics["live_not_in_force"] == 4

@@ -289,9 +289,9 @@ def flat_live_metrics(live: Mapping[str, Any]) -> dict[str, float]:
     """MLflow metric names: live_rel_mae_1h, live_coverage_80_24h_window, realized_vol_24h, ... Only numbers:
     a score "too few to score" (None) is not logged, its n is."""
     out: dict[str, float] = {}
-    for key in ("realized_vol_24h", "realized_vol_30d", "logged", "scored"):
+    for key in ("realized_vol_24h", "realized_vol_30d", "logged", "scored", "not_in_force"):
         if key in live:
-            out[f"live_{key}" if key in ("logged", "scored") else key] = float(live[key])
+            out[key if key.startswith("realized") else f"live_{key}"] = float(live[key])
     for h, parts in live.get("horizons", {}).items():
         for part, metrics in parts.items():
             suffix = f"_{h}h" + ("" if part == "all" else "_window")
