@@ -181,7 +181,11 @@ def replay_refusal(env: Mapping[str, Any], first: pd.Timestamp) -> str | None:
     hour = pd.Timestamp(first).floor("h")
     found = []
     for coin in env["coins"]:
-        path = replay_log_path(env, coin)
+        try:
+            path = replay_log_path(env, coin)
+        except Exception as exc:  # e.g. a replay file without this coin: the ticks report it, one line per coin
+            logger.debug("%s: no prediction log path (%s): not checked", coin, exc)
+            continue
         log = live.read_log(path)
         if len(log) and log["origin"].max() >= hour:
             found.append((log["origin"].max(), coin, path))
