@@ -26,6 +26,7 @@ TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
 DVC_REMOTE ?= $(CURDIR)/dvc-remote
 HOURS ?= 48
+START ?=
 SOURCE ?=
 CRON_MINUTE ?= 5
 # dvc runs `coincast build` from dvc.yaml: the venv's bin must be on its PATH.
@@ -62,9 +63,10 @@ run: $(STAMP)
 hourly: $(STAMP)
 	COINCAST_ENV="$(ENV_FILE)" $(BIN)/coincast hourly $(if $(SOURCE),--source $(SOURCE))
 
-## make replay HOURS=48: that many ticks on simulated data, the clock advancing an hour per tick
+## make replay HOURS=48 [START=2025-06-01T13:05Z]: that many ticks on simulated data, the clock advancing an hour
+## per tick (default: ending at the current hour; refused if the prediction log already holds those hours)
 replay: $(STAMP)
-	COINCAST_ENV="$(ENV_FILE)" $(BIN)/coincast replay --source simulated --hours $(HOURS)
+	COINCAST_ENV="$(ENV_FILE)" $(BIN)/coincast replay --source simulated --hours $(HOURS) $(if $(START),--start $(START))
 
 ## make cron-install / cron-remove: one tagged crontab line running `make hourly` at CRON_MINUTE past each hour
 cron-install: $(STAMP)

@@ -109,9 +109,11 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     with live.log_lock(log_path):
         log, summary = live.update_log(live.read_log(log_path), served, version, raw, coin=coin,
                                        horizons=env["log_horizons"], data_version=meta.get("data_version"),
-                                       now=meta["now"], max_catchup_hours=env["max_catchup_hours"])
+                                       now=meta["now"], max_catchup_hours=env["max_catchup_hours"],
+                                       in_force_at=registry.in_force_at(coin, version))
         live.write_log(log, log_path)
-    metrics = live.live_metrics(log, y, meta["now"], env["log_horizons"], env["live_window_hours"])
+    metrics = live.live_metrics(log, y, meta["now"], env["log_horizons"], env["live_window_hours"],
+                                env["min_scored_rows"])
     registry.log_live(coin, live.flat_live_metrics(metrics), meta["now"],
                       {"model_version": version["version"], "data_version": meta.get("data_version")})
     io.write_json_atomic({**metrics, "tick": summary}, p["live.json"])

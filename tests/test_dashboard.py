@@ -187,8 +187,9 @@ def test_list_coins_and_settings(tmp_path):
     (products / ".hidden").mkdir()
     assert dash.list_coins(products) == ["bitcoin", "ethereum", "litecoin"]
     assert dash.list_coins(products, ["ethereum", "dogecoin", "bitcoin"]) == ["ethereum", "bitcoin", "litecoin"]
-    (tmp_path / "env.yaml").write_text("coins: [ethereum]\nmax_staleness_hours: 5\nsource: simulated\n")
-    assert dash.read_settings(tmp_path) == {"coins": ["ethereum"], "max_staleness_hours": 5}
+    (tmp_path / "env.yaml").write_text("coins: [ethereum]\nmax_staleness_hours: 5\nsource: simulated\n"
+                                       "min_scored_rows: 12\n")
+    assert dash.read_settings(tmp_path) == {"coins": ["ethereum"], "max_staleness_hours": 5, "min_scored_rows": 12}
     (tmp_path / "env.yaml").write_text(": not yaml [")
     assert dash.read_settings(tmp_path) == {}
     assert dash.read_settings(None) == {}
@@ -352,7 +353,7 @@ def test_live_accuracy_absent():
 def test_live_accuracy_scored_rows_against_naive():
     raw = raw_frame()
     log = prediction_log(raw)
-    acc = dash.live_accuracy(log, raw)
+    acc = dash.live_accuracy(log, raw, min_scored=5)
     row = acc.iloc[0]
     assert (row["horizon"], row["predictions"], row["scored"], row["pending"]) == (1, 6, 5, 1)  # last: not yet known
     scored = log.dropna(subset=["actual"])
@@ -365,9 +366,9 @@ def test_live_accuracy_scored_rows_against_naive():
     html = dash.live_accuracy_html(acc)
     assert 'data-live="scored"' in html and f"{expected:.3f}" in html
     # an actual the log does not have yet but raw.parquet does is filled in; a log naive column is used as is
-    filled = dash.live_accuracy(log.assign(actual=np.nan), raw).iloc[0]
+    filled = dash.live_accuracy(log.assign(actual=np.nan), raw, min_scored=5).iloc[0]
     assert filled["scored"] == 5 and filled["rel_mae"] == pytest.approx(expected)
-    own = dash.live_accuracy(log.assign(naive=log["forecast"]), raw).iloc[0]
+    own = dash.live_accuracy(log.assign(naive=log["forecast"]), raw, min_scored=1).iloc[0]
     assert own["rel_mae"] == pytest.approx(1.0)
 
 
@@ -378,9 +379,38 @@ def test_live_accuracy_defensive():
     assert int(pending["scored"].sum()) == 0
     assert "waiting for their actual price" in dash.live_accuracy_html(pending)
     sparse = log[["horizon", "forecast", "target_time", "actual"]].assign(horizon=["1", "1", "x", "1", "1", "1"])
-    acc = dash.live_accuracy(sparse)  # no bounds, no naive source, a bad horizon
+    acc = dash.live_accuracy(sparse, min_scored=1)  # no bounds, no naive source, a bad horizon
     assert acc.iloc[0]["scored"] == 4 and acc.iloc[0]["rel_mae"] is None and acc.iloc[0]["coverage_80"] is None
     dash.live_accuracy_html(acc)
+
+
+def test_live_accuracy_from_too_few_rows_is_too_few_to_score():
+    raw = raw_frame()
+    log = prediction_log(raw)  # 5 scored rows
+    few = dash.live_accuracy(log, raw, min_scored=6).iloc[0]
+    assert few["scored"] == 5 and few["status"] == "too few to score (n < 6)"
+    assert few[["mae", "naive_mae", "rel_mae", "coverage_80", "coverage_95"]].isna().all()
+    html = dash.live_accuracy_html(dash.live_accuracy(log, raw, min_scored=6))
+    assert "too few to score (n &lt; 6)" in html and 'data-status="too-few"' in html
+    enough = dash.live_accuracy(log, raw, min_scored=5).iloc[0]
+    assert enough["status"] is None and enough["rel_mae"] is not None
+    assert dash.live_accuracy(log, raw).iloc[0]["status"] == f"too few to score (n < {dash.DEFAULT_MIN_SCORED_ROWS})"
+
+
+def test_live_accuracy_leaves_out_rows_made_by_a_model_trained_after_their_hour():
+    raw = raw_frame()
+    log = prediction_log(raw)
+    flagged = log.assign(in_force=[True, True, False, False, True, True], forecast=log["forecast"].where(
+        [True, True, False, False, True, True], log["forecast"] * 2))  # the flagged rows are far off
+    row = dash.live_accuracy(flagged, raw, min_scored=1).iloc[0]
+    kept = dash.live_accuracy(log.iloc[[0, 1, 4, 5]], raw, min_scored=1).iloc[0]
+    assert (row["predictions"], row["scored"], row["excluded"]) == (4, 3, 2)
+    assert row["rel_mae"] == pytest.approx(kept["rel_mae"])
+    assert "2 prediction(s) made by a model trained after their hour" in dash.live_accuracy_html(
+        dash.live_accuracy(flagged, raw, min_scored=1))
+    # an older log without the column: its catch-up (late) rows are the ones left out
+    legacy = dash.live_accuracy(log.assign(late=[False, False, True, True, False, False]), raw, min_scored=1).iloc[0]
+    assert legacy["excluded"] == 2 and legacy["rel_mae"] == pytest.approx(kept["rel_mae"])
 
 
 # --- unit tests: gate, registry, MLflow -----------------------------------------------------------------------
@@ -492,6 +522,17 @@ def test_app_coin_selector_and_live_stale_coin(tmp_path):
     selector.value = "bitcoin"
     text = widget_text(page)
     assert "SIMULATED DATA, NOT LIVE" in text and "STALE" not in text and 'data-coin="bitcoin"' in text
+
+
+def test_app_live_accuracy_follows_env_min_scored_rows(tmp_path):
+    products = tmp_path / "products"
+    frames = write_products(products)
+    prediction_log(frames["raw"]).to_parquet(products / "bitcoin" / "predictions.parquet", index=False)  # 5 scored
+    text = widget_text(dash.app(products, tmp_path, now=T_LAST + pd.Timedelta(hours=1), mlflow="off"))
+    assert f"too few to score (n &lt; {dash.DEFAULT_MIN_SCORED_ROWS})" in text  # no env.yaml: the default
+    (tmp_path / "env.yaml").write_text("coins: [bitcoin]\nmin_scored_rows: 5\n")
+    text = widget_text(dash.app(products, tmp_path, now=T_LAST + pd.Timedelta(hours=1), mlflow="off"))
+    assert 'data-live="scored"' in text and "too few to score" not in text
 
 
 def test_app_survives_broken_and_partial_products(tmp_path, monkeypatch):

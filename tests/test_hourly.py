@@ -105,7 +105,8 @@ def test_replay_of_48_ticks_logs_and_scores_every_hour(tmp_path: Path):
     assert all(r.data.tags.get("data_version") for r in training)
     assert len(live_runs) == 1
     history_rel = client.get_metric_history(live_runs[0].info.run_id, "live_rel_mae_1h")
-    assert len(history_rel) == 47  # from the second tick on, one point per tick
+    assert len(history_rel) == 24  # one point per tick from the 25th on: 24 scored (min_scored_rows), not from 1
+    assert client.get_metric_history(live_runs[0].info.run_id, "live_n_1h")[0].value == 0  # n from the first tick
     assert live_runs[0].data.tags["data_version"] == file_md5(history_file(project, m))
     # the profile is made daily, not hourly
     assert json.loads((project / "products/bitcoin/profile.json").read_text())["made_for"] == "2025-06-02T13:05:00+00:00"
@@ -230,3 +231,66 @@ def test_dvc_versions_the_data_and_round_trips_through_the_remote(tmp_path: Path
     assert {p: p.read_bytes() for p in (project / "data").rglob("*.parquet")} == saved
     status = run([dvc, "status", "build@simulated"], cwd=project, env=env)
     assert status.returncode == 0 and "changed outs" not in status.stdout, status.stdout
+
+
+def test_replay_over_logged_hours_is_refused_and_catch_up_uses_the_model_in_force(tmp_path: Path):
+    """Issue 14 items 8 and 5. A build at a fixed clock (as `make demo`), then a replay ending at that clock: one
+    line refusing it, nothing touched. Then ticks with outages: a retrain inside one (retrain_every_hours 3;
+    naive only, so every retrain is promoted) and a registry made anew (`make clean`) with the log kept. Catch-up
+    rows are made by the version that was champion at their hour; rows no version was in force for are made by
+    the current champion, flagged, and left out of live accuracy."""
+    project = copy_project(tmp_path / "p")
+    knobs = ["--env", "env.test.yaml", "--set", "models=[{kind: naive}]", "--set", "retrain_every_hours=3"]
+    built = cli(project, "build", *knobs, "--env", "env.cron.yaml")  # clock 12:30 (env.test.yaml)
+    assert built.returncode == 0, built.stdout[-3000:] + built.stderr[-3000:]
+    m = meta(project)
+    log_file = live.log_path(project / "data/predictions-test", m)
+    before = log_file.read_bytes()
+
+    refused = cli(project, "replay", *knobs, "--hours", "24", "--no-progress")  # 11:05 the day before .. 10:05
+    assert refused.returncode == 2, refused.stdout[-2000:] + refused.stderr[-2000:]
+    line = refused.stderr.strip()
+    assert "\n" not in line and line.startswith("coincast replay: refused: bitcoin's prediction log"), line
+    assert "up to 2025-06-01T12:00Z" in line and "--start 2025-06-01T13:05Z" in line
+    assert log_file.read_bytes() == before and not list((project / "logs").glob("replay-*.json"))
+    assert "missed hours" not in refused.stdout
+
+    after = cli(project, "replay", *knobs, "--hours", "2", "--start", "2025-06-01T13:05Z", "--no-progress")
+    assert after.returncode == 0, after.stdout[-3000:] + after.stderr[-3000:]
+    assert "missed hours (1 h: 0, 24 h: 0) of 2" in after.stdout
+    assert "1 h ahead: 1 scored: too few to score (n < 24)" in after.stdout and "rel_mae vs naive" not in after.stdout
+
+    # 15:05 is missed; at 16:05 the champion (data through 12:00) is 4 h old: retrained and promoted
+    tick = cli(project, "hourly", *knobs, "--now", "2025-06-01T16:05Z")
+    assert tick.returncode == 0, tick.stdout[-3000:] + tick.stderr[-3000:]
+    live16 = json.loads((project / "products/bitcoin/live.json").read_text())
+    assert live16["tick"]["model_versions"] == {"2025-06-01T15:00:00+00:00": "1", "2025-06-01T16:00:00+00:00": "2"}
+    h1 = live16["horizons"]["1"]["all"]
+    assert h1["n"] == 4 and h1["rel_mae"] is None and h1["status"] == "too few to score (n < 24)"
+
+    # the registry is made anew (make clean), the log is kept; 17:05 and 18:05 are missed
+    (project / "mlflow.db").unlink()
+    shutil.rmtree(project / "mlartifacts")
+    tick = cli(project, "hourly", *knobs, "--set", "min_scored_rows=3", "--now", "2025-06-01T19:05Z")
+    assert tick.returncode == 0, tick.stdout[-3000:] + tick.stderr[-3000:]
+
+    log = log_of(project, m)
+    rows = log.loc[log["horizon"] == 1].set_index("origin")
+    hours = pd.date_range("2025-06-01T12:00Z", "2025-06-01T19:00Z", freq="h")
+    assert list(rows.index) == list(hours)
+    assert list(rows["model_version"]) == ["1", "1", "1", "1", "2", "1", "1", "1"]  # the last three: new registry
+    assert list(rows["late"]) == [False, False, False, True, False, True, True, False]
+    assert list(rows["in_force"]) == [True] * 5 + [False, False, True]
+    # live accuracy: the in-force scored rows only (origins 12..16), not the flagged 17 and 18
+    scored = log.loc[log["actual"].notna() & (log["horizon"] == 1)]
+    assert len(scored) == 7
+    kept = scored.loc[scored["in_force"]]
+    rel = (kept["actual"] - kept["forecast"]).abs().sum() / (kept["actual"] - kept["last_price"]).abs().sum()
+    report = json.loads((project / "products/bitcoin/live.json").read_text())
+    assert report["tick"]["not_in_force"] == 4 and report["not_in_force"] == 4
+    assert report["horizons"]["1"]["all"]["n"] == 5 and report["horizons"]["1"]["all"]["rel_mae"] == pytest.approx(rel)
+    client = mlflow_client(project)
+    run = next(r for r in client.search_runs([client.get_experiment_by_name("coincast").experiment_id])
+               if r.data.tags.get("coincast.live_coin") == "bitcoin")
+    assert run.data.metrics["live_n_1h"] == 5 and run.data.metrics["live_rel_mae_1h"] == pytest.approx(rel)
+    assert run.data.metrics["live_not_in_force"] == 4

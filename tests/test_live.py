@@ -234,3 +234,125 @@ def test_tick_result_separates_built_and_failed_coins():
     assert r.built == ["bitcoin"] and r.failed == {"nosuchcoin": "build failed: 404"} and not r.ok
     assert TickResult(clock=None, results={"bitcoin": "ok (ran: nothing, up to date)"}).ok
     assert not TickResult(clock=None, results={"bitcoin": "ok"}, dvc="dvc failed: no remote").ok
+
+
+# --- catch-up rows are made by the version in force at their hour (issue 14, item 5) ----------------------
+def test_catch_up_rows_use_the_version_in_force_at_their_origin_and_flag_the_rest():
+    raw = hourly_frame(300)
+    y = raw.set_index("timestamp")["price"]
+    log = make_log(raw, 250, 1)  # last logged origin: hour 249; ticks for hours 250..299 were missed
+    old, new = served("naive"), served("drift", window=24)
+    retrained_at = y.index[290]  # the train task of this tick retrained on data through hour 290
+    versions = {"1": {"version": "1", "data_through": y.index[200].isoformat()},
+                "2": {"version": "2", "data_through": retrained_at.isoformat()}}
+    asked = []
+
+    def in_force_at(origin):  # what registry.in_force_at answers: the older version before the retrain
+        asked.append(origin)
+        if origin >= retrained_at:
+            return new, versions["2"]
+        return (old, versions["1"]) if origin >= y.index[255] else None  # before 255: no version was in force
+
+    out, summary = live.update_log(log, new, versions["2"], raw, coin="bitcoin", horizons=[1, 24], data_version="v",
+                                   now=y.index[-1], max_catchup_hours=168, in_force_at=in_force_at)
+    added = out.loc[out["origin"] > y.index[249]]
+    by_origin = added.drop_duplicates("origin").set_index("origin")
+    assert len(asked) == 50 and len(added) == 100
+    assert set(by_origin.loc[y.index[290]:, "model_version"]) == {"2"}
+    assert set(by_origin.loc[y.index[255]:y.index[289], "model_version"]) == {"1"}
+    assert (by_origin.loc[y.index[255]:, "in_force"]).all()
+    # no version in force: the current champion made the rows, flagged out of every score
+    early = by_origin.loc[:y.index[254]]
+    assert set(early["model_version"]) == {"2"} and not early["in_force"].any() and len(early) == 5
+    assert summary["not_in_force"] == 10 and summary["late"] == 98
+    assert summary["model_versions"][y.index[260].isoformat()] == "1"
+    # each row is what its own model forecasts from the data up to its origin
+    at = y.index[270]
+    expected = old.forecast(raw.loc[raw["timestamp"] <= at], [1, 24])["forecast"].to_numpy()
+    np.testing.assert_allclose(added.loc[added["origin"] == at, "forecast"], expected)
+
+    # live accuracy and the drift check leave the flagged rows out, even when they are far off
+    scored, _ = live.score(out, live.observed_prices(raw), y.index[-1])
+    wild = scored.copy()
+    wild.loc[~wild["in_force"], "forecast"] *= 3
+    assert live.accuracy(wild, 1) == live.accuracy(scored, 1)
+    assert live.accuracy(wild, 1)["n"] == int((scored["in_force"] & scored["actual"].notna()
+                                               & (scored["horizon"] == 1)).sum())
+    knobs = {**KNOBS, "drift_min_scored": 1, "drift_window_hours": 24 * 10}
+    champ = champion(str(y.index[-1] - pd.Timedelta(hours=10)))
+    only_flagged = wild.loc[~wild["in_force"]]
+    assert "rel_mae" not in live.retrain_decision(champ, y.index[-1], y, only_flagged, **knobs)["reason"]
+    assert live.retrain_decision(champ, y.index[-1], y, only_flagged.assign(in_force=True), **knobs)["due"]
+
+
+def test_without_a_resolver_the_champion_is_in_force_and_old_logs_read(tmp_path):
+    raw = hourly_frame(300)
+    log, summary = live.update_log(make_log(raw, 290, 1), served(), {"version": "3"}, raw, coin="bitcoin",
+                                   horizons=[1], data_version=None, now=raw["timestamp"].iloc[-1],
+                                   max_catchup_hours=168)
+    assert log["in_force"].all() and log["in_force"].dtype == bool and summary["not_in_force"] == 0
+    # a log written before the in_force column existed still reads; its catch-up rows are left out of scores
+    path = tmp_path / "old.parquet"
+    log.drop(columns=["in_force"]).to_parquet(path)
+    old = live.read_log(path)
+    assert list(old.columns) == live.LOG_COLUMNS and old["in_force"].dtype == bool
+    assert (old["in_force"] == ~old["late"]).all() and old["late"].sum() == 9
+    live.write_log(live.append(old, make_log(raw, 300, 1)), path)
+    assert live.read_log(path)["in_force"].dtype == bool
+
+
+def test_a_score_from_too_few_rows_is_too_few_to_score_in_live_json_and_mlflow():
+    raw = hourly_frame(300)
+    log, _ = live.score(make_log(raw, 250, 40), live.observed_prices(raw.iloc[:260]), raw["timestamp"].iloc[259])
+    y = raw.set_index("timestamp")["price"]
+    few = live.accuracy(log, 1, min_scored=41)
+    assert few == {"n": 40.0, "mae": None, "naive_mae": None, "rel_mae": None, "coverage_80": None,
+                   "coverage_95": None, "status": "too few to score (n < 41)"}
+    assert "status" not in live.accuracy(log, 1, min_scored=40) and live.accuracy(log, 1, min_scored=40)["rel_mae"]
+    metrics = live.live_metrics(log, y, raw["timestamp"].iloc[-1], [1, 24], 100, min_scored=30)
+    assert metrics["min_scored_rows"] == 30
+    h1, h24 = metrics["horizons"]["1"]["all"], metrics["horizons"]["24"]["all"]
+    assert h1["n"] == 40 and h1["rel_mae"] is not None and "status" not in h1
+    assert h24["n"] == 26 and h24["rel_mae"] is None and h24["status"] == "too few to score (n < 30)"
+    as_json = json.loads(json.dumps(metrics))  # live.json: null, with the reason
+    assert as_json["horizons"]["24"]["all"]["rel_mae"] is None
+    flat = live.flat_live_metrics(metrics)
+    assert "live_rel_mae_1h" in flat and "live_n_24h" in flat
+    # no number from too few rows
+    assert not [k for k in flat if k.startswith("live_") and k.endswith("_24h") and k != "live_n_24h"]
+    table = live.summary_table(metrics)
+    assert table.loc[(24, "all"), "status"] == "too few to score (n < 30)"
+
+
+def test_replay_report_says_too_few_to_score():
+    from coincast.hourly import format_report
+
+    entry = {"completeness": {"hours": 24, "missed": {"1": 0}, "unscored_known": 0}, "late_rows": 0,
+             "not_in_force_rows": 3, "accuracy": {
+                 "1": {"n": 1.0, "rel_mae": None, "status": "too few to score (n < 24)"},
+                 "24": {"n": 30.0, "rel_mae": 0.98, "coverage_80": 0.8, "coverage_95": 0.9}}}
+    text = format_report({"ticks": 24, "first_clock": "a", "last_clock": "b", "source": "simulated",
+                          "wall_seconds": 1.0, "tick_seconds": {"median": 1.0}, "failed_ticks": [],
+                          "coins": {"bitcoin": entry}})
+    assert "1 h ahead: 1 scored: too few to score (n < 24)" in text and "rel_mae vs naive 0.9800" in text
+    assert "1.63" not in text and "not scored) 3" in text
+
+
+def test_a_replay_over_hours_the_log_already_holds_is_refused(tmp_path):
+    from coincast.hourly import replay_log_path, replay_refusal
+
+    env = {"coins": ["bitcoin"], "source": "simulated", "vs_currency": "usd", "seed": 42, "replay_file": None,
+           "history_dir": str(tmp_path / "history"), "predictions_dir": str(tmp_path / "predictions")}
+    path = replay_log_path(env, "bitcoin")
+    assert path == tmp_path / "predictions/simulated/seed42/bitcoin-usd.parquet"
+    first = pd.Timestamp("2024-01-11T00:05Z")
+    assert replay_refusal(env, first) is None  # no log yet
+    raw = hourly_frame(300)  # hours 2024-01-01T00:00 .. 2024-01-13T11:00
+    path.parent.mkdir(parents=True)
+    live.write_log(make_log(raw, 250, 1), path)  # last origin 2024-01-11T09:00
+    why = replay_refusal(env, first)
+    assert why.startswith("refused: bitcoin's prediction log") and "\n" not in why
+    assert "up to 2024-01-11T09:00Z" in why and "--start 2024-01-11T10:05Z" in why and "START=" in why
+    assert replay_refusal(env, pd.Timestamp("2024-01-11T09:05Z")) is not None  # that hour is logged
+    assert replay_refusal(env, pd.Timestamp("2024-01-11T10:05Z")) is None  # right after it
+    assert replay_refusal({**env, "seed": 7}, first) is None  # another series has its own log

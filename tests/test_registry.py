@@ -325,6 +325,46 @@ def test_load_champion_loads_each_version_once(store, served, monkeypatch):
     assert loads == [f"models:/coincast-{coin}/1", f"models:/coincast-{coin}/{newer_info['version']}"]
 
 
+def test_the_version_in_force_at_an_hour(store, served):
+    """A catch-up prediction is made by the version that was champion at its hour: the current champion if it was
+    trained on data up to that hour, else the last promoted version that was; none when all were trained after."""
+    coin = "forcecoin"
+    t0 = pd.Timestamp("2024-01-10T00:00Z")
+
+    def build_at(hours: int, rel: dict, rel_24h: dict | None = None) -> dict:
+        through = (t0 + pd.Timedelta(hours=hours)).isoformat()
+        run_id = registry.log_build(coin, {"coin": coin}, {}, [], {"data_through": through})
+        return registry.promote(coin, run_id, {**backtest(rel, rel_24h), "data_through": through}, served)
+
+    assert build_at(0, {"naive": 1.0, "drift": 0.98})["champion"]["version"] == "1"  # drift, data through t0
+    # v2 (a tie at 1 h, the challenger for its day-ahead score) is never champion
+    assert not build_at(5, {"naive": 1.0, "drift": 0.99, "seasonal_naive": 0.99}, {"seasonal_naive": 0.9})["promoted"]
+    assert build_at(10, {"naive": 1.0, "seasonal_naive": 0.97})["champion"]["version"] == "3"
+    history = registry.champion_versions(coin)
+    assert [v["version"] for v in history] == ["1", "3"]
+    champion = registry.champion_info(coin)
+    at = {h: registry.version_in_force(champion, history, t0 + pd.Timedelta(hours=h)) for h in (-1, 0, 7, 9, 10, 30)}
+    assert at[-1] is None and at[0]["version"] == at[7]["version"] == at[9]["version"] == "1"
+    assert at[10] == at[30] == champion
+    # loaded models: the older version for an hour before the retrain, the champion from it on
+    old, old_info = registry.load_version_in_force(coin, t0 + pd.Timedelta(hours=9))
+    assert (old_info["version"], old.name) == ("1", "drift")
+    now, now_info = registry.load_version_in_force(coin, "2024-01-10T10:00Z")
+    assert (now_info["version"], now.name) == ("3", "seasonal_naive")
+    assert registry.load_version_in_force(coin, t0 - pd.Timedelta(hours=1)) is None
+    # the history is read from the registry only for hours before the champion's data
+    reads = []
+    real = registry.champion_versions
+    try:
+        registry.champion_versions = lambda c: reads.append(c) or real(c)
+        pick = registry.in_force_at(coin, champion)
+        assert pick(t0 + pd.Timedelta(hours=11))[1]["version"] == "3" and reads == []
+        assert pick(t0 + pd.Timedelta(hours=3))[1]["version"] == "1" and pick(t0)[1]["version"] == "1"
+        assert reads == [coin]
+    finally:
+        registry.champion_versions = real
+
+
 def test_load_champion_without_one(store):
     with pytest.raises(LookupError, match="no champion"):
         registry.load_champion("nocoin")

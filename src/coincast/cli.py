@@ -315,6 +315,9 @@ def _replay_command(args: argparse.Namespace) -> int:
     except hourly.AlreadyRunning as exc:
         print(f"coincast replay: {exc}", file=sys.stderr)
         return hourly.EXIT_BUSY
+    except hourly.ReplayRefused as exc:  # nothing was run or written
+        print(f"coincast replay: {exc}", file=sys.stderr)
+        return 2
     print(hourly.format_report(report))
     print(f"coincast replay: report written to {report['report_path']}")
     return 0

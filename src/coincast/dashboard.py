@@ -44,6 +44,7 @@ PROJECT_ENV = "COINCAST_PROJECT"
 MLFLOW_ENV = "COINCAST_DASHBOARD_MLFLOW"  # background (default) | sync | off
 NAIVE = "naive"
 DEFAULT_STALENESS_HOURS = 3.0
+DEFAULT_MIN_SCORED_ROWS = 24  # env.yaml min_scored_rows, when env.yaml cannot be read
 HISTORY_HOURS = 72
 EMPTY_MESSAGE = "No products yet: run <code>make demo</code> to build them, then press Refresh."
 NO_LIVE = "no live predictions yet"
@@ -117,14 +118,16 @@ def find_project(start: str | os.PathLike | None = None) -> Path:
 
 
 def read_settings(project_root: str | os.PathLike | None) -> dict[str, Any]:
-    """The few env.yaml keys the dashboard uses (``coins`` order, ``max_staleness_hours``); {} if unreadable."""
+    """The few env.yaml keys the dashboard uses (``coins`` order, ``max_staleness_hours``, ``min_scored_rows``);
+    {} if unreadable."""
     if project_root is None:
         return {}
     try:
         import yaml
 
         data = yaml.safe_load((Path(project_root) / "env.yaml").read_text()) or {}
-        return {k: data[k] for k in ("coins", "max_staleness_hours") if k in data} if isinstance(data, dict) else {}
+        keys = ("coins", "max_staleness_hours", "min_scored_rows")
+        return {k: data[k] for k in keys if k in data} if isinstance(data, dict) else {}
     except Exception:  # a dashboard must not fall over on a config file
         return {}
 
@@ -587,16 +590,28 @@ def error_by_hour_figure(table: pd.DataFrame, champion: str | None = None, horiz
 
 
 # --- live accuracy ----------------------------------------------------------------------------------------
-def live_accuracy(predictions: pd.DataFrame | None, raw: pd.DataFrame | None = None) -> pd.DataFrame | None:
+def live_accuracy(predictions: pd.DataFrame | None, raw: pd.DataFrame | None = None,
+                  min_scored: int | None = None) -> pd.DataFrame | None:
     """Accuracy of the prediction log (hourly operation), per horizon: scored rows, MAE, naive MAE,
     rel_mae, coverage 80 / 95 %. ``None`` when there is no log.
 
     The actual is the log's ``actual`` (filled from ``raw`` at ``target_time`` when the log has none yet);
     the naive forecast is the log's ``naive``/``last_price`` column, else the price at ``target_time -
-    horizon`` in ``raw``. Rows without an actual are pending, not scored."""
+    horizon`` in ``raw``. Rows without an actual are pending, not scored. Rows made by a model trained after
+    their origin (``in_force`` False; a log without the column: its ``late`` rows) are counted in ``excluded``
+    and never scored. From fewer than ``min_scored`` scored rows (env.yaml ``min_scored_rows``; default
+    DEFAULT_MIN_SCORED_ROWS) the numbers are None and ``status`` says "too few to score (n < min)"."""
     if predictions is None or predictions.empty or not {"horizon", "forecast", "target_time"} <= set(predictions.columns):
         return None
+    minimum = DEFAULT_MIN_SCORED_ROWS if min_scored is None else int(min_scored)
     p = predictions.copy()
+    if "in_force" in p.columns:
+        in_force = p["in_force"].where(p["in_force"].notna(), True).astype(bool)
+    elif "late" in p.columns:
+        in_force = ~p["late"].fillna(False).astype(bool)
+    else:
+        in_force = pd.Series(True, index=p.index)
+    p["_in_force"] = in_force
     p["target_time"] = _utc(p["target_time"])
     p["horizon"] = pd.to_numeric(p["horizon"], errors="coerce")
     p = p.dropna(subset=["horizon", "forecast"])
@@ -620,11 +635,14 @@ def live_accuracy(predictions: pd.DataFrame | None, raw: pd.DataFrame | None = N
     p["_naive"] = naive
     rows = []
     for h, g in p.groupby("horizon"):
+        excluded = g.loc[~g["_in_force"]]
+        g = g.loc[g["_in_force"]]
         scored = g.loc[g["_actual"].notna()]
         row: dict[str, Any] = {"horizon": int(h), "predictions": len(g), "scored": len(scored),
-                               "pending": len(g) - len(scored), "mae": None, "naive_mae": None, "rel_mae": None,
-                               "coverage_80": None, "coverage_95": None}
-        if len(scored):
+                               "pending": len(g) - len(scored), "excluded": len(excluded), "mae": None,
+                               "naive_mae": None, "rel_mae": None, "coverage_80": None, "coverage_95": None,
+                               "status": f"too few to score (n < {minimum})" if len(scored) < minimum else None}
+        if len(scored) and row["status"] is None:
             err = (scored["_actual"] - scored["forecast"]).abs()
             row["mae"] = float(err.mean())
             with_naive = scored.loc[scored["_naive"].notna()]
@@ -643,6 +661,15 @@ def live_accuracy(predictions: pd.DataFrame | None, raw: pd.DataFrame | None = N
     return pd.DataFrame(rows)
 
 
+def _live_row(r: Mapping[str, Any]) -> str:
+    head = f'<td>{int(r["horizon"])} h</td><td>{int(r["scored"])}</td><td>{int(r["pending"])}</td>'
+    if isinstance(r.get("status"), str):  # a number from a handful of rows would mislead: none is shown
+        status = html.escape(str(r["status"]))
+        return f'<tr data-status="too-few">{head}<td colspan="5" class="cc-muted">{status}</td></tr>'
+    return (f'<tr>{head}<td>{fmt_price(r["mae"])}</td><td>{fmt_price(r["naive_mae"])}</td><td>{_num(r["rel_mae"])}</td>'
+            f'<td>{_share(r["coverage_80"])}</td><td>{_share(r["coverage_95"])}</td></tr>')
+
+
 def live_accuracy_html(acc: pd.DataFrame | None) -> str:
     if acc is None:
         return f'<div class="cc-note cc-live" data-live="none">{NO_LIVE.capitalize()}.</div>'
@@ -650,15 +677,14 @@ def live_accuracy_html(acc: pd.DataFrame | None) -> str:
         pending = 0 if acc.empty else int(acc["pending"].sum())
         return (f'<div class="cc-note cc-live" data-live="pending">{NO_LIVE.capitalize()} with a known outcome: '
                 f'{pending} prediction(s) waiting for their actual price.</div>')
-    body = "".join(
-        f'<tr><td>{int(r["horizon"])} h</td><td>{int(r["scored"])}</td><td>{int(r["pending"])}</td>'
-        f'<td>{fmt_price(r["mae"])}</td><td>{fmt_price(r["naive_mae"])}</td><td>{_num(r["rel_mae"])}</td>'
-        f'<td>{_share(r["coverage_80"])}</td><td>{_share(r["coverage_95"])}</td></tr>'
-        for _, r in acc.iterrows())
+    body = "".join(_live_row(r) for _, r in acc.iterrows())
+    excluded = int(acc["excluded"].sum()) if "excluded" in acc.columns else 0
+    tail = (f" {excluded} prediction(s) made by a model trained after their hour (a catch-up after a retrain) "
+            "are kept out." if excluded else "")
     return ('<table class="cc-table cc-live" data-live="scored"><thead><tr><th>horizon</th><th>scored</th>'
             '<th>pending</th><th>MAE</th><th>naive MAE</th><th>rel_mae</th><th>cover 80 %</th><th>cover 95 %</th>'
             f'</tr></thead><tbody>{body}</tbody></table>'
-            + _note("From the hourly prediction log (predictions.parquet), scored rows only."))
+            + _note(f"From the hourly prediction log (predictions.parquet), scored rows only.{tail}"))
 
 
 # --- validation gate --------------------------------------------------------------------------------------
@@ -965,7 +991,8 @@ def coin_panel(products_dir: str | os.PathLike, coin: str, project_root: str | o
         _safe("the banners", lambda: top_html(cp, head, settings, now))
         + _safe("the forecast", lambda: headline_html(head))
         + _h("Live accuracy: every logged prediction, scored out of sample")
-        + _safe("live accuracy", lambda: live_accuracy_html(live_accuracy(cp.predictions, cp.raw)))
+        + _safe("live accuracy", lambda: live_accuracy_html(live_accuracy(cp.predictions, cp.raw,
+                                                                          (settings or {}).get("min_scored_rows"))))
         + (_h("Recent history and the next 24 hours") if has_chart else ""), "cc-head")]
     if has_chart:
         parts += _safe_figure("the forecast chart", lambda: forecast_figure(cp.raw, cp.forecast, coin),

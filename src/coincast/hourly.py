@@ -34,6 +34,10 @@ class AlreadyRunning(RuntimeError):
     """Another tick holds the lock."""
 
 
+class ReplayRefused(RuntimeError):
+    """A replay over hours the stored prediction log has already passed."""
+
+
 @dataclass
 class TickResult:
     clock: pd.Timestamp | None
@@ -154,6 +158,46 @@ def replay_start(env: Mapping[str, Any], hours: int, start: Any = None) -> pd.Ti
     return first.floor("h") + pd.Timedelta(minutes=TICK_MINUTE)
 
 
+def replay_log_path(env: Mapping[str, Any], coin: str) -> Path:
+    """The prediction log a replay of ``coin`` under ``env`` writes to (the series' own, as the extract names it)."""
+    from coincast import live
+    from coincast.extract import build_source, history_path
+
+    src = build_source(str(env["source"]), vs_currency=str(env["vs_currency"]), replay_file=env.get("replay_file"),
+                       seed=int(env["seed"]))
+    series = history_path(env["history_dir"], src, coin, str(env["vs_currency"])).parent.name
+    return live.log_path(env["predictions_dir"], {"source": src.name, "series": series, "coin": coin,
+                                                  "vs_currency": str(env["vs_currency"]).lower()})
+
+
+def replay_refusal(env: Mapping[str, Any], first: pd.Timestamp) -> str | None:
+    """Why a replay whose first tick is at ``first`` must not run (one line), or None. Its hours must come after
+    every coin's logged origins: the log keeps a prediction once made, so a replayed hour already logged (or
+    before the last logged one) is not logged again, and the report would count "missed hours" and score the
+    few rows left. The registry is not read here (no MLflow in a process that forks the coins' workers): a
+    champion trained after a replayed hour is not used for it (see ``live.update_log``)."""
+    from coincast import live
+
+    hour = pd.Timestamp(first).floor("h")
+    found = []
+    for coin in env["coins"]:
+        try:
+            path = replay_log_path(env, coin)
+        except Exception as exc:  # e.g. a replay file without this coin: the ticks report it, one line per coin
+            logger.debug("%s: no prediction log path (%s): not checked", coin, exc)
+            continue
+        log = live.read_log(path)
+        if len(log) and log["origin"].max() >= hour:
+            found.append((log["origin"].max(), coin, path))
+    if not found:
+        return None
+    last, coin, path = max(found, key=lambda f: f[0])
+    start = last.floor("h") + pd.Timedelta(hours=1, minutes=TICK_MINUTE)
+    return (f"refused: {coin}'s prediction log ({path}) already holds predictions up to {last:%Y-%m-%dT%H:%MZ}, so "
+            f"the replayed hours from {hour:%Y-%m-%dT%H:%MZ} would not be logged; replay after it (--start "
+            f"{start:%Y-%m-%dT%H:%MZ}, or make replay START={start:%Y-%m-%dT%H:%MZ}) or in a fresh copy of the project")
+
+
 def replay_report(project: Path, env: Mapping[str, Any], first: pd.Timestamp, last: pd.Timestamp) -> dict[str, Any]:
     """Per coin: missed hours and unscored predictions over the replay, and the live accuracy of the
     predictions logged for origins inside it."""
@@ -170,9 +214,10 @@ def replay_report(project: Path, env: Mapping[str, Any], first: pd.Timestamp, la
         log = live.read_log(live.log_path(env["predictions_dir"], meta))
         inside = log.loc[(log["origin"] >= first.floor("h")) & (log["origin"] <= last.floor("h"))]
         entry: dict[str, Any] = {"completeness": live.completeness(inside, first, last, env["log_horizons"]),
-                                 "late_rows": int(inside["late"].sum()), "accuracy": {}}
+                                 "late_rows": int(inside["late"].sum()),
+                                 "not_in_force_rows": int((~inside["in_force"]).sum()), "accuracy": {}}
         for h in env["log_horizons"]:
-            entry["accuracy"][str(h)] = live.accuracy(inside, int(h))
+            entry["accuracy"][str(h)] = live.accuracy(inside, int(h), min_scored=int(env["min_scored_rows"]))
         out[coin] = entry
     return out
 
@@ -201,7 +246,8 @@ def _replay_ticks(project: Path, env: Mapping[str, Any], bar: Any, seconds: list
 
 def replay(project: Path, env: Mapping[str, Any], hours: int, start: Any = None,
            progress: bool = True) -> dict[str, Any]:
-    """Run ``hours`` ticks, one replayed hour apart; returns the report (also written under log_dir)."""
+    """Run ``hours`` ticks, one replayed hour apart; returns the report (also written under log_dir). Raises
+    ReplayRefused, before any tick, if a coin's prediction log has already passed the first hour."""
     from tqdm.auto import tqdm
 
     first = replay_start(env, hours, start)
@@ -212,6 +258,10 @@ def replay(project: Path, env: Mapping[str, Any], hours: int, start: Any = None,
     tqdm.monitor_interval = 0  # no monitor thread: coins built side by side fork from this process
     bar = tqdm(clocks, desc="replay", unit="tick", disable=not progress, file=sys.stderr)
     with tick_lock(env["lock_file"]):
+        refusal = replay_refusal(env, first)
+        if refusal:
+            bar.close()
+            raise ReplayRefused(refusal)
         dvc = _replay_ticks(project, env, bar, seconds, failed)
     wall = time.perf_counter() - started
     report = {
@@ -247,9 +297,13 @@ def format_report(report: Mapping[str, Any]) -> str:
         comp = entry["completeness"]
         missed = ", ".join(f"{h} h: {n}" for h, n in comp["missed"].items())
         lines.append(f"  {coin}: missed hours ({missed}) of {comp['hours']}; unscored with a known actual "
-                     f"{comp['unscored_known']}; late (caught-up) rows {entry['late_rows']}")
+                     f"{comp['unscored_known']}; late (caught-up) rows {entry['late_rows']}"
+                     + (f"; rows made by a model trained after their hour (not scored) {entry['not_in_force_rows']}"
+                        if entry.get("not_in_force_rows") else ""))
         for h, acc in entry["accuracy"].items():
-            if acc.get("n"):
+            if acc.get("status"):
+                lines.append(f"    {h} h ahead: {int(acc['n'])} scored: {acc['status']}")
+            elif acc.get("n"):
                 lines.append(f"    {h} h ahead: {int(acc['n'])} scored, rel_mae vs naive {acc['rel_mae']:.4f}, "
                              f"coverage 80 % {acc['coverage_80']:.1%}, 95 % {acc['coverage_95']:.1%}")
             else:

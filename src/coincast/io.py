@@ -67,9 +67,11 @@ def read_store(
     time_columns: Sequence[str],
     error: type[Exception],
     what: str,
+    added: Sequence[str] = (),
 ) -> pd.DataFrame:
     """An accumulating data file (raw history, prediction log): ``empty()`` if it does not exist yet, else its
-    ``columns`` with UTC ``time_columns``; a damaged file raises ``error`` naming it (restore from DVC)."""
+    ``columns`` with UTC ``time_columns``; a damaged file raises ``error`` naming it (restore from DVC).
+    ``added``: columns introduced after files were first written; a file without one gets it as missing values."""
     p = Path(path)
     if not p.exists():
         return empty()
@@ -79,4 +81,7 @@ def read_store(
         raise error(f"{what} {p} cannot be read ({type(exc).__name__}): restore it from DVC") from None
     for c in time_columns:
         df[c] = pd.to_datetime(df[c], utc=True)
+    for c in added:
+        if c not in df.columns:
+            df[c] = pd.Series(pd.NA, index=df.index, dtype="object")
     return df[list(columns)]

@@ -5,6 +5,12 @@ to fill in the actual once it is known. It lives beside the raw history, one fil
 (``<predictions_dir>/<source>/<series>/<coin>-<vs>.parquet``), and is DVC-versioned with it.
 
 Every function here takes and returns frames/dicts; ``read_log`` / ``write_log`` are the only file edges.
+
+Which model makes a row: the version that was champion at the row's origin (see :func:`update_log`), so a
+catch-up after an outage never uses a model trained on data after the hour it predicts from. A row no
+version was in force for is made by the current champion and flagged ``in_force = False``: it stays in the
+log but out of every score (live accuracy, the drift check, the replay report, the dashboard). A score from
+fewer than ``min_scored`` rows is not given (:func:`accuracy`: ``status`` "too few to score").
 """
 from __future__ import annotations
 
@@ -12,7 +18,7 @@ import logging
 import math
 import os
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -26,7 +32,7 @@ logger = logging.getLogger(__name__)
 LEVELS = ("80", "95")
 LOG_COLUMNS = [
     "coin", "origin", "target_time", "horizon", "forecast", "lower_80", "upper_80", "lower_95", "upper_95",
-    "last_price", "model_name", "model_version", "data_version", "made_at", "late", "actual", "scored_at",
+    "last_price", "model_name", "model_version", "data_version", "made_at", "late", "in_force", "actual", "scored_at",
 ]
 _TIME_COLUMNS = ("origin", "target_time", "made_at", "scored_at")
 
@@ -39,6 +45,7 @@ def empty_log() -> pd.DataFrame:
         out[c] = pd.Series(dtype="object")
     out["horizon"] = pd.Series(dtype="int64")
     out["late"] = pd.Series(dtype="bool")
+    out["in_force"] = pd.Series(dtype="bool")
     return out[LOG_COLUMNS]
 
 
@@ -48,7 +55,20 @@ def log_path(predictions_dir: str | os.PathLike, meta: Mapping[str, Any]) -> Pat
 
 
 def read_log(path: str | os.PathLike) -> pd.DataFrame:
-    return read_store(path, empty_log, LOG_COLUMNS, _TIME_COLUMNS, RuntimeError, "prediction log")
+    log = read_store(path, empty_log, LOG_COLUMNS, _TIME_COLUMNS, RuntimeError, "prediction log", added=["in_force"])
+    return with_in_force(log)
+
+
+def with_in_force(log: pd.DataFrame) -> pd.DataFrame:
+    """``in_force`` as booleans. Rows logged before the column existed get ``not late``: a catch-up row of
+    that time may have been made by a model trained after its origin, so it is kept out of the scores."""
+    if "in_force" in log.columns and log["in_force"].dtype == bool:
+        return log
+    out = log.copy()
+    given = out["in_force"] if "in_force" in out.columns else pd.Series(pd.NA, index=out.index, dtype="object")
+    late = out["late"].fillna(False).astype(bool) if "late" in out.columns else pd.Series(False, index=out.index)
+    out["in_force"] = given.where(given.notna(), ~late).astype(bool)
+    return out
 
 
 def log_lock(path: str | os.PathLike, timeout: float = 60) -> FileLock:
@@ -83,11 +103,13 @@ def predictions_at(
     coin: str,
     data_version: str | None,
     made_at: pd.Timestamp,
+    in_force: bool = True,
 ) -> pd.DataFrame:
-    """Log rows for each origin: the champion's forecast from the data up to that hour (never after it).
+    """Log rows for each origin: ``served``'s forecast from the data up to that hour (never after it).
 
     A row made for an origin older than the newest data hour is marked ``late`` (a catch-up after a
-    missed tick): it still used only data up to its origin."""
+    missed tick): it still used only data up to its origin. ``in_force``: whether ``version`` was the
+    champion at these origins (False: it was trained on data after them; such rows are never scored)."""
     if not origins:
         return empty_log()
     y = hourly_series(raw)
@@ -106,6 +128,7 @@ def predictions_at(
     out["model_version"] = str(version.get("version"))
     out["data_version"] = data_version
     out["made_at"] = pd.Timestamp(made_at)
+    out["in_force"] = bool(in_force)
     out["actual"] = np.nan
     out["scored_at"] = pd.NaT
     out["scored_at"] = pd.to_datetime(out["scored_at"], utc=True)
@@ -139,6 +162,24 @@ def observed_prices(raw: pd.DataFrame) -> pd.Series:
     return s[~s.index.duplicated(keep="last")].dropna().sort_index()
 
 
+InForce = Callable[[pd.Timestamp], "tuple[ServedForecaster, Mapping[str, Any]] | None"]
+Group = tuple[ServedForecaster, Mapping[str, Any], bool, list[pd.Timestamp]]
+
+
+def models_for(origins: Sequence[pd.Timestamp], served: ServedForecaster, version: Mapping[str, Any],
+               in_force_at: InForce | None) -> list[Group]:
+    """Who predicts from each origin, grouped: (model, version, in force, origins). ``in_force_at(origin)`` gives
+    the version that was champion at that hour, or None when every champion was trained on data after it: the
+    current champion (``served``, ``version``) then makes the rows, flagged not in force. Without
+    ``in_force_at`` the champion is taken to be in force at every origin."""
+    groups: dict[tuple[str, bool], Group] = {}
+    for origin in origins:
+        pick = (served, version) if in_force_at is None else in_force_at(pd.Timestamp(origin))
+        model, info, ok = (served, version, False) if pick is None else (pick[0], pick[1], True)
+        groups.setdefault((str(info.get("version")), ok), (model, info, ok, []))[3].append(origin)
+    return list(groups.values())
+
+
 def update_log(
     log: pd.DataFrame,
     served: ServedForecaster,
@@ -150,12 +191,17 @@ def update_log(
     data_version: str | None,
     now: pd.Timestamp,
     max_catchup_hours: int,
+    in_force_at: InForce | None = None,
 ) -> tuple[pd.DataFrame, dict[str, Any]]:
-    """One tick's work on the log: predict from every origin not yet logged (catching up missed ticks),
-    append, then score every row whose actual is now known. Returns (log, what happened)."""
+    """One tick's work on the log: predict from every origin not yet logged (catching up missed ticks), each
+    with the version in force at that origin (:func:`models_for`; e.g. ``registry.in_force_at``), append,
+    then score every row whose actual is now known. Returns (log, what happened)."""
     y = hourly_series(raw)
     origins = pending_origins(log, y, max_catchup_hours)
-    new = predictions_at(served, version, raw, origins, horizons, coin=coin, data_version=data_version, made_at=now)
+    parts = [predictions_at(model, info, raw, group, horizons, coin=coin, data_version=data_version, made_at=now,
+                            in_force=ok)
+             for model, info, ok, group in models_for(origins, served, version, in_force_at)]
+    new = pd.concat(parts, ignore_index=True).sort_values(["origin", "horizon"]) if parts else empty_log()
     out = append(log, new)
     out, scored = score(out, observed_prices(raw), now)
     summary = {
@@ -163,12 +209,15 @@ def update_log(
         "rows_added": int(len(out) - len(log)),
         "rows_scored": scored,
         "late": int(new["late"].sum()) if len(new) else 0,
+        "not_in_force": int((~new["in_force"].astype(bool)).sum()) if len(new) else 0,
         "rows": int(len(out)),
         "model_version": str(version.get("version")),
+        "model_versions": {str(o.isoformat()): v for o, v in
+                           new.drop_duplicates("origin").set_index("origin")["model_version"].items()},
         "data_version": data_version,
     }
-    logger.info("%s: log +%d rows (%d late), %d scored, %d in all", coin, summary["rows_added"], summary["late"],
-                scored, len(out))
+    logger.info("%s: log +%d rows (%d late, %d made by a model trained after their hour: not scored), %d scored, "
+                "%d in all", coin, summary["rows_added"], summary["late"], summary["not_in_force"], scored, len(out))
     return out, summary
 
 
@@ -179,14 +228,28 @@ def realized_volatility(y: pd.Series, hours: int) -> float:
     return float(r.std()) if len(r) >= 2 else float("nan")
 
 
-def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None) -> dict[str, float]:
-    """n, mae, naive_mae, rel_mae (vs "the price stays at last_price" on the same origins), coverage 80/95."""
+def too_few(n: float, min_scored: int) -> str | None:
+    """The "too few to score" status of a score from ``n`` rows, or None when there are enough."""
+    return f"too few to score (n < {int(min_scored)})" if n < min_scored else None
+
+
+def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None,
+             min_scored: int = 1) -> dict[str, Any]:
+    """n, mae, naive_mae, rel_mae (vs "the price stays at last_price" on the same origins), coverage 80/95
+    over the scored rows in force (``in_force``: made by the champion of their hour). From fewer than
+    ``min_scored`` rows: only n, the other numbers None and ``status`` "too few to score (n < min)"."""
     g = log.loc[(log["horizon"] == horizon) & log["actual"].notna()]
+    if "in_force" in g.columns:
+        g = g.loc[g["in_force"].fillna(True).astype(bool)]
     if since is not None:
         g = g.loc[g["target_time"] > since]
-    out: dict[str, float] = {"n": float(len(g))}
+    out: dict[str, Any] = {"n": float(len(g))}
     if g.empty:
         return out
+    status = too_few(len(g), min_scored)
+    if status:
+        return {**out, **dict.fromkeys(("mae", "naive_mae", "rel_mae", *(f"coverage_{lv}" for lv in LEVELS))),
+                "status": status}
     err = (g["actual"] - g["forecast"]).abs()
     naive = (g["actual"] - g["last_price"]).abs()
     out["mae"] = float(err.mean())
@@ -199,35 +262,42 @@ def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None)
 
 
 def live_metrics(
-    log: pd.DataFrame, y: pd.Series, now: pd.Timestamp, horizons: Sequence[int], window_hours: int
+    log: pd.DataFrame, y: pd.Series, now: pd.Timestamp, horizons: Sequence[int], window_hours: int,
+    min_scored: int = 1,
 ) -> dict[str, Any]:
-    """Accuracy of the scored log, all time and over the last ``window_hours``, plus realized volatility."""
+    """Accuracy of the scored log, all time and over the last ``window_hours`` (each "too few to score" from
+    fewer than ``min_scored`` rows), plus realized volatility."""
     since = pd.Timestamp(now) - pd.Timedelta(hours=window_hours)
     out: dict[str, Any] = {
         "now": pd.Timestamp(now).isoformat(),
         "window_hours": int(window_hours),
+        "min_scored_rows": int(min_scored),
         "logged": int(len(log)),
         "scored": int(log["actual"].notna().sum()) if len(log) else 0,
+        "not_in_force": int((~log["in_force"].astype(bool)).sum()) if len(log) and "in_force" in log else 0,
         "realized_vol_24h": realized_volatility(y, 24),
         "realized_vol_30d": realized_volatility(y, 24 * 30),
         "horizons": {},
     }
     for h in horizons:
-        out["horizons"][str(h)] = {"all": accuracy(log, h), "window": accuracy(log, h, since)}
+        out["horizons"][str(h)] = {"all": accuracy(log, h, min_scored=min_scored),
+                                   "window": accuracy(log, h, since, min_scored)}
     return out
 
 
 def flat_live_metrics(live: Mapping[str, Any]) -> dict[str, float]:
-    """MLflow metric names: live_rel_mae_1h, live_coverage_80_24h_window, realized_vol_24h, ..."""
+    """MLflow metric names: live_rel_mae_1h, live_coverage_80_24h_window, realized_vol_24h, ... Only numbers:
+    a score "too few to score" (None) is not logged, its n is."""
     out: dict[str, float] = {}
-    for key in ("realized_vol_24h", "realized_vol_30d", "logged", "scored"):
+    for key in ("realized_vol_24h", "realized_vol_30d", "logged", "scored", "not_in_force"):
         if key in live:
-            out[f"live_{key}" if key in ("logged", "scored") else key] = float(live[key])
+            out[key if key.startswith("realized") else f"live_{key}"] = float(live[key])
     for h, parts in live.get("horizons", {}).items():
         for part, metrics in parts.items():
             suffix = f"_{h}h" + ("" if part == "all" else "_window")
             for name, value in metrics.items():
-                out[f"live_{name}{suffix}"] = float(value)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    out[f"live_{name}{suffix}"] = float(value)
     return {k: v for k, v in out.items() if isinstance(v, float) and math.isfinite(v)}
 
 
@@ -237,7 +307,7 @@ def summary_table(live: Mapping[str, Any]) -> pd.DataFrame:
     for h, parts in live.get("horizons", {}).items():
         for part, m in parts.items():
             rows.append({"horizon_h": int(h), "span": part, **{k: m.get(k) for k in
-                         ("n", "rel_mae", "mae", "naive_mae", "coverage_80", "coverage_95")}})
+                         ("n", "rel_mae", "mae", "naive_mae", "coverage_80", "coverage_95", "status")}})
     return pd.DataFrame(rows).set_index(["horizon_h", "span"]) if rows else pd.DataFrame()
 
 
@@ -275,7 +345,8 @@ def retrain_decision(
     base = {"due": False, "age_hours": age}
     if age < min_gap_hours:
         return {**base, "reason": f"champion trained {age:.0f} h ago; next scheduled in {every_hours - age:.0f} h"}
-    window = accuracy(log, 1, now - pd.Timedelta(hours=drift_window_hours)) if len(log) else {"n": 0.0}
+    since = now - pd.Timedelta(hours=drift_window_hours)
+    window = accuracy(log, 1, since, drift_min_scored) if len(log) else {"n": 0.0}
     rel = window.get("rel_mae")
     if window["n"] >= drift_min_scored and rel is not None and rel > drift_max_rel_mae:
         return {"due": True, "reason": f"drift: live 1 h rel_mae {rel:.3f} > {drift_max_rel_mae} over the last "
@@ -303,5 +374,6 @@ def completeness(log: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, hori
 
 __all__ = [
     "LOG_COLUMNS", "accuracy", "append", "completeness", "empty_log", "flat_live_metrics", "live_metrics",
-    "log_path", "pending_origins", "predictions_at", "read_log", "retrain_decision", "score", "write_log",
+    "log_path", "models_for", "pending_origins", "predictions_at", "read_log", "retrain_decision", "score",
+    "too_few", "update_log", "with_in_force", "write_log",
 ]

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline hosts hang on it
 
@@ -536,6 +536,10 @@ def champion_info(coin: str) -> dict[str, Any]:
     mv = _current_champion(MlflowClient(), name)
     if mv is None:
         raise LookupError(f"{name} has no champion (run a build first)")
+    return _version_info(name, mv)
+
+
+def _version_info(name: str, mv: Any) -> dict[str, Any]:
     tags = dict(mv.tags)
     return {
         "registered_model": name,
@@ -554,8 +558,70 @@ def load_champion(coin: str) -> tuple[ServedForecaster, dict[str, Any]]:
     """The champion of ``coincast-<coin>`` and its version info (version, model_name, reason, promoted_at)."""
     info = champion_info(coin)
     # load the version the alias pointed to when read, so model and info agree even if a build moves it
-    served = _load_version(mlflow.get_registry_uri(), info["registered_model"], info["version"], info["run_id"])
-    return served, info
+    return load_version(info), info
+
+
+def load_version(info: Mapping[str, Any]) -> ServedForecaster:
+    """The model of the registered version ``info`` describes (:func:`champion_info`, :func:`champion_versions`)."""
+    return _load_version(mlflow.get_registry_uri(), info["registered_model"], str(info["version"]), info["run_id"])
+
+
+# --- the version in force at an hour: catch-up predictions never use a model trained after their origin ---
+def champion_versions(coin: str) -> list[dict[str, Any]]:
+    """Every version of ``coincast-<coin>`` that was ever champion (:func:`promote` tags it ``promoted_at``), in
+    promotion order, which is version order (only the version a build has just registered is promoted)."""
+    name = registered_name(coin)
+    found = MlflowClient().search_model_versions(f"name = '{name}'")
+    ever = [_version_info(name, mv) for mv in found if mv.tags.get("promoted_at")]
+    return sorted(ever, key=lambda info: int(info["version"]))
+
+
+def _trained_by(info: Mapping[str, Any] | None, origin: pd.Timestamp) -> bool:
+    """Whether the version was trained on data up to ``origin`` at the latest (False when it does not say)."""
+    try:
+        through = pd.Timestamp((info or {}).get("data_through"))
+    except (TypeError, ValueError):
+        return False
+    if pd.isna(through):
+        return False
+    return (through.tz_localize("UTC") if through.tzinfo is None else through) <= origin
+
+
+def _utc(value: Any) -> pd.Timestamp:
+    ts = pd.Timestamp(value)
+    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
+
+
+def version_in_force(champion: Mapping[str, Any] | None, versions: Sequence[Mapping[str, Any]],
+                     origin: Any) -> Mapping[str, Any] | None:
+    """The version that was champion at data hour ``origin`` (pure): the current ``champion`` if it was trained
+    on data up to ``origin`` at the latest, else the most recently promoted of ``versions``
+    (:func:`champion_versions`) that was; None when every one was trained on data after ``origin``."""
+    origin = _utc(origin)
+    if _trained_by(champion, origin):
+        return champion
+    return next((v for v in reversed(versions) if _trained_by(v, origin)), None)
+
+
+def in_force_at(coin: str, champion: Mapping[str, Any]) -> Callable[[Any], tuple[ServedForecaster, dict] | None]:
+    """``origin -> (model, version info)`` of the version in force at ``origin`` (:func:`version_in_force`), or
+    None. The champion history is read from the registry once, and only if an origin precedes the current
+    ``champion``'s data (a catch-up after a retrain); each version is loaded once per process."""
+    history: list[list[dict[str, Any]]] = []
+
+    def pick(origin: Any) -> tuple[ServedForecaster, dict] | None:
+        if not _trained_by(champion, _utc(origin)) and not history:
+            history.append(champion_versions(coin))
+        chosen = version_in_force(champion, history[0] if history else [], origin)
+        return None if chosen is None else (load_version(chosen), dict(chosen))
+
+    return pick
+
+
+def load_version_in_force(coin: str, origin: Any) -> tuple[ServedForecaster, dict] | None:
+    """The version of ``coincast-<coin>`` that was champion at data hour ``origin`` and its info, or None when
+    every champion was trained on data after it; LookupError if there is no champion at all."""
+    return in_force_at(coin, champion_info(coin))(origin)
 
 
 @functools.lru_cache(maxsize=16)
@@ -607,5 +673,6 @@ def _log_live(coin: str, metrics: Mapping[str, float], now: Any, tags: Mapping[s
 
 __all__ = [
     "CoincastPyfunc", "Decision", "configure", "decide", "load_champion", "champion_info", "log_build",
-    "promote", "tracking_uri", "registered_name", "log_live", "write_lock",
+    "promote", "tracking_uri", "registered_name", "log_live", "write_lock", "champion_versions", "in_force_at",
+    "load_version", "load_version_in_force", "version_in_force",
 ]

@@ -83,6 +83,7 @@ class Settings(BaseModel):
         description="a non-empty list of distinct positive whole hours, each also in horizons")
     live_window_hours: int = Field(ge=1, description="a positive whole number of hours")
     max_catchup_hours: int = Field(ge=1, description="a positive whole number of hours")
+    min_scored_rows: int = Field(ge=1, description="a positive whole number of scored predictions")
     dvc_snapshot: bool = Field(description="true or false")
     dvc_push: bool = Field(description="true or false")
     lock_file: str = Field(min_length=1, description="a file path")
