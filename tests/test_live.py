@@ -356,3 +356,18 @@ def test_a_replay_over_hours_the_log_already_holds_is_refused(tmp_path):
     assert replay_refusal(env, pd.Timestamp("2024-01-11T09:05Z")) is not None  # that hour is logged
     assert replay_refusal(env, pd.Timestamp("2024-01-11T10:05Z")) is None  # right after it
     assert replay_refusal({**env, "seed": 7}, first) is None  # another series has its own log
+
+
+def test_a_champion_of_another_series_or_from_the_future_is_retrained():
+    """One registry per coin: a champion trained on simulated data must not forecast live prices, nor one
+    trained on later data forecast a replay of the past."""
+    from coincast.training import trained_elsewhere
+
+    meta = {"source": "coingecko", "series": "api", "vs_currency": "usd", "now": "2026-01-02T10:05:00+00:00"}
+    champ = {"source": "coingecko", "series": "api", "vs_currency": "usd", "data_through": "2026-01-02T09:00:00+00:00"}
+    assert trained_elsewhere(champ, meta) is None and trained_elsewhere(None, meta) is None
+    assert "trained on simulated/seed42/usd data; this build's data is coingecko/api/usd" in trained_elsewhere(
+        {**champ, "source": "simulated", "series": "seed42"}, meta)
+    assert "coingecko/api/eur" in trained_elsewhere({**champ, "vs_currency": "eur"}, meta)
+    assert "after this build's clock" in trained_elsewhere({**champ, "data_through": "2026-01-03T00:00:00+00:00"}, meta)
+    assert trained_elsewhere({"data_through": champ["data_through"]}, meta) is None  # an older version: no tags

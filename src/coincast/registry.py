@@ -413,7 +413,7 @@ def _version_tags(coin: str, model_name: str, entry: Mapping[str, Any] | None, s
         value = _metric(entry, h, metric)
         if value is not None:
             tags[key] = _fmt(value)
-    for key in ("data_through", "data_version"):
+    for key in ("data_through", "data_version", "source", "series", "vs_currency"):
         if backtest.get(key) is not None:
             tags[key] = str(backtest[key])
     return tags
@@ -550,6 +550,9 @@ def _version_info(name: str, mv: Any) -> dict[str, Any]:
         "rel_mae_1h": _json_number(float(tags["rel_mae_1h"])) if tags.get("rel_mae_1h") else None,
         "data_through": tags.get("data_through"),
         "data_version": tags.get("data_version"),
+        "source": tags.get("source"),
+        "series": tags.get("series"),
+        "vs_currency": tags.get("vs_currency"),
         "run_id": mv.run_id,
     }
 

@@ -37,6 +37,9 @@ def decide_retrain(
     missing = [str(p) for k, p in products.items() if k != "nb" and not Path(str(p)).exists()]
     if champion and missing:
         return {"due": True, "reason": f"products of the last training are missing ({Path(missing[0]).name})"}
+    elsewhere = trained_elsewhere(champion, meta)
+    if elsewhere:
+        return {"due": True, "reason": elsewhere}
     decision = live.retrain_decision(
         champion, pd.Timestamp(meta["now"]), y, log,
         every_hours=int(schedule["retrain_every_hours"]),
@@ -50,11 +53,30 @@ def decide_retrain(
     return decision
 
 
+def trained_elsewhere(champion: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> str | None:
+    """Why the champion cannot serve this build's data, or None: it was trained on another source or series
+    (the registry is one per coin: a simulated champion must not forecast live prices), or on data after this
+    build's clock (a replay of the past in a project trained on later data)."""
+    if not champion:
+        return None
+    keys = ("source", "series", "vs_currency")
+    theirs, ours = [tuple(str(d.get(k) or "") for k in keys) for d in (champion, meta)]
+    if any(a and b and a != b for a, b in zip(theirs, ours)):  # older versions lack the tags: no claim
+        return (f"the champion was trained on {'/'.join(filter(None, theirs))} data; this build's data is "
+                f"{'/'.join(filter(None, ours))}: retrain on it")
+    through, now = champion.get("data_through"), meta.get("now")
+    if through and now and pd.Timestamp(through) > pd.Timestamp(now):
+        return f"the champion was trained on data through {through}, after this build's clock {now}: retrain"
+    return None
+
+
 def backtest_report(result: BacktestResult, meta: Mapping[str, Any]) -> dict[str, Any]:
     """backtest.json: the summary plus where the data came from."""
     return {
         "coin": meta.get("coin"),
         "source": meta.get("source"),
+        "series": meta.get("series"),
+        "vs_currency": meta.get("vs_currency"),
         "simulated": meta.get("source") == "simulated",
         "data_version": meta.get("data_version"),
         **result.summary,
