@@ -29,10 +29,11 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     from coincast.forecast import make_forecast
     from coincast.profiling import profile_due, profile_html
     from coincast.serving import hourly_series
-    from coincast.validation import enforce, validate_data
+    from coincast.gate import judge, record_pass
+    from coincast.validation import enforce
 
     out.mkdir(parents=True, exist_ok=True)
-    p = {name: out / name for name in ("raw.parquet", "extract.json", "validation.json", "features.parquet",
+    p = {name: out / name for name in ("raw.parquet", "quarantine.parquet", "extract.json", "validation.json", "features.parquet",
                                        "profile.html", "profile.json", "backtest.json", "backtest_forecasts.parquet",
                                        "backtest.html", "registry.json", "forecast.parquet", "live.json",
                                        "predictions.parquet")}
@@ -50,16 +51,18 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
                      history_dir=env["history_dir"], seed=env["seed"])
     meta = result.summary()
     io.write_parquet_atomic(result.data, p["raw.parquet"])
+    io.write_parquet_atomic(result.quarantined, p["quarantine.parquet"])
     io.write_json_atomic(meta, p["extract.json"])
     raw = result.data
     lap("extract")
 
-    report = validate_data(raw, fail_on_error=False, now=meta["now"], coin=coin,
-                           null_threshold=env["null_threshold"], min_rows=env["min_rows"],
-                           max_missing_fraction=env["max_missing_fraction"], max_gap_hours=env["max_gap_hours"],
-                           max_staleness_hours=env["max_staleness_hours"],
-                           max_abs_log_return=env["max_abs_log_return"])
+    report = judge(raw, result.quarantined, meta,
+                   null_threshold=env["null_threshold"], min_rows=env["min_rows"],
+                   max_missing_fraction=env["max_missing_fraction"], max_gap_hours=env["max_gap_hours"],
+                   max_staleness_hours=env["max_staleness_hours"],
+                   max_abs_log_return=env["max_abs_log_return"])
     io.write_json_atomic(report, p["validation.json"])
+    record_pass(report, raw, meta)
     enforce(report)
     lap("validate")
 

@@ -14,7 +14,8 @@
 # # 01 · Extract
 # Fetch the hours the raw history lacks from the source (CoinGecko, a replayed file or the simulator),
 # merge them into the immutable raw layer (`<history_dir>/<source>/<coin>.parquet`) and keep the last
-# `days` days before the clock as this build's raw window.
+# `days` days before the clock as this build's raw window. Rows failing a row-level rule (price missing or
+# <= 0, volume missing or < 0) are quarantined instead: the gate judges them with the window.
 
 # %%
 from coincast import display, io
@@ -49,4 +50,5 @@ result.data.tail()
 
 # %%
 io.write_parquet_atomic(result.data, product["data"])
+io.write_parquet_atomic(result.quarantined, product["quarantine"])
 io.write_json_atomic(result.summary(), product["meta"])

@@ -424,6 +424,18 @@ def test_validation_html():
     assert "validation.json is missing" in dash.validation_html(None)
 
 
+def test_validation_html_shows_warnings_and_accepted_hours():
+    report = {**validation_dict(True),
+              "warnings": [{"name": "zero_volume", "count": 3, "first": "2025-05-20T01:00:00+00:00",
+                            "last": "2025-05-21T04:00:00+00:00", "message": "3 hours with volume 0 (...): kept"}],
+              "accepted": [{"time": "2025-05-19T13:00:00+00:00", "reason": "crash <confirmed>", "check": "jumps",
+                            "accepted_at": "2025-05-20T00:00:00+00:00"}]}
+    html = dash.validation_html(report)
+    assert 'data-passed="true"' in html and 'data-warning="zero_volume"' in html and "⚠ warning zero_volume" in html
+    assert "3 hours with volume 0" in html and "2025-05-19 13:00 UTC: crash &lt;confirmed&gt;" in html
+    assert "warning" not in dash.validation_html(validation_dict(True))
+
+
 def test_registry_html():
     written = pd.Timestamp("2025-06-01T12:40Z")
     html = dash.registry_html(REGISTRY, None, written)

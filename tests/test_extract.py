@@ -107,3 +107,35 @@ def test_a_slow_api_says_what_timed_out_and_that_nothing_was_lost(tmp_path: Path
     assert "Nothing was lost: the stored history is unchanged (121 rows)" in message
     assert "the next build (the next hourly tick under cron) fetches the missing hours again" in message
     assert path.read_bytes() == before
+
+
+def test_a_bad_batch_is_quarantined_and_the_healed_source_repairs_the_window(tmp_path: Path):
+    """2 % null prices and two negative ones on the first answer: kept out of history and window, handed to the
+    gate as this extraction's quarantined rows; the next extraction refetches exactly those hours."""
+    import numpy as np
+
+    from coincast.history import read_quarantine
+    from coincast.sources.coingecko import CoinGeckoConfig, CoinGeckoSource
+
+    good = simulate_hourly("bitcoin", 24 * 40)
+    bad = good.copy()
+    bad.loc[bad.index[-100:-20:12], "price"] = np.nan  # 7 hours of the last 5 days
+    bad.loc[bad.index[-7:-5], "price"] = -1.0
+    now = "2023-02-09T23:30Z"  # the series' last hour is 23:00
+    with FakeCoinGecko({"bitcoin": bad}, now=pd.Timestamp(now)) as server:
+        cfg = CoinGeckoConfig(base_url=server.url, backoff_base=0.01, calls_per_minute=0, max_retries=1)
+
+        def run():
+            src = CoinGeckoSource(config=cfg, now=pd.Timestamp(now), wall_clock=lambda: pd.Timestamp(now))
+            return extract("bitcoin", 5, "coingecko", replay_now=now, history_dir=tmp_path, src=src)
+
+        first = run()
+        n_bad = int(first.quarantined["reason"].isin(["price null", "price <= 0"]).sum())
+        assert n_bad == len(first.quarantined) == 9 and first.summary()["quarantined"] == n_bad
+        assert first.data["price"].gt(0).all() and len(first.data) == 121 - n_bad
+        path = tmp_path / "coingecko" / "api" / "bitcoin-usd.parquet"
+        assert first.summary()["history_file"] == str(path) and len(read_quarantine(path)) == n_bad
+        server.series["bitcoin"] = good
+        healed = run()
+    assert healed.rows_added == n_bad and healed.quarantined.empty and len(healed.data) == 121
+    assert healed.data["price"].gt(0).all()

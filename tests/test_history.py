@@ -3,12 +3,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
 from coincast.history import (
-    HistoryError, align_to_hourly, merge_history, missing_ranges, read_history, update_history,
+    HISTORY_COLUMNS, LEGACY_BATCH, QUARANTINE_COLUMNS, HistoryError, align_to_hourly, merge_history, missing_ranges,
+    quarantine_path, read_history, read_quarantine, repair_history, row_problems, split_rows, store_batch,
+    update_history,
 )
+from coincast.io import write_parquet_atomic
+from coincast.sources.base import OBSERVATION_COLUMNS
 from conftest import hourly_frame
 
 
@@ -117,3 +122,82 @@ def test_a_killed_writer_leaves_the_old_file_intact(tmp_path: Path):
     after = read_history(path)  # readable
     assert len(after) >= len(before)
     pd.testing.assert_frame_equal(after.iloc[: len(before)], before)
+
+
+# --- quarantine: bad rows never enter the history ----------------------------------------------------------
+def test_split_rows_names_each_row_level_problem():
+    df = obs(pd.date_range("2024-01-01", periods=7, freq="h"), [1.0, np.nan, -1.0, np.inf, 0.0, 2.0, 3.0])
+    df["volume"] = [0.0, 1.0, -2.0, 1.0, np.nan, 3.0, np.inf]
+    df["market_cap"] = np.nan  # not a row-level rule: replayed files have no market cap
+    good, bad = split_rows(df)
+    assert list(good["price"]) == [1.0, 2.0]  # zero volume is kept (the gate only warns)
+    assert list(bad["reason"]) == ["price null", "price <= 0; volume < 0", "price not finite",
+                                   "price <= 0; volume null", "volume not finite"]
+    text = df.astype({"price": object})
+    text.loc[5, "price"] = "n/a"
+    assert row_problems(text).iloc[5] == "price not numeric"
+
+
+def test_bad_rows_are_quarantined_and_their_hours_refetched(tmp_path: Path):
+    path = tmp_path / "bitcoin-usd.parquet"
+    batch = hourly_frame(48)
+    batch.loc[[10, 11, 30], "price"] = [np.nan, -4.0, np.nan]
+    stored = store_batch(path, batch, "coingecko")
+    assert stored.added == 45 and len(read_history(path)) == 45
+    assert not read_history(path)["timestamp"].isin(batch["timestamp"].iloc[[10, 11, 30]]).any()
+    q = read_quarantine(path)
+    assert quarantine_path(path).name == "bitcoin-usd.quarantine.parquet" and list(q.columns) == QUARANTINE_COLUMNS
+    assert list(q["reason"]) == ["price null", "price <= 0", "price null"] and q["batch"].nunique() == 1
+    assert (q["source"] == "coingecko").all() and q["fetched_at"].notna().all()
+    pd.testing.assert_frame_equal(stored.quarantined.reset_index(drop=True), q)
+    # the quarantined hours are holes: the next extraction refetches them
+    hour = pd.Timedelta(hours=1)
+    t = batch["timestamp"]
+    assert missing_ranges(read_history(path), t.iloc[0], t.iloc[-1], join_hours=1) == [
+        (t.iloc[10] - hour, t.iloc[11] + hour), (t.iloc[30] - hour, t.iloc[30] + hour)]
+    # a second bad answer is quarantined again, as its own batch; the good answer repairs the history
+    again = store_batch(path, batch.iloc[[30]], "coingecko")
+    assert again.added == 0 and len(again.quarantined) == 1 and read_quarantine(path)["batch"].nunique() == 2
+    healed = store_batch(path, hourly_frame(48), "coingecko")
+    assert healed.added == 3 and healed.quarantined.empty
+    pd.testing.assert_frame_equal(read_history(path)[OBSERVATION_COLUMNS], hourly_frame(48))
+
+
+def test_a_bad_row_for_a_stored_hour_is_ignored_not_quarantined(tmp_path: Path):
+    path = tmp_path / "bitcoin-usd.parquet"
+    store_batch(path, hourly_frame(10), "simulated")
+    late = hourly_frame(10)
+    late.loc[3, "price"] = np.nan  # the stored hour stays as it was; this row would never have entered
+    stored = store_batch(path, late, "simulated")
+    assert stored.added == 0 and stored.quarantined.empty and not quarantine_path(path).exists()
+
+
+def test_legacy_history_with_bad_rows_is_repaired_without_losing_a_good_row(tmp_path: Path):
+    """A history written by an older version holds null / negative prices and a negative volume."""
+    path = tmp_path / "bitcoin-usd.parquet"
+    legacy = hourly_frame(100).assign(source="coingecko")
+    legacy.loc[[5, 50], "price"] = [np.nan, -1.0]
+    legacy.loc[70, "volume"] = -3.0
+    legacy.loc[80, "volume"] = 0.0  # zero volume is a good row
+    write_parquet_atomic(legacy, path)
+    history, moved = repair_history(path)
+    assert moved == 3 and len(history) == 97
+    good = legacy.drop(index=[5, 50, 70]).reset_index(drop=True)
+    pd.testing.assert_frame_equal(read_history(path), good[HISTORY_COLUMNS])  # every good row, unchanged
+    q = read_quarantine(path)
+    assert list(q["batch"].unique()) == [LEGACY_BATCH] and list(q["reason"]) == ["price null", "price <= 0", "volume < 0"]
+    assert repair_history(path)[1] == 0 and len(read_quarantine(path)) == 3  # clean now: nothing moves
+    # a crash between the two writes left the rows in both files: repaired again, recorded once
+    write_parquet_atomic(legacy, path)
+    _, moved = repair_history(path)
+    assert moved == 3 and len(read_quarantine(path)) == 3
+
+
+def test_the_next_update_repairs_a_legacy_history(tmp_path: Path):
+    path = tmp_path / "bitcoin-usd.parquet"
+    legacy = hourly_frame(50).assign(source="simulated")
+    legacy.loc[7, "price"] = np.nan
+    write_parquet_atomic(legacy, path)
+    history, added = update_history(path, hourly_frame(60).iloc[50:], "simulated")
+    assert added == 10 and len(history) == 59 and len(read_quarantine(path)) == 1
+    pd.testing.assert_frame_equal(read_history(path).iloc[:7], legacy.iloc[:7][HISTORY_COLUMNS])

@@ -211,7 +211,7 @@ def bad_price(df):
 
 
 def bad_volume(df):
-    df.loc[200:201, "volume"] = 0.0
+    df.loc[200:201, "volume"] = -5.0  # negative (zero volume passes with a warning: tests/test_gate_pipeline.py)
     return df, {}
 
 
@@ -242,7 +242,7 @@ def good_build(tmp_path_factory):
 
 @pytest.mark.parametrize(
     "make_bad, check",
-    [(bad_nulls, "nulls"), (bad_rows, "min_rows"), (bad_price, "positive_price"), (bad_volume, "positive_volume"),
+    [(bad_nulls, "nulls"), (bad_rows, "min_rows"), (bad_price, "positive_price"), (bad_volume, "non_negative_volume"),
      (bad_gaps, "gaps"), (bad_stale, "staleness"), (bad_jump, "jumps")],
 )
 def test_gate_stops_the_build_and_keeps_downstream_products(good_build, make_bad, check):

@@ -17,7 +17,7 @@ def test_clean_data_passes_every_check(frame):
     report = validate_data(frame, now=NOW, coin="bitcoin")
     assert report["passed"] and report["failed"] == []
     names = [c["name"] for c in report["checks"]]
-    assert names == ["required_columns", "min_rows", "nulls", "types", "positive_price", "positive_volume",
+    assert names == ["required_columns", "min_rows", "nulls", "types", "positive_price", "non_negative_volume",
                      "unique_timestamps", "hourly_grid", "gaps", "staleness", "jumps"]
     staleness = next(c for c in report["checks"] if c["name"] == "staleness")
     assert staleness["age_hours"] == 0.5
@@ -48,9 +48,26 @@ def test_non_positive_price(frame):
     assert "positive_price" in out and set(out) <= {"positive_price", "jumps"}
 
 
-def test_zero_volume(frame):
-    frame.loc[5, "volume"] = 0.0
-    assert failed(frame) == ["positive_volume"]
+def test_zero_volume_passes_with_a_warning(frame):
+    frame.loc[[5, 6, 90], "volume"] = 0.0
+    report = validate_data(frame, now=NOW)
+    assert report["passed"]
+    assert report["warnings"] == [{
+        "name": "zero_volume", "count": 3, "first": "2024-01-01T05:00:00+00:00", "last": "2024-01-04T18:00:00+00:00",
+        "message": "3 hours with volume 0 (2024-01-01T05:00:00+00:00 .. 2024-01-04T18:00:00+00:00): kept"}]
+    assert validate_data(frame.drop(index=[5, 6, 90]), now=NOW)["warnings"] == []
+
+
+def test_negative_or_infinite_volume_fails(frame):
+    frame.loc[5, "volume"] = -3.0
+    assert failed(frame) == ["non_negative_volume"]
+    frame.loc[5, "volume"] = np.inf
+    assert failed(frame) == ["non_negative_volume"]
+
+
+def test_infinite_price_fails_positive_price(frame):
+    frame.loc[5, "price"] = np.inf
+    assert "positive_price" in failed(frame)
 
 
 def test_duplicate_timestamps(frame):
@@ -95,3 +112,73 @@ def test_report_is_json_ready_and_enforce(frame):
 def test_unknown_limit_is_an_error(frame):
     with pytest.raises(TypeError, match="max_gap"):
         validate_data(frame, max_gap=3)
+
+
+# --- quarantined rows: judged with the window by the row-level checks only -------------------------------------
+def quarantine_of(frame, rows, **values):
+    bad = frame.loc[rows].copy()
+    for column, value in values.items():
+        bad[column] = value
+    return bad.assign(reason="test")
+
+
+def test_quarantined_rows_fail_the_row_level_checks(frame):
+    """A batch with 2 % null prices: the rows are out of the window (4 holes: gaps passes) but nulls fails."""
+    rows = [20, 60, 100, 140]
+    window = frame.drop(index=rows)
+    report = validate_data(window, fail_on_error=False, now=NOW, quarantined=quarantine_of(frame, rows, price=np.nan))
+    assert report["failed"] == ["nulls"] and report["quarantined"] == 4
+    nulls = next(c for c in report["checks"] if c["name"] == "nulls")
+    assert nulls["null_fraction"]["price"] == 0.02 and "4 of them quarantined" in nulls["message"]
+    assert failed(window) == []  # the same window without this build's bad rows passes: the next build heals
+
+    negative = validate_data(window, fail_on_error=False, now=NOW, quarantined=quarantine_of(frame, rows[:2], price=-5.0))
+    assert negative["failed"] == ["positive_price"]
+    volume = validate_data(window, fail_on_error=False, now=NOW, quarantined=quarantine_of(frame, rows[:1], volume=-1.0))
+    assert volume["failed"] == ["non_negative_volume"]
+    text = quarantine_of(frame, rows[:1], price=np.nan).assign(reason="price not numeric")
+    assert validate_data(window, fail_on_error=False, now=NOW, quarantined=text)["failed"] == ["types"]
+
+
+# --- jumps: moves accepted before are not judged again -----------------------------------------------------------
+def hours(frame, first, last):
+    return (frame["timestamp"].iloc[first], frame["timestamp"].iloc[last])
+
+
+def jump_check(report):
+    return next(c for c in report["checks"] if c["name"] == "jumps")
+
+
+def test_jumps_judges_only_moves_after_validated_through(frame):
+    frame.loc[100:, "price"] *= 1.5  # a +50 % move ending at row 100
+    assert failed(frame) == ["jumps"]
+    report = validate_data(frame, now=NOW, validated=[hours(frame, 0, 150)])  # accepted by an earlier gate
+    jumps = jump_check(report)
+    assert report["passed"] and jumps["judged"] == 49 and jumps["skipped_validated"] == 150
+    assert report["validated_through"] == frame["timestamp"].iloc[150].isoformat()
+    # a new hour's move after validated_through is judged
+    frame.loc[180:, "price"] *= 0.5
+    report = validate_data(frame, fail_on_error=False, now=NOW, validated=[hours(frame, 0, 150)])
+    assert report["failed"] == ["jumps"] and jump_check(report)["over_limit_at"] == ["2024-01-08T12:00:00+00:00"]
+
+
+def test_a_refetched_hole_before_validated_through_is_still_judged(frame):
+    """Hours 60-62 were a hole (quarantined) when the gate passed; refetched later, their moves are new."""
+    frame.loc[61, "price"] *= 2.0
+    validated = [hours(frame, 0, 59), hours(frame, 63, 199)]
+    report = validate_data(frame, fail_on_error=False, now=NOW, validated=validated)
+    assert report["failed"] == ["jumps"] and jump_check(report)["jumps_over_limit"] == 2
+    assert jump_check(report)["judged"] == 4  # 60, 61, 62 and 63 (63's move starts at the new 62)
+
+
+def test_accepted_hours_are_skipped_and_listed(frame):
+    frame.loc[100:, "price"] *= 1.5
+    when = frame["timestamp"].iloc[100]
+    record = {"time": when.isoformat(), "reason": "listing pump", "accepted_at": "2024-01-10T00:00:00+00:00",
+              "check": "jumps"}
+    outside = {**record, "time": "2023-01-01T00:00:00+00:00"}
+    report = validate_data(frame, now=NOW, accepted=[record, outside])
+    assert report["passed"] and report["accepted"] == [record]
+    assert jump_check(report)["skipped_accepted"] == 1 and jump_check(report)["judged"] == 198
+    other_check = {**record, "check": "something_else"}
+    assert validate_data(frame, fail_on_error=False, now=NOW, accepted=[other_check])["failed"] == ["jumps"]

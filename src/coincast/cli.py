@@ -272,6 +272,21 @@ def _build_command(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def _accept_command(args: argparse.Namespace) -> int:
+    from coincast import gate
+
+    project, env = _load(args)
+    try:
+        path, record, new = gate.accept_hour(project, env, args.coin, args.time, args.reason)
+    except gate.AcceptError as exc:
+        print(f"coincast accept: {exc}", file=sys.stderr)
+        return 1
+    state = "accepted" if new else f"already accepted at {record['accepted_at']}"
+    print(f"coincast accept: {args.coin} {record['time']} {state} for {record['check']} ({record['reason']}); "
+          f"recorded in {gate.acceptance_path(path)}")
+    return 0
+
+
 def _hourly_logging(env: Mapping[str, Any], verbose: bool) -> None:
     from coincast.hourly import file_logger
 
@@ -376,6 +391,13 @@ def make_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--verbose", action="store_true", help="debug messages (incl. build output) in logs/hourly.log")
     r.set_defaults(func=_replay_command)
+
+    a = sub.add_parser("accept", help="accept a flagged hour as real (the jumps check skips it); kept with the history")
+    _common(a)
+    a.add_argument("coin", help="coin id, e.g. bitcoin")
+    a.add_argument("time", help="the flagged hour as the gate names it, e.g. 2021-05-19T13:00:00+00:00")
+    a.add_argument("--reason", help="why the move is real (required; recorded)")
+    a.set_defaults(func=_accept_command)
 
     c = sub.add_parser("cron", help="install / remove / show the crontab line running `make hourly` every hour")
     c.add_argument("action", choices=["install", "remove", "show"])

@@ -78,6 +78,7 @@ tr.cc-champion td {background: #e8f0fe; font-weight: 600;}
 tr.cc-naive td {background: #f5f7fa;}
 .cc-pass {color: #137333; font-weight: 600; white-space: nowrap;}
 .cc-fail {color: #c5221f; font-weight: 600; white-space: nowrap;}
+.cc-warn {color: #8a5a00; font-weight: 600;}
 .cc-last-time, .cc-nowrap {white-space: nowrap;}
 .cc-num {font-variant-numeric: tabular-nums;}
 .cc-note {font-size: 12px; color: #616e7c; margin: 2px 0;}
@@ -721,8 +722,17 @@ def validation_html(validation: Mapping[str, Any] | None) -> str:
         f'<td class="cc-l">{html.escape(str(c.get("message", "")))}</td>'
         f'<td class="cc-l cc-muted">{_check_numbers(c)}</td></tr>'
         for c in checks)
+    warns = "".join(
+        f'<div class="cc-note cc-gate-warning" data-warning="{html.escape(str(w.get("name")))}">'
+        f'<span class="cc-warn">⚠ warning {html.escape(str(w.get("name")))}</span>: '
+        f'{html.escape(str(w.get("message", "")))}</div>'
+        for w in validation.get("warnings") or [])
+    accepted = "".join(
+        f'<div class="cc-note cc-gate-accepted">accepted by a person ({html.escape(str(a.get("check", "")))}): '
+        f'{fmt_time(a.get("time"))}: {html.escape(str(a.get("reason", "")))}</div>'
+        for a in validation.get("accepted") or [])
     return (f'<div class="cc-gate" data-passed="{str(passed).lower()}">Gate {verdict}, '
-            f'{validation.get("rows", "?")} rows, clock {fmt_time(validation.get("now"))}</div>'
+            f'{validation.get("rows", "?")} rows, clock {fmt_time(validation.get("now"))}</div>{warns}{accepted}'
             '<table class="cc-table cc-checks"><thead><tr><th class="cc-l">check</th><th class="cc-l">result</th>'
             f'<th class="cc-l">message</th><th class="cc-l">numbers</th></tr></thead><tbody>{rows}</tbody></table>')
 

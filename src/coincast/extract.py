@@ -1,19 +1,22 @@
 """Extraction: source -> aligned hourly observations -> the accumulated raw history -> the window.
 
 ``extract_data`` is the small public entry point; ``extract`` also reports what it did (the clock,
-rows added) for the pipeline's metadata.
+rows added, rows quarantined) for the pipeline's metadata. Rows failing a row-level rule never enter the
+history or the window: they are this extraction's ``quarantined`` rows, which the gate judges with the window.
 """
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 import pandas as pd
 
 from coincast.config import parse_time, utc_now
-from coincast.history import align_to_hourly, missing_ranges, read_history, update_history
+from coincast.history import (
+    align_to_hourly, empty_quarantine, missing_ranges, quarantine_rows, repair_history, split_rows, store_batch,
+)
 from coincast.sources import make_source
 from coincast.sources.base import Source, SourceError
 from coincast.versioning import file_md5
@@ -33,6 +36,7 @@ class Extraction:
     rows_added: int
     history_rows: int
     extra: dict[str, Any] = field(default_factory=dict)
+    quarantined: pd.DataFrame = field(default_factory=empty_quarantine)  # this extraction's rejected rows
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description (no secrets: nothing here comes from the environment)."""
@@ -47,6 +51,7 @@ class Extraction:
             "last": self.data["timestamp"].max().isoformat() if len(self.data) else None,
             "rows_added_to_history": int(self.rows_added),
             "history_rows": int(self.history_rows),
+            "quarantined": int(len(self.quarantined)),
             **self.extra,
         }
 
@@ -109,30 +114,43 @@ def extract(
         src = build_source(source, vs_currency=vs_currency, replay_file=replay_file, now=now, seed=seed)
     start = (now - pd.Timedelta(days=days)).floor("h")
 
-    if history_dir is None:  # stand-alone use: no raw layer, just the aligned window
+    batches = [empty_quarantine()]
+    if history_dir is None:  # stand-alone use: no raw layer, just the aligned window (bad rows kept apart)
         obs = src.fetch(coin, start, now)
-        hourly = align_to_hourly(obs)
+        hourly, bad = split_rows(align_to_hourly(obs))
         hourly["source"] = src.name
         history, added = hourly, len(hourly)
+        batches.append(quarantine_rows(bad, src.name, "standalone"))
     else:
         path = history_path(history_dir, src, coin, vs_currency)
-        history = read_history(path)
+        history, legacy = repair_history(path)  # bad rows of older versions out: their hours are refetched
         added = 0
         try:
             for lo, hi in missing_ranges(history, start, now):
-                obs = src.fetch(coin, lo, hi)
-                history, n = update_history(path, obs, src.name)
-                added += n
+                stored = store_batch(path, src.fetch(coin, lo, hi), src.name)
+                history, added = stored.history, added + stored.added
+                batches.append(stored.quarantined)
         except SourceError as exc:  # same error type and fields, its message completed
             exc.args = (f"{exc}. {fetch_failed_note(len(history), added)}", *exc.args[1:])
             raise
+    quarantined = pd.concat([b for b in batches if len(b)] or batches, ignore_index=True)
     window = history.loc[(history["timestamp"] >= start) & (history["timestamp"] <= now)].reset_index(drop=True)
-    logger.info("%s: %d hourly rows from %s (%d new), clock %s", coin, len(window), src.name, added, now)
+    logger.info("%s: %d hourly rows from %s (%d new, %d quarantined), clock %s", coin, len(window), src.name, added,
+                len(quarantined), now)
     extra: dict[str, Any] = {"vs_currency": vs_currency.lower()}
     if history_dir is not None:
         extra["series"] = path.parent.name
         extra["data_version"] = file_md5(path) if path.exists() else None
-    return Extraction(window, coin, src.name, now, start, added, len(history), extra)
+        extra["history_file"] = str(path)
+        extra["quarantined_legacy"] = legacy
+    return Extraction(window, coin, src.name, now, start, added, len(history), extra, quarantined)
+
+
+def history_file_for(env: Mapping[str, Any], coin: str) -> Path:
+    """The raw-history file a build with the settings ``env`` (env.yaml + variants + overrides) uses for ``coin``."""
+    src = build_source(env["source"], vs_currency=env.get("vs_currency", "usd"), replay_file=env.get("replay_file"),
+                       seed=env.get("seed", 42))
+    return history_path(env["history_dir"], src, coin, env.get("vs_currency", "usd"))
 
 
 def fetch_failed_note(history_rows: int, added: int) -> str:

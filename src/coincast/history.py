@@ -6,12 +6,22 @@ a trailing "now" sample such as 18:41:43 belongs to no hour and is dropped),
 then merged into the stored history. Rows already stored are never changed or lost: new data can
 only add hours. Writes are atomic (temp file + rename) under a file lock, so a crash or a second
 process never leaves a half-written file.
+
+Quarantine: a row that fails a row-level rule (price missing, not a number, not finite or <= 0; volume
+missing, not a number, not finite or < 0) never enters the history. It is appended, with its batch id,
+fetch time and reason, to ``<history stem>.quarantine.parquet`` beside the history (same lock). Its hour
+stays a hole, so the next extraction refetches it and the first good answer repairs the window. Bad rows
+written by older versions are moved there by :func:`repair_history`; good rows are never touched.
 """
 from __future__ import annotations
 
 import logging
 import os
+import uuid
+from pathlib import Path
+from typing import NamedTuple
 
+import numpy as np
 import pandas as pd
 from filelock import FileLock
 
@@ -21,7 +31,9 @@ from coincast.sources.base import OBSERVATION_COLUMNS
 logger = logging.getLogger(__name__)
 
 HISTORY_COLUMNS = OBSERVATION_COLUMNS + ["source"]
+QUARANTINE_COLUMNS = HISTORY_COLUMNS + ["batch", "fetched_at", "reason"]
 DEFAULT_TOLERANCE = pd.Timedelta(minutes=5)
+LEGACY_BATCH = "legacy"  # the batch of bad rows an older version had stored in the history
 
 
 class HistoryError(RuntimeError):
@@ -85,16 +97,138 @@ def history_lock(path: str | os.PathLike, timeout: float = 60) -> FileLock:
     return FileLock(f"{path}.lock", timeout=timeout)
 
 
-def update_history(path: str | os.PathLike, observations: pd.DataFrame, source: str) -> tuple[pd.DataFrame, int]:
-    """Align, merge and atomically store; returns (the whole history, rows added)."""
-    aligned = align_to_hourly(observations)
+# -- quarantine ----------------------------------------------------------------------------------------
+def _column_problems(values: pd.Series, name: str, allow_zero: bool) -> np.ndarray:
+    """Per row: why ``values`` is unusable as ``name`` ("" when it is fine; the cases exclude each other)."""
+    number = pd.to_numeric(values, errors="coerce").astype("float64")
+    missing = values.isna().to_numpy()
+    not_numeric = number.isna().to_numpy() & ~missing
+    not_finite = np.isinf(number.to_numpy())
+    out_of_range = ((number < 0) if allow_zero else (number <= 0)).to_numpy() & ~not_finite
+    return np.select([missing, not_numeric, not_finite, out_of_range],
+                     [f"{name} null", f"{name} not numeric", f"{name} not finite",
+                      f"{name} {'< 0' if allow_zero else '<= 0'}"], default="").astype(object)
+
+
+def row_problems(df: pd.DataFrame) -> pd.Series:
+    """Per row, the row-level rules it breaks ("" when none), e.g. "price null; volume < 0".
+
+    Zero volume is not a problem (maintenance hours, illiquid pairs): the gate only warns about it."""
+    price = _column_problems(df["price"], "price", allow_zero=False)
+    volume = _column_problems(df["volume"], "volume", allow_zero=True)
+    joined = [f"{p}; {v}" if p and v else p or v for p, v in zip(price, volume)]
+    return pd.Series(joined, index=df.index, dtype=object)
+
+
+def split_rows(df: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """(good rows, bad rows with a ``reason`` column); numeric columns of both as float64."""
+    reasons = row_problems(df)
+    bad_mask = (reasons != "").to_numpy()
+    clean = df.copy()
+    for c in ("price", "volume", "market_cap"):
+        if c in clean.columns:
+            clean[c] = pd.to_numeric(clean[c], errors="coerce").astype("float64")
+    bad = clean.loc[bad_mask].assign(reason=reasons[bad_mask]).reset_index(drop=True)
+    return clean.loc[~bad_mask].reset_index(drop=True), bad
+
+
+def quarantine_path(path: str | os.PathLike) -> Path:
+    """``<dir>/<coin>-<vs>.quarantine.parquet`` beside the history ``<dir>/<coin>-<vs>.parquet``."""
+    p = Path(path)
+    return p.with_name(f"{p.stem}.quarantine.parquet")
+
+
+def empty_quarantine() -> pd.DataFrame:
+    df = empty_history()
+    for c in ("batch", "reason"):
+        df[c] = pd.Series(dtype="object")
+    df["fetched_at"] = pd.Series(dtype="datetime64[ns, UTC]")
+    return df[QUARANTINE_COLUMNS]
+
+
+def read_quarantine(path: str | os.PathLike) -> pd.DataFrame:
+    """The quarantined rows of the history at ``path`` (the history's path, not the quarantine file's)."""
+    return read_store(quarantine_path(path), empty_quarantine, QUARANTINE_COLUMNS, ["timestamp", "fetched_at"],
+                      HistoryError, "quarantine file")
+
+
+def quarantine_rows(bad: pd.DataFrame, source: str, batch: str, fetched_at: pd.Timestamp | None = None) -> pd.DataFrame:
+    """Bad rows (with ``reason``) as quarantine records of one batch."""
+    out = bad.assign(source=source, batch=batch,
+                     fetched_at=fetched_at if fetched_at is not None else pd.Timestamp.now(tz="UTC"))
+    out["fetched_at"] = pd.to_datetime(out["fetched_at"], utc=True)
+    return out[QUARANTINE_COLUMNS].reset_index(drop=True) if len(out) else empty_quarantine()
+
+
+def _append_quarantine(path: str | os.PathLike, records: pd.DataFrame) -> None:
+    """Append under the caller's history lock; a row already recorded for the same batch is not repeated."""
+    stored = read_quarantine(path)
+    both = records if stored.empty else pd.concat([stored, records], ignore_index=True)
+    both = both.drop_duplicates(["timestamp", "batch"], keep="first").reset_index(drop=True)
+    write_parquet_atomic(both[QUARANTINE_COLUMNS], quarantine_path(path))
+
+
+def _repair_locked(path: str | os.PathLike) -> tuple[pd.DataFrame, pd.DataFrame]:
+    stored = read_history(path)
+    good, bad = split_rows(stored)
+    if bad.empty:
+        return stored, bad
+    labels = stored["source"].dropna()
+    records = quarantine_rows(bad.drop(columns="source"), str(labels.iloc[0]) if len(labels) else "", LEGACY_BATCH)
+    _append_quarantine(path, records)  # first: a crash in between leaves the rows in both, never in neither
+    good = good[HISTORY_COLUMNS]
+    write_parquet_atomic(good, path)
+    logger.warning("history %s: %d bad rows stored by an older version moved to %s", path, len(bad),
+                   quarantine_path(path).name)
+    return good, records
+
+
+def repair_history(path: str | os.PathLike) -> tuple[pd.DataFrame, int]:
+    """Move bad rows an older version stored into the quarantine; returns (the clean history, rows moved).
+
+    Good rows are kept exactly as stored. A clean history is only read (no lock, no write)."""
+    stored = read_history(path)
+    if (row_problems(stored) == "").all():
+        return stored, 0
     with history_lock(path):
-        stored = read_history(path)
-        merged, added = merge_history(stored, aligned, source)
+        history, moved = _repair_locked(path)
+    return history, len(moved)
+
+
+class StoredBatch(NamedTuple):
+    """What storing one fetched batch did."""
+
+    history: pd.DataFrame  # the whole history after the batch
+    added: int  # good rows added
+    quarantined: pd.DataFrame  # this batch's rows kept out of the history (QUARANTINE_COLUMNS)
+
+
+def store_batch(path: str | os.PathLike, observations: pd.DataFrame, source: str) -> StoredBatch:
+    """Align; of the hours not stored yet, merge the good rows and quarantine the bad ones; atomically, locked.
+
+    Bad rows stored by an older version are moved to the quarantine first (:func:`repair_history`)."""
+    aligned = align_to_hourly(observations)
+    batch = uuid.uuid4().hex[:12]
+    with history_lock(path):
+        stored, _ = _repair_locked(path)
+        fresh = aligned.loc[~aligned["timestamp"].isin(stored["timestamp"])] if not stored.empty else aligned
+        good, bad = split_rows(fresh)
+        merged, added = merge_history(stored, good, source)  # raises before anything is written
+        quarantined = quarantine_rows(bad, source, batch)
+        if len(quarantined):
+            _append_quarantine(path, quarantined)
+            logger.warning("history %s: %d bad rows of batch %s quarantined (%s)", path, len(quarantined), batch,
+                           "; ".join(sorted(set(quarantined["reason"]))))
         if added:
             write_parquet_atomic(merged, path)
     logger.info("history %s: %d rows stored, %d added", path, len(merged), added)
-    return merged, added
+    return StoredBatch(merged, added, quarantined)
+
+
+def update_history(path: str | os.PathLike, observations: pd.DataFrame, source: str) -> tuple[pd.DataFrame, int]:
+    """Align, merge the good rows and atomically store (bad ones are quarantined); returns (history, rows added)."""
+    stored = store_batch(path, observations, source)
+    return stored.history, stored.added
 
 
 def missing_ranges(

@@ -21,7 +21,7 @@ logger = logging.getLogger(__name__)
 #: What the notebooks (and bench/plain.py, the same computation as a plain script) import, plus MLflow's sqlite
 #: stores (~1 s of imports and ORM mapping on first use). tests/test_packaging.py checks it covers every notebook.
 PIPELINE_MODULES = ("coincast.backtest", "coincast.display", "coincast.extract", "coincast.features",
-                    "coincast.figures", "coincast.forecast", "coincast.live", "coincast.profiling",
+                    "coincast.figures", "coincast.gate", "coincast.forecast", "coincast.live", "coincast.profiling",
                     "coincast.registry", "coincast.training", "coincast.validation",
                     "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store")
 

@@ -1,14 +1,20 @@
 """The validation gate: nothing downstream runs on data that fails it.
 
-Row-level rules (required columns, types, positive price and volume, unique timestamps) are a
-pandera schema; series-level rules (nulls, row count, hourly grid, gaps, staleness, jumps) are
-measured here so the report can give their numbers. ``validate_data`` returns a JSON-ready report:
-``{"passed": bool, "checks": [{"name", "passed", "message", ...numbers}], ...}``.
+Row-level rules (required columns, types, positive finite price, non-negative finite volume, unique
+timestamps) are a pandera schema; series-level rules (nulls, row count, hourly grid, gaps, staleness,
+jumps) are measured here so the report can give their numbers. ``validate_data`` returns a JSON-ready report:
+``{"passed": bool, "checks": [{"name", "passed", "message", ...numbers}], "warnings": [...], ...}``.
+
+Rows the extraction quarantined (``quarantined``) count in the row-level checks (nulls, types,
+positive_price, non_negative_volume), so a bad batch still stops the build although its rows never entered
+the window; the window-level checks judge the window only. Zero-volume hours pass with a warning.
+``jumps`` judges only 1-hour moves that touch an hour not yet accepted by an earlier passing gate
+(``validated``: ranges of hours) and not accepted by a person (``accepted``: ``coincast accept``).
 """
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
@@ -17,6 +23,8 @@ import pandera.pandas as pa
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("timestamp", "price", "volume")
+HOUR = pd.Timedelta(hours=1)
+Ranges = Sequence[tuple[pd.Timestamp, pd.Timestamp]]
 
 DEFAULTS: dict[str, Any] = {
     "null_threshold": 0.01,
@@ -40,12 +48,16 @@ class ValidationFailed(RuntimeError):
         )
 
 
+def _finite() -> pa.Check:
+    return pa.Check(lambda s: ~np.isinf(s), name="finite")
+
+
 def _schema() -> pa.DataFrameSchema:
     return pa.DataFrameSchema(
         {
             "timestamp": pa.Column("datetime64[ns, UTC]", unique=True, nullable=False, coerce=True),
-            "price": pa.Column(float, pa.Check.gt(0), nullable=True, coerce=True),
-            "volume": pa.Column(float, pa.Check.gt(0), nullable=True, coerce=True),
+            "price": pa.Column(float, [pa.Check.gt(0), _finite()], nullable=True, coerce=True),
+            "volume": pa.Column(float, [pa.Check.ge(0), _finite()], nullable=True, coerce=True),
         },
         strict=False,
     )
@@ -64,7 +76,118 @@ def _check(name: str, passed: bool, message: str, **numbers: Any) -> dict[str, A
     return {"name": name, "passed": bool(passed), "message": message, **clean}
 
 
-def run_checks(df: pd.DataFrame, now: pd.Timestamp | None = None, **limits: Any) -> list[dict[str, Any]]:
+def hour_ranges(hours: Sequence[pd.Timestamp] | pd.DatetimeIndex, ranges: Ranges = ()) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
+    """The union of ``ranges`` (inclusive [first, last] hour pairs) and ``hours``, as sorted runs of
+    consecutive hours: [(first, last), ...]."""
+    spans = [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in ranges]
+    idx = pd.DatetimeIndex(pd.to_datetime(list(hours), utc=True)).unique().sort_values()
+    if len(idx):
+        breaks = np.flatnonzero(np.diff(idx.asi8) != HOUR.value) + 1
+        starts, ends = np.r_[0, breaks], np.r_[breaks, len(idx)] - 1
+        spans += [(idx[i], idx[j]) for i, j in zip(starts, ends)]
+    out: list[tuple[pd.Timestamp, pd.Timestamp]] = []
+    for a, b in sorted(spans):
+        if out and a <= out[-1][1] + HOUR:
+            out[-1] = (out[-1][0], max(out[-1][1], b))
+        else:
+            out.append((a, b))
+    return out
+
+
+def in_ranges(times: pd.DatetimeIndex, ranges: Ranges) -> np.ndarray:
+    """Whether each time lies in one of the inclusive ``ranges``."""
+    mask = np.zeros(len(times), dtype=bool)
+    for a, b in ranges:
+        mask |= np.asarray((times >= pd.Timestamp(a)) & (times <= pd.Timestamp(b)))
+    return mask
+
+
+def _row_checks(df: pd.DataFrame, quarantined: pd.DataFrame, lim: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """nulls, types, positive_price, non_negative_volume over the window plus the quarantined rows."""
+    cols = list(REQUIRED_COLUMNS)
+    rows = pd.concat([df[cols], quarantined[cols]], ignore_index=True) if len(quarantined) else df[cols]
+    n, q = len(rows), len(quarantined)
+    extra = f" ({q} of them quarantined by this extraction)" if q else ""
+    fractions = {c: float(rows[c].isna().mean()) if n else 0.0 for c in cols}
+    worst = max(fractions, key=fractions.get)
+    checks = [_check(
+        "nulls", all(f <= lim["null_threshold"] for f in fractions.values()),
+        f"worst column {worst}: {fractions[worst]:.2%} null (limit {lim['null_threshold']:.2%}) of {n} rows{extra}",
+        null_fraction=fractions, threshold=lim["null_threshold"], quarantined=q,
+    )]
+    failures = _schema_failures(rows.dropna(subset=["timestamp"]))
+    kinds = failures["check"].astype(str) if len(failures) else pd.Series(dtype=str)
+    value_rule = kinds.str.startswith("greater_than") | (kinds == "finite")
+    ranged = failures.loc[value_rule] if len(failures) else failures
+    bad_type = failures.loc[~value_rule & ~kinds.str.contains("unique")] if len(failures) else failures
+    not_numeric = int(quarantined["reason"].astype(str).str.contains("not numeric").sum()) if "reason" in quarantined else 0
+    n_types = len(bad_type) + not_numeric
+    checks.append(_check(
+        "types", n_types == 0,
+        "ok" if n_types == 0 else f"{n_types} values not coercible"
+        + (f" ({', '.join(sorted(set(bad_type['column'].astype(str))))})" if len(bad_type) else " (quarantined)"),
+        failures=int(n_types),
+    ))
+    for rule, column, text in (("positive_price", "price", "price <= 0 or not finite"),
+                               ("non_negative_volume", "volume", "volume < 0 or not finite")):
+        count = int((ranged["column"] == column).sum()) if len(ranged) else 0
+        checks.append(_check(rule, count == 0, f"{count} rows with {text}{extra if count else ''}", failures=count))
+    return checks
+
+
+def _jumps(df: pd.DataFrame, lim: Mapping[str, Any], validated: Ranges, accepted: Sequence[pd.Timestamp]) -> dict[str, Any]:
+    """The largest 1-hour move among those not accepted before: a move ending at hour t is judged unless
+    both t - 1 h and t lie in ``validated`` (accepted by an earlier passing gate) or t is in ``accepted``."""
+    series = df.dropna(subset=["timestamp"]).sort_values("timestamp")
+    series = series.set_index(pd.to_datetime(series["timestamp"], utc=True))["price"]
+    series = series[~series.index.duplicated()].asfreq("h") if len(series) else series
+    with np.errstate(divide="ignore", invalid="ignore"):
+        r = np.log(series.where(series > 0)).diff().abs().dropna()
+    ends = pd.DatetimeIndex(r.index)
+    old = in_ranges(ends, validated) & in_ranges(ends - HOUR, validated) if len(ends) else np.zeros(0, bool)
+    by_person = np.asarray(ends.isin(pd.DatetimeIndex(list(accepted)))) if len(accepted) and len(ends) else np.zeros(len(ends), bool)
+    judged = r[~old & ~by_person]
+    limit = lim["max_abs_log_return"]
+    over = judged[judged > limit]
+    worst = float(judged.max()) if len(judged) else 0.0
+    through = max((pd.Timestamp(b) for _, b in validated), default=None)
+    if len(judged):
+        message = f"largest new 1 h move {np.expm1(worst):+.1%} (limit {np.expm1(limit):.0%})"
+    else:
+        message = "no new 1 h moves to judge"
+    if len(over):
+        shown = ", ".join(t.isoformat() for t in over.index[:5]) + (", ..." if len(over) > 5 else "")
+        message += f" at {shown} (accept a real move: coincast accept COIN TIME --reason ...)"
+    return _check(
+        "jumps", len(over) == 0, message,
+        max_abs_log_return=round(worst, 6), limit=limit, jumps_over_limit=int(len(over)),
+        over_limit_at=[t.isoformat() for t in over.index[:20]], judged=int(len(judged)),
+        skipped_validated=int(old.sum()), skipped_accepted=int((by_person & ~old).sum()),
+        validated_through=through,
+    )
+
+
+def warnings_for(df: pd.DataFrame) -> list[dict[str, Any]]:
+    """What the gate lets through but reports: zero-volume hours (maintenance, illiquid pairs)."""
+    if "volume" not in df.columns or "timestamp" not in df.columns:
+        return []
+    zero = df.loc[pd.to_numeric(df["volume"], errors="coerce") == 0, "timestamp"]
+    if zero.empty:
+        return []
+    first, last = pd.Timestamp(zero.min()), pd.Timestamp(zero.max())
+    return [{"name": "zero_volume", "count": int(len(zero)), "first": first.isoformat(), "last": last.isoformat(),
+             "message": f"{len(zero)} hours with volume 0 ({first.isoformat()} .. {last.isoformat()}): kept"}]
+
+
+def run_checks(
+    df: pd.DataFrame,
+    now: pd.Timestamp | None = None,
+    *,
+    quarantined: pd.DataFrame | None = None,
+    validated: Ranges = (),
+    accepted: Sequence[pd.Timestamp] = (),
+    **limits: Any,
+) -> list[dict[str, Any]]:
     """Every check of the gate, each with pass/fail, a one-line message and its numbers."""
     lim = {**DEFAULTS, **{k: v for k, v in limits.items() if v is not None}}
     missing_cols = [c for c in REQUIRED_COLUMNS if c not in df.columns]
@@ -82,26 +205,9 @@ def run_checks(df: pd.DataFrame, now: pd.Timestamp | None = None, **limits: Any)
     if missing_cols:
         return checks
 
-    fractions = {c: float(df[c].isna().mean()) if n else 0.0 for c in ("timestamp", "price", "volume")}
-    worst = max(fractions, key=fractions.get)
-    checks.append(_check(
-        "nulls", all(f <= lim["null_threshold"] for f in fractions.values()),
-        f"worst column {worst}: {fractions[worst]:.2%} null (limit {lim['null_threshold']:.2%})",
-        null_fraction=fractions, threshold=lim["null_threshold"],
-    ))
-
-    failures = _schema_failures(df.dropna(subset=["timestamp"]))
-    kinds = failures["check"].astype(str) if len(failures) else pd.Series(dtype=str)
-    positive = failures.loc[kinds.str.startswith("greater_than")] if len(failures) else failures
-    bad_type = failures.loc[~kinds.str.startswith("greater_than") & ~kinds.str.contains("unique")] if len(failures) else failures
-    checks.append(_check(
-        "types", bad_type.empty,
-        "ok" if bad_type.empty else f"{len(bad_type)} values not coercible ({', '.join(sorted(set(bad_type['column'].astype(str))))})",
-        failures=int(len(bad_type)),
-    ))
-    for rule, column in (("positive_price", "price"), ("positive_volume", "volume")):
-        count = int((positive["column"] == column).sum()) if len(positive) else 0
-        checks.append(_check(rule, count == 0, f"{count} rows with {column} <= 0", failures=count))
+    if quarantined is None or not set(REQUIRED_COLUMNS) <= set(quarantined.columns):
+        quarantined = df.iloc[:0]
+    checks += _row_checks(df, quarantined, lim)
     dupes = int(df["timestamp"].dropna().duplicated().sum())
     checks.append(_check("unique_timestamps", dupes == 0, f"{dupes} duplicate timestamps", duplicates=dupes))
 
@@ -136,20 +242,7 @@ def run_checks(df: pd.DataFrame, now: pd.Timestamp | None = None, **limits: Any)
     elif now is not None:
         checks.append(_check("staleness", False, "no rows", now=pd.Timestamp(now)))
 
-    series = df.dropna(subset=["timestamp"]).sort_values("timestamp")
-    series = series.set_index(pd.to_datetime(series["timestamp"], utc=True))["price"]
-    series = series[~series.index.duplicated()].asfreq("h") if len(series) else series
-    with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.log(series.where(series > 0)).diff().abs().dropna()
-    worst_jump = float(r.max()) if len(r) else 0.0
-    when = r.idxmax() if len(r) else None
-    checks.append(_check(
-        "jumps", worst_jump <= lim["max_abs_log_return"],
-        f"largest 1 h move {np.expm1(worst_jump):+.1%} (limit {np.expm1(lim['max_abs_log_return']):.0%})"
-        + (f" at {when.isoformat()}" if when is not None and worst_jump > lim["max_abs_log_return"] else ""),
-        max_abs_log_return=round(worst_jump, 6), limit=lim["max_abs_log_return"],
-        jumps_over_limit=int((r > lim["max_abs_log_return"]).sum()),
-    ))
+    checks.append(_jumps(df, lim, validated, accepted))
     return checks
 
 
@@ -159,22 +252,36 @@ def validate_data(
     *,
     now: pd.Timestamp | None = None,
     coin: str | None = None,
+    quarantined: pd.DataFrame | None = None,
+    validated: Ranges = (),
+    accepted: Sequence[Mapping[str, Any]] = (),
     **limits: Any,
 ) -> dict[str, Any]:
     """Run the gate and return its report; raise :class:`ValidationFailed` if a check fails and ``fail_on_error``.
 
     ``limits`` override :data:`DEFAULTS` (null_threshold, min_rows, max_missing_fraction, max_gap_hours,
     max_staleness_hours, max_abs_log_return). Staleness is checked only when ``now`` is given.
+    ``quarantined``: this extraction's rejected rows (row-level checks); ``validated``: hour ranges an earlier
+    passing gate accepted; ``accepted``: records ``{time, reason, accepted_at, check}`` made by ``coincast accept``
+    (those with check "jumps" exclude the move ending at ``time``; the ones inside the window are reported).
     """
     unknown = set(limits) - set(DEFAULTS)
     if unknown:
         raise TypeError(f"validate_data got unknown limit(s): {', '.join(sorted(unknown))}")
-    checks = run_checks(df, now=now, **limits)
+    jumps_ok = [pd.Timestamp(a["time"]) for a in accepted if a.get("check", "jumps") == "jumps"]
+    checks = run_checks(df, now=now, quarantined=quarantined, validated=validated, accepted=jumps_ok, **limits)
+    times = pd.to_datetime(df["timestamp"], utc=True) if "timestamp" in df.columns and len(df) else None
+    in_window = [dict(a) for a in accepted
+                 if times is not None and times.min() <= pd.Timestamp(a["time"]) <= times.max()]
     report = {
         "coin": coin,
         "passed": all(c["passed"] for c in checks),
         "failed": [c["name"] for c in checks if not c["passed"]],
+        "warnings": warnings_for(df),
+        "accepted": in_window,
         "rows": int(len(df)),
+        "quarantined": int(len(quarantined)) if quarantined is not None else 0,
+        "validated_through": next((c.get("validated_through") for c in checks if c["name"] == "jumps"), None),
         "source": str(df["source"].iloc[0]) if "source" in df.columns and len(df) else None,
         "now": pd.Timestamp(now).isoformat() if now is not None else None,
         "limits": {**DEFAULTS, **{k: v for k, v in limits.items() if v is not None}},
@@ -182,6 +289,8 @@ def validate_data(
     }
     for c in checks:
         (logger.info if c["passed"] else logger.error)("check %s: %s", c["name"], c["message"])
+    for w in report["warnings"]:
+        logger.warning("warning %s: %s", w["name"], w["message"])
     if fail_on_error and not report["passed"]:
         raise ValidationFailed(report)
     return report
