@@ -118,3 +118,26 @@ def test_replay_with_zero_volume_hours_and_an_accepted_extreme_hour(project: Pat
     state = json.loads((path.parent / "litecoin-usd.gate.json").read_text())
     assert state["validated_through"] == "2021-05-20T00:00:00+00:00"
     assert path.read_bytes() == before and (project / "products" / "litecoin" / "forecast.parquet").exists()
+
+
+def test_a_healed_api_repairs_the_coin_within_the_same_hour(project: Path, tmp_path: Path):
+    """Real clock: after a gate failure the next build refetches at once (not only from the next hour on, when
+    Ploomber would otherwise still take the failed extraction as up to date)."""
+    now = pd.Timestamp.now(tz="UTC")
+    good = simulate_hourly("bitcoin", 24 * 40)
+    good["timestamp"] += now.floor("h") - good["timestamp"].iloc[-1].floor("h")  # the series ends this hour
+    spoiled = good.copy()
+    spoiled.loc[spoiled.index[-24 * 30::48], "price"] = np.nan
+    history = tmp_path / "h"
+    args = [*FAST, "--source", "coingecko", "--coins", "bitcoin", "--set", f"history_dir={history}",
+            "--set", "replay_now=null", "--set", "max_staleness_hours=3"]
+    env = {"COINGECKO_API_KEY": "", "COINGECKO_API_PLAN": "demo"}
+    with FakeCoinGecko({"bitcoin": spoiled}) as server:
+        env["COINGECKO_BASE_URL"] = server.url
+        first = coincast(project, *args, env=env)
+        assert first.returncode == 1 and "nulls (" in gate_line(first)
+        server.series["bitcoin"] = good
+        second = coincast(project, *args, env=env)
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    assert report_of(project, "bitcoin")["passed"]
+    assert "extract" in next(line for line in second.stdout.splitlines() if line.startswith("coincast: bitcoin: ok"))

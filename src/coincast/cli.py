@@ -151,6 +151,16 @@ def failed_coins(results: Mapping[str, str]) -> dict[str, str]:
     return {coin: r for coin, r in results.items() if not r.startswith("ok")}
 
 
+def gate_failed_last(project: Path, coin: str) -> bool:
+    """True when the coin's last validation report (products/<coin>/validation.json) says the gate failed."""
+    from coincast.io import read_json
+
+    try:
+        return read_json(project / "products" / coin / "validation.json").get("passed") is False
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = False) -> str:
     """Build the pipeline's DAG for one coin; "ok (ran: ...)" or a one-line error. Never raises.
 
@@ -160,6 +170,12 @@ def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = 
 
     coin_env = {k: v for k, v in env.items() if k not in ("coins", "coin_jobs")}
     coin_env["coin"] = coin
+    if coin_env.get("build_hour") is not None and gate_failed_last(pipeline.parent, coin):
+        # the last build of this coin was stopped by the gate: fetch again now, not at the next hour (a
+        # quarantined batch's hours are holes, refetched like any other), so a healed API repairs it at once
+        import pandas as pd
+
+        coin_env["build_hour"] = pd.Timestamp.now(tz="UTC").floor("s").isoformat()
     print(f"== coincast: building {coin} ({env['source']}) ==", flush=True)
     log = logging.getLogger("coincast.build")
     started = time.time()
