@@ -16,7 +16,7 @@
 # each failed check, and no downstream task runs (their previous products stay as they were).
 
 # %%
-from coincast import display, io
+from coincast import display, io, publish
 from coincast.validation import enforce, validate_data
 
 display.setup_logging()
@@ -37,12 +37,12 @@ meta = io.read_json(upstream["extract"]["meta"])
 display.banner(meta)
 
 # %%
-report = validate_data(
+report = publish.stamp(validate_data(
     raw, fail_on_error=False, now=meta["now"], coin=meta["coin"],
     null_threshold=null_threshold, min_rows=min_rows, max_missing_fraction=max_missing_fraction,
     max_gap_hours=max_gap_hours, max_staleness_hours=max_staleness_hours,
     max_abs_log_return=max_abs_log_return,
-)
+), meta)
 io.write_json_atomic(report, product["report"])
 
 # %%

@@ -14,6 +14,7 @@ import pandas as pd
 
 from coincast.config import parse_time, utc_now
 from coincast.history import align_to_hourly, missing_ranges, read_history, update_history
+from coincast.publish import new_build_id
 from coincast.sources import make_source
 from coincast.sources.base import Source
 from coincast.versioning import file_md5
@@ -33,6 +34,11 @@ class Extraction:
     rows_added: int
     history_rows: int
     extra: dict[str, Any] = field(default_factory=dict)
+    build_id: str = ""  # this extraction's stamp (coincast.publish): set once, so every summary() agrees
+
+    def __post_init__(self) -> None:
+        if not self.build_id:
+            self.build_id = new_build_id(self.source, self.now)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description (no secrets: nothing here comes from the environment)."""
@@ -48,6 +54,7 @@ class Extraction:
             "rows_added_to_history": int(self.rows_added),
             "history_rows": int(self.history_rows),
             **self.extra,
+            "build_id": self.build_id,
         }
 
 
