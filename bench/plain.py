@@ -1,7 +1,7 @@
 """The plain-script limit: the pipeline's computation for one coin as one ordinary Python process.
 
-No Ploomber, no notebooks, no papermill: the cells of notebooks/01..07 concatenated, calling the same
-`coincast` functions with the same parameters and writing the same data files (executed notebooks aside)
+No Ploomber, no notebooks, no papermill: the cells of notebooks/01..07 and the publish task concatenated, calling
+the same `coincast` functions with the same parameters and writing the same data files (executed notebooks aside)
 under ``--products``. `bench/speed.py` times this against `coincast build` / `coincast hourly` on the same
 data to report how far the notebook pipeline is from the limit.
 
@@ -22,7 +22,7 @@ for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1"
 
 def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     """One coin, every stage; returns seconds per stage."""
-    from coincast import io, live, registry, training
+    from coincast import io, live, publish, registry, training
     from coincast.backtest import BacktestSettings, backtest
     from coincast.extract import extract
     from coincast.features import transform_data
@@ -56,11 +56,11 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     raw = result.data
     lap("extract")
 
-    report = judge(raw, result.quarantined, meta,
-                   null_threshold=env["null_threshold"], min_rows=env["min_rows"],
-                   max_missing_fraction=env["max_missing_fraction"], max_gap_hours=env["max_gap_hours"],
-                   max_staleness_hours=env["max_staleness_hours"],
-                   max_abs_log_return=env["max_abs_log_return"])
+    report = publish.stamp(judge(raw, result.quarantined, meta,
+                                 null_threshold=env["null_threshold"], min_rows=env["min_rows"],
+                                 max_missing_fraction=env["max_missing_fraction"],
+                                 max_gap_hours=env["max_gap_hours"], max_staleness_hours=env["max_staleness_hours"],
+                                 max_abs_log_return=env["max_abs_log_return"]), meta)
     io.write_json_atomic(report, p["validation.json"])
     record_pass(report, raw, meta)
     enforce(report)
@@ -105,7 +105,7 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     registry.configure(env["project_root"])
     served, version = registry.load_champion(coin)
     forecast = make_forecast(served, {**version, "coin": coin}, raw, hours=env["forecast_hours"])
-    io.write_parquet_atomic(forecast, p["forecast.parquet"])
+    io.write_parquet_atomic(publish.stamp(forecast, meta), p["forecast.parquet"])
     lap("forecast")
 
     served, version = registry.load_champion(coin)
@@ -119,9 +119,12 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
                                 env["min_scored_rows"])
     registry.log_live(coin, live.flat_live_metrics(metrics), meta["now"],
                       {"model_version": version["version"], "data_version": meta.get("data_version")})
-    io.write_json_atomic({**metrics, "tick": summary}, p["live.json"])
+    io.write_json_atomic(publish.stamp({**metrics, "tick": summary}, meta), p["live.json"])
     io.write_parquet_atomic(log, p["predictions.parquet"])
     lap("monitor")
+
+    publish.publish_files(out, [path for path in p.values() if path.exists()])
+    lap("publish")
     return seconds
 
 

@@ -448,7 +448,7 @@ def markdown(res: dict[str, Any]) -> str:
     if "noop_ploomber_floor" in r:
         f, n = r["noop_ploomber_floor"]["seconds"]["median"], r["noop_ploomber_build"]["seconds"]["median"]
         extra.append(f"- no-op `ploomber build`: Ploomber's fixed cost here (one trivial notebook task, runs interleaved "
-                     f"with the pipeline's) is {f:.2f} s against the 3 s target; coincast's 7 tasks add {n - f:+.2f} s "
+                     f"with the pipeline's) is {f:.2f} s against the 3 s target; coincast's 8 tasks add {n - f:+.2f} s "
                      f"(per-pair ratio {r['noop_ploomber_build_paired_ratio']['median']:.2f})")
     if "plain_forecast_max_rel_diff" in r:
         extra.append(f"- the plain script computes the same thing: its forecast after the same ticks differs from "

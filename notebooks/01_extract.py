@@ -15,7 +15,9 @@
 # Fetch the hours the raw history lacks from the source (CoinGecko, a replayed file or the simulator),
 # merge them into the immutable raw layer (`<history_dir>/<source>/<coin>.parquet`) and keep the last
 # `days` days before the clock as this build's raw window. Rows failing a row-level rule (price missing or
-# <= 0, volume missing or < 0) are quarantined instead: the gate judges them with the window.
+# <= 0, volume missing or < 0) are quarantined instead: the gate judges them with the window. `extract.json`
+# gets this build's `build_id`: the later products carry it, and the last task publishes them only as one
+# whole, passed build.
 
 # %%
 from coincast import display, io
@@ -43,7 +45,8 @@ result = extract(
 )
 
 # %%
-display.banner(result.summary())
+meta = result.summary()  # carries this build's build_id (coincast.publish)
+display.banner(meta)
 
 # %%
 result.data.tail()
@@ -51,4 +54,4 @@ result.data.tail()
 # %%
 io.write_parquet_atomic(result.data, product["data"])
 io.write_parquet_atomic(result.quarantined, product["quarantine"])
-io.write_json_atomic(result.summary(), product["meta"])
+io.write_json_atomic(meta, product["meta"])

@@ -18,7 +18,7 @@
 # before (by an earlier passing gate, or by a person with `coincast accept`).
 
 # %%
-from coincast import display, gate, io
+from coincast import display, gate, io, publish
 from coincast.validation import enforce
 
 display.setup_logging()
@@ -40,12 +40,12 @@ meta = io.read_json(upstream["extract"]["meta"])
 display.banner(meta)
 
 # %%
-report = gate.judge(
+report = publish.stamp(gate.judge(
     raw, quarantined, meta,
     null_threshold=null_threshold, min_rows=min_rows, max_missing_fraction=max_missing_fraction,
     max_gap_hours=max_gap_hours, max_staleness_hours=max_staleness_hours,
     max_abs_log_return=max_abs_log_return,
-)
+), meta)
 io.write_json_atomic(report, product["report"])
 
 # %%

@@ -16,7 +16,7 @@
 # latest data, with 80 % and 95 % intervals calibrated out of sample.
 
 # %%
-from coincast import display, io, registry
+from coincast import display, io, publish, registry
 from coincast.forecast import make_forecast
 
 display.setup_logging()
@@ -39,4 +39,4 @@ forecast = make_forecast(served, {**version, "coin": meta["coin"]}, io.read_fram
 forecast
 
 # %%
-io.write_parquet_atomic(forecast, product["data"])
+io.write_parquet_atomic(publish.stamp(forecast, meta), product["data"])

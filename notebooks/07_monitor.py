@@ -19,7 +19,7 @@
 # `live.json` ("too few to score" below `min_scored_rows` scored rows).
 
 # %%
-from coincast import display, io, live, registry
+from coincast import display, io, live, publish, registry
 from coincast.serving import hourly_series
 
 display.setup_logging()
@@ -59,5 +59,5 @@ registry.log_live(meta["coin"], live.flat_live_metrics(metrics), meta["now"],
 live.summary_table(metrics)
 
 # %%
-io.write_json_atomic({**metrics, "tick": summary}, product["live"])
+io.write_json_atomic(publish.stamp({**metrics, "tick": summary}, meta), product["live"])
 io.write_parquet_atomic(log, product["predictions"])

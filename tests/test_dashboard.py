@@ -10,6 +10,7 @@
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -26,8 +27,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cg_server import FakeCoinGecko
 from conftest import BIN, ROOT, coincast, copy_project, hourly_frame
 from coincast import dashboard as dash
+from coincast import io, publish
 
 T_LAST = pd.Timestamp("2025-06-01T12:00Z")
 CHROMIUM = Path("/usr/bin/chromium")
@@ -106,26 +109,51 @@ REGISTRY = {"registered_model": "coincast-bitcoin",
 
 def extract_dict(source: str = "simulated", now: str = "2025-06-01T12:30:00+00:00", last: pd.Timestamp = T_LAST) -> dict:
     return {"coin": "bitcoin", "source": source, "simulated": source == "simulated", "now": now,
-            "first": (last - pd.Timedelta(hours=199)).isoformat(), "last": last.isoformat(), "rows": 200}
+            "first": (last - pd.Timedelta(hours=199)).isoformat(), "last": last.isoformat(), "rows": 200,
+            "build_id": publish.new_build_id(source, now)}
 
 
 def write_products(products: Path, coin: str = "bitcoin", source: str = "simulated", now: str | None = None,
-                   last: pd.Timestamp = T_LAST, seed: int = 0, validation_passed: bool = True) -> dict:
-    """A complete synthetic products/<coin>/ folder; returns the frames written."""
+                   last: pd.Timestamp = T_LAST, seed: int = 0) -> dict:
+    """A complete synthetic products/<coin>/ folder of one build, published as the pipeline's last task does
+    (coincast.publish); returns the frames written. Written atomically, as the tasks write: the snapshot holds
+    hard links, so a later rewrite must replace a file (io.write_*_atomic), never write into it."""
     folder = products / coin
     folder.mkdir(parents=True, exist_ok=True)
-    raw = raw_frame(last, seed=seed, source=source)
-    fc = forecast_frame(raw)
-    raw.to_parquet(folder / "raw.parquet", index=False)
-    fc.to_parquet(folder / "forecast.parquet", index=False)
-    backtest_forecasts(raw).to_parquet(folder / "backtest_forecasts.parquet", index=False)
     ext = extract_dict(source, now or (last + pd.Timedelta(minutes=30)).isoformat(), last)
-    (folder / "extract.json").write_text(json.dumps(ext))
-    (folder / "validation.json").write_text(json.dumps(validation_dict(validation_passed)))
-    (folder / "backtest.json").write_text(json.dumps(backtest_dict()))
-    (folder / "registry.json").write_text(json.dumps(REGISTRY))
-    (folder / "profile.html").write_text("<!doctype html><html><body><h1>Overview</h1><p>profile</p></body></html>")
-    return {"raw": raw, "forecast": fc}
+    raw = raw_frame(last, seed=seed, source=source)
+    fc = publish.stamp(forecast_frame(raw), ext)
+    io.write_parquet_atomic(raw, folder / "raw.parquet")
+    io.write_parquet_atomic(fc, folder / "forecast.parquet")
+    io.write_parquet_atomic(backtest_forecasts(raw), folder / "backtest_forecasts.parquet")
+    io.write_json_atomic(ext, folder / "extract.json")
+    io.write_json_atomic(publish.stamp(validation_dict(True), ext), folder / "validation.json")
+    io.write_json_atomic(backtest_dict(), folder / "backtest.json")
+    io.write_json_atomic(REGISTRY, folder / "registry.json")
+    io.write_text_atomic("<!doctype html><html><body><h1>Overview</h1><p>profile</p></body></html>",
+                         folder / "profile.html")
+    publish_products(folder)
+    return {"raw": raw, "forecast": fc, "extract": ext}
+
+
+def publish_products(folder: Path) -> dict:
+    """Publish a products folder as it is (what the publish task does at the end of a successful build)."""
+    files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
+             and p.name != publish.MANIFEST]
+    return publish.publish_files(folder, files, copies=[p for p in files if p.suffix in (".html", ".ipynb")
+                                                        and p.name[:2].isdigit()])
+
+
+def write_failed_build(folder: Path, source: str = "coingecko", rows: int = 0, gate: bool = True) -> dict:
+    """The working products of a later build that failed (issue 14: a live build with 0 rows after a simulated
+    one): a new extract.json and raw.parquet, and its gate report when ``gate``; nothing published."""
+    ext = {**extract_dict(source, "2025-06-01T13:30:00+00:00"), "rows": rows, "first": None, "last": None,
+           "build_id": publish.new_build_id(source, "2025-06-01T13:30:00+00:00")}
+    io.write_parquet_atomic(raw_frame().iloc[:rows], folder / "raw.parquet")
+    io.write_json_atomic(ext, folder / "extract.json")
+    if gate:
+        io.write_json_atomic(publish.stamp(validation_dict(False), ext), folder / "validation.json")
+    return ext
 
 
 def widget_text(widget) -> str:
@@ -185,6 +213,10 @@ def test_list_coins_and_settings(tmp_path):
         (products / coin / "extract.json").write_text("{}")
     (products / "empty").mkdir()
     (products / ".hidden").mkdir()
+    (products / "dogecoin" / ".published-x").mkdir(parents=True)  # only a published snapshot
+    (products / "dogecoin" / "published").symlink_to(".published-x")
+    assert dash.list_coins(products) == ["bitcoin", "dogecoin", "ethereum", "litecoin"]
+    shutil.rmtree(products / "dogecoin")
     assert dash.list_coins(products) == ["bitcoin", "ethereum", "litecoin"]
     assert dash.list_coins(products, ["ethereum", "dogecoin", "bitcoin"]) == ["ethereum", "bitcoin", "litecoin"]
     (tmp_path / "env.yaml").write_text("coins: [ethereum]\nmax_staleness_hours: 5\nsource: simulated\n"
@@ -506,7 +538,9 @@ def test_app_reads_products_and_refresh(tmp_path, monkeypatch):
     assert len([o for o in _outputs(page)]) == 2  # the forecast chart and the error by hour
     # refresh re-reads products: a new forecast appears
     new = frames["forecast"].assign(forecast=frames["forecast"]["forecast"] + 100.0)
-    new.to_parquet(products / "bitcoin" / "forecast.parquet", index=False)
+    io.write_parquet_atomic(new, products / "bitcoin" / "forecast.parquet")
+    assert span(widget_text(page), "cc-forecast")[0] == fmt2(fc["forecast"].iloc[0])  # read once per render
+    publish_products(products / "bitcoin")
     refresh = _find(page, lambda w: "cc-refresh" in getattr(w, "_dom_classes", ()))
     refresh.click()
     text = widget_text(page)
@@ -550,30 +584,79 @@ def test_app_live_accuracy_follows_env_min_scored_rows(tmp_path):
 def test_app_survives_broken_and_partial_products(tmp_path, monkeypatch):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     products = tmp_path / "products"
-    write_products(products, validation_passed=False)
-    folder = products / "bitcoin"
-    (folder / "forecast.parquet").write_bytes(b"not parquet")
-    (folder / "backtest.json").write_text("{broken")
-    (folder / "registry.json").unlink()
-    (folder / "profile.html").unlink()
-    (folder / "backtest_forecasts.parquet").unlink()
+    write_products(products)
+    snap = products / "bitcoin" / "published"  # what the dashboard reads, damaged (a disk, a hand edit)
+    for name in ("forecast.parquet", "backtest.json", "registry.json", "profile.html", "backtest_forecasts.parquet"):
+        (snap / name).unlink()  # replaced, never written into: a snapshot's file is a hard link of the working one
+    (snap / "forecast.parquet").write_bytes(b"not parquet")
+    (snap / "backtest.json").write_text("{broken")
     text = widget_text(dash.app(products, tmp_path, mlflow="sync"))  # no mlflow.db: MLflow is not touched
     assert "forecast.parquet could not be read" in text and "backtest.json could not be read" in text
-    assert "no forecast yet" in text and "failed the validation gate" in text and "FAILED" in text
+    assert "no forecast yet" in text and "Validation gate" in text and "cc-build-failed" not in text
     assert "registry.json is missing" in text and "no MLflow registry" in text and "profile.html is missing" in text
     assert "Traceback" not in text and not (tmp_path / "mlflow.db").exists()
     # files that parse but hold the unexpected
-    pd.DataFrame({"horizon": [np.nan], "forecast": [1.0]}).to_parquet(folder / "forecast.parquet", index=False)
+    (snap / "forecast.parquet").unlink()
+    pd.DataFrame({"horizon": [np.nan], "forecast": [1.0]}).to_parquet(snap / "forecast.parquet", index=False)
     pd.DataFrame({"model": ["naive"], "origin": ["garbage"], "horizon": [1], "forecast": [1.0], "actual": [2.0]}) \
-        .to_parquet(folder / "backtest_forecasts.parquet", index=False)
+        .to_parquet(snap / "backtest_forecasts.parquet", index=False)
     text = widget_text(dash.app(products, tmp_path, mlflow="off"))
     assert "the forecast numbers could not be read" in text and "Validation gate" in text
-    # only the data has been extracted so far (the gate stopped the build before anything else)
+    # a snapshot holding only the data
+    for p in snap.iterdir():
+        if p.name != "raw.parquet":
+            p.unlink()
+    text = widget_text(dash.app(products, tmp_path, mlflow="off"))
+    assert "no forecast yet" in text and "extract.json is missing" in text and "backtest.json is missing" in text
+    # nothing published, only the data of a build that stopped early: no numbers, and why
     only = tmp_path / "only" / "products"
     (only / "bitcoin").mkdir(parents=True)
     raw_frame().to_parquet(only / "bitcoin" / "raw.parquet", index=False)
     text = widget_text(dash.app(only, tmp_path / "only", mlflow="off"))
-    assert "no forecast yet" in text and "extract.json is missing" in text and "backtest.json is missing" in text
+    assert "No successful build yet: run <code>make demo</code>" in text
+    assert "cc-last-price" not in text and "cc-forecast" not in text and "Traceback" not in text
+
+
+def test_app_shows_the_last_successful_build_beside_a_failed_one(tmp_path):
+    """Issue 14, item 3: after a simulated build, a live build extracted 0 rows and failed its gate. Every number
+    and label comes from the simulated build (published), and the failed live build is a warning beside it."""
+    products = tmp_path / "products"
+    frames = write_products(products)
+    folder = products / "bitcoin"
+    write_failed_build(folder)  # products/bitcoin/ now holds the live build's extract.json (0 rows) and gate
+    page = dash.app(products, tmp_path, now=T_LAST + pd.Timedelta(hours=1), mlflow="off")
+    text = widget_text(page)
+    assert span(text, "cc-last-price")[0] == fmt2(frames["raw"]["price"].iloc[-1])
+    assert span(text, "cc-forecast")[0] == fmt2(frames["forecast"]["forecast"].iloc[0])
+    assert "SIMULATED DATA, NOT LIVE" in text and "Live data provided by CoinGecko" not in text
+    assert "Data fresh" in text and "freshness unknown" not in text
+    banner = re.search(r'<div class="[^"]*cc-build-failed[^"]*" data-build="failed">(.*?)</div>', text).group(1)
+    assert banner == ("⚠ The latest build (live CoinGecko, clock 2025-06-01 13:30 UTC) failed: validation gate "
+                      "failed: gaps (gaps message); showing the last successful build of 2025-06-01 12:30 UTC "
+                      "(simulated).")
+    # the gates: the latest build's (failed, not published), then the published build's
+    assert text.index('data-passed="false"') < text.index('data-passed="true"')
+    assert "its products were not published" in text
+    # a later build that stopped before its gate reported
+    write_failed_build(folder, gate=False)
+    text = widget_text(dash.app(products, tmp_path, now=T_LAST + pd.Timedelta(hours=1), mlflow="off"))
+    assert "failed: did not finish: it stopped before the validation gate reported" in text
+    assert 'data-passed="false"' not in text and span(text, "cc-last-price")[0] == fmt2(frames["raw"]["price"].iloc[-1])
+    # the next successful build is published: its numbers, no warning
+    again = write_products(products, seed=4)
+    text = widget_text(dash.app(products, tmp_path, now=T_LAST + pd.Timedelta(hours=1), mlflow="off"))
+    assert "cc-build-failed" not in text and span(text, "cc-last-price")[0] == fmt2(again["raw"]["price"].iloc[-1])
+
+
+def test_app_before_any_successful_build(tmp_path):
+    products = tmp_path / "products"
+    (products / "bitcoin").mkdir(parents=True)
+    write_failed_build(products / "bitcoin")
+    text = widget_text(dash.app(products, tmp_path, mlflow="off"))
+    assert ("⚠ No successful build yet: the latest build (live CoinGecko, clock 2025-06-01 13:30 UTC) failed: "
+            "validation gate failed: gaps (gaps message).") in text
+    assert 'data-passed="false"' in text and "gaps message" in text  # why, in full
+    assert "cc-last-price" not in text and "cc-forecast" not in text and "Live data provided by CoinGecko" not in text
 
 
 def test_voila_command_and_notebook_are_thin():
@@ -790,17 +873,18 @@ def test_dashboard_in_the_browser(built, browser, tmp_path):
         shutil.copy(shot, "/tmp/dashboard.png")
         page.set_viewport_size({"width": 1300, "height": 900})
 
-        # refresh re-reads the products
+        # refresh re-reads the products: a newly published forecast appears
         new = fc.assign(forecast=fc["forecast"] + 123.0)
-        new.to_parquet(built / "products" / "bitcoin" / "forecast.parquet", index=False)
-        fc.to_parquet(tmp_path / "forecast-orig.parquet", index=False)
+        io.write_parquet_atomic(new, built / "products" / "bitcoin" / "forecast.parquet")
         try:
+            publish_products(built / "products" / "bitcoin")
             page.click(".cc-refresh")
             page.wait_for_selector(".cc-read-at[data-reads='2']", timeout=30_000)
             assert page.inner_text(".cc-forecast") == fmt2(new["forecast"].iloc[0])
             page.wait_for_selector(".cc-forecast-chart .js-plotly-plot .main-svg", timeout=30_000)
         finally:
-            shutil.copy(tmp_path / "forecast-orig.parquet", built / "products" / "bitcoin" / "forecast.parquet")
+            io.write_parquet_atomic(fc, built / "products" / "bitcoin" / "forecast.parquet")
+            publish_products(built / "products" / "bitcoin")
 
         # the coin selector: litecoin was added after the kernel was pre-heated, so products are read per page
         assert page.locator(".cc-coin select option").all_inner_texts() == ["bitcoin", "litecoin"]
@@ -829,6 +913,86 @@ def test_dashboard_in_the_browser(built, browser, tmp_path):
         server.stop()
         shutil.rmtree(built / "products" / "litecoin", ignore_errors=True)
     assert server.proc.poll() is not None
+
+
+# --- a failed live build after a successful simulated one (issue 14, item 3) -----------------------------------
+LIVE_CLOCK = pd.Timestamp("2025-06-01T12:30Z")  # the simulated build's clock (env.test.yaml)
+
+
+def _digests(folder: Path) -> dict[str, str]:
+    return {p.name: hashlib.md5(p.read_bytes()).hexdigest() for p in sorted(folder.iterdir()) if p.is_file()}
+
+
+@pytest.fixture(scope="module")
+def failed_live(built, tmp_path_factory) -> tuple[Path, dict[str, str]]:
+    """A copy of ``built`` (a successful simulated build, published), then a live build against the local
+    CoinGecko whose data ends 10.5 h before the clock: its gate fails (staleness). Returns the project and the
+    published snapshot's file digests from before the live build."""
+    from coincast.sources.simulated import simulate_hourly
+
+    project = tmp_path_factory.mktemp("failed-live") / "project"
+    shutil.copytree(built, project, symlinks=True)
+    before = _digests(project / "products" / "bitcoin" / "published")
+    obs = simulate_hourly("bitcoin", 24 * 40)
+    obs["timestamp"] += LIVE_CLOCK - pd.Timedelta(hours=10, minutes=30) - obs["timestamp"].iloc[-1]
+    with FakeCoinGecko({"bitcoin": obs}, now=LIVE_CLOCK) as server:
+        env = {"COINGECKO_BASE_URL": server.url, "COINGECKO_API_KEY": "", "COINGECKO_API_PLAN": "demo"}
+        res = coincast(project, "--env", "env.test.yaml", "--source", "coingecko", "--replay-now",
+                       LIVE_CLOCK.isoformat(), env=env)
+        assert server.requests, "the live build did not call the local CoinGecko"
+    assert res.returncode == 1, res.stdout[-3000:] + res.stderr[-3000:]
+    assert "coincast: bitcoin: validation gate failed: " in res.stderr, res.stderr[-2000:]
+    assert "staleness (" in res.stderr, res.stderr[-2000:]
+    return project, before
+
+
+@pytest.mark.pipeline
+def test_failed_live_build_after_a_simulated_one(failed_live):
+    project, before = failed_live
+    out = project / "products" / "bitcoin"
+    latest, shown = io.read_json(out / "extract.json"), io.read_json(out / "published" / "extract.json")
+    assert latest["source"] == "coingecko" and shown["source"] == "simulated"  # the working products mix builds
+    assert _digests(out / "published") == before  # the failed build changed nothing that is published
+    raw = pd.read_parquet(out / "published" / "raw.parquet")
+    fc = pd.read_parquet(out / "published" / "forecast.parquet").sort_values("horizon")
+    text = widget_text(dash.app(project_root=project, mlflow="off"))
+    assert span(text, "cc-last-price")[0] == fmt2(raw["price"].iloc[-1])
+    assert span(text, "cc-forecast")[0] == fmt2(fc["forecast"].iloc[0])
+    assert "SIMULATED DATA, NOT LIVE" in text and "Live data provided by CoinGecko" not in text
+    assert "freshness unknown" not in text
+    assert ("The latest build (live CoinGecko, clock 2025-06-01 12:30 UTC) failed: validation gate failed: "
+            in text and "staleness (last row 10.5 h before the clock" in text)
+    assert "showing the last successful build of 2025-06-01 12:30 UTC (simulated)." in text
+
+
+@pytest.mark.pipeline
+def test_failed_live_build_in_the_browser(failed_live, browser, tmp_path):
+    project, _ = failed_live
+    out = project / "products" / "bitcoin"
+    raw = pd.read_parquet(out / "published" / "raw.parquet")
+    fc = pd.read_parquet(out / "published" / "forecast.parquet").sort_values("horizon")
+    server = Dashboard(project, tmp_path / "voila.log")
+    try:
+        server.wait_ready()
+        page, problems = _open(browser)
+        page.goto(server.url, wait_until="commit", timeout=60_000)
+        page.wait_for_selector(".cc-forecast-chart .js-plotly-plot .main-svg", timeout=60_000)
+        warning = page.inner_text(".cc-build-failed")
+        assert warning.startswith("⚠ The latest build (live CoinGecko, clock 2025-06-01 12:30 UTC) failed: "
+                                  "validation gate failed: ") and "staleness (last row 10.5 h" in warning, warning
+        assert warning.endswith("showing the last successful build of 2025-06-01 12:30 UTC (simulated).")
+        assert page.inner_text(".cc-last-price") == fmt2(raw["price"].iloc[-1])
+        assert page.inner_text(".cc-forecast") == fmt2(fc["forecast"].iloc[0])
+        assert "SIMULATED DATA, NOT LIVE" in page.inner_text(".cc-source")
+        body = page.inner_text("body")
+        assert "Live data provided by CoinGecko" not in body and "freshness unknown" not in body
+        assert "Data fresh" in page.inner_text(".cc-freshness")
+        page.screenshot(path=str(tmp_path / "dashboard-failed-live.png"), full_page=True)
+        shutil.copy(tmp_path / "dashboard-failed-live.png", "/tmp/dashboard-failed-live.png")
+        assert not problems, "\n".join(problems)
+        page.close()
+    finally:
+        server.stop()
 
 
 @pytest.mark.pipeline

@@ -20,7 +20,7 @@ pytestmark = pytest.mark.pipeline
 STAGES = ["01_extract.html", "02_validate.html", "03_features.html", "04_profile.html", "05_train.html",
           "06_forecast.html", "raw.parquet", "extract.json", "validation.json", "features.parquet", "profile.html",
           "backtest.json", "backtest.html", "backtest_forecasts.parquet", "registry.json", "forecast.parquet",
-          "07_monitor.html", "live.json", "predictions.parquet", "profile.json"]
+          "07_monitor.html", "live.json", "predictions.parquet", "profile.json", "published.json"]
 
 
 def products(project: Path, coin: str) -> Path:
@@ -51,6 +51,12 @@ def assert_complete(project: Path, coin: str) -> dict:
     log = pd.read_parquet(out / "predictions.parquet")  # every build logs the champion's newest predictions
     assert sorted(log["horizon"]) == [1, 24] and (log["origin"] == pd.Timestamp(meta["last"])).all()
     assert (log["data_version"] == meta["data_version"]).all() and len(meta["data_version"]) == 32
+    # the last task published this build: the snapshot the dashboard reads is this build, whole
+    snapshot = out / "published"
+    assert json.loads((snapshot / "extract.json").read_text()) == meta
+    assert json.loads((out / "published.json").read_text())["build_id"] == meta["build_id"]
+    assert set(pd.read_parquet(snapshot / "forecast.parquet")["build_id"]) == {meta["build_id"]}
+    assert report["build_id"] == json.loads((snapshot / "live.json").read_text())["build_id"] == meta["build_id"]
     return meta
 
 
@@ -251,6 +257,7 @@ def test_gate_stops_the_build_and_keeps_downstream_products(good_build, make_bad
     downstream = ["features.parquet", "03_features.html", "profile.html", "04_profile.html", "backtest.json",
                   "registry.json", "forecast.parquet", "05_train.html", "06_forecast.html"]
     before = {name: (out / name).read_bytes() for name in downstream}
+    published = {p.name: p.read_bytes() for p in (out / "published").iterdir()}
     bad, extra = make_bad(candles())
     csv = root / f"bad_{check}.csv"
     bad.to_csv(csv, index=False)
@@ -264,3 +271,4 @@ def test_gate_stops_the_build_and_keeps_downstream_products(good_build, make_bad
     report = json.loads((out / "validation.json").read_text())
     assert check in report["failed"] and not report["passed"]
     assert before == {name: (out / name).read_bytes() for name in downstream}
+    assert published == {p.name: p.read_bytes() for p in (out / "published").iterdir()}  # what is shown: unchanged

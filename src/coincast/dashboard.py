@@ -1,7 +1,9 @@
 """The Voila dashboard (``notebooks/dashboard.ipynb``, ``make dashboard``): what a person looks at every hour.
 
-It only *reads*: the products under ``products/<coin>/`` (primary) and, for the champion's promotion time,
-the MLflow registry when there is one. It never trains or fetches. The notebook is three lines::
+It only *reads*: the coin's published snapshot ``products/<coin>/published/`` (``coincast.publish``: the last
+whole, successful build, every number and chart from it, labelled with that build's own source), the working
+``extract.json`` / ``validation.json`` beside it (a warning when the latest build failed) and, for the champion's
+promotion time, the MLflow registry when there is one. It never trains or fetches. The notebook is three lines::
 
     from coincast import dashboard
     dashboard.prepare()      # imports; a pre-heated Voila kernel waits here for the page request
@@ -13,7 +15,8 @@ the MLflow registry when there is one. It never trains or fetches. The notebook 
 The logic is small functions that take dicts / DataFrames and return HTML strings, plotly figures or
 widgets, so they are testable with in-memory data:
 
-* :func:`load_coin` reads one coin's products (missing or unreadable files become ``None`` plus a note);
+* :func:`load_coin` reads one coin's published products and the latest build's status (missing or unreadable
+  files become ``None`` plus a note); :func:`build_status_html` is the failed-build warning;
 * :func:`headline`, :func:`freshness`, :func:`backtest_table`, :func:`error_by_hour`, :func:`live_accuracy`
   compute; the ``*_html`` / ``*_figure`` functions render;
 * :func:`coin_panel` assembles one coin, :func:`app` the page (coin selector, refresh button).
@@ -48,8 +51,8 @@ DEFAULT_MIN_SCORED_ROWS = 24  # env.yaml min_scored_rows, when env.yaml cannot b
 HISTORY_HOURS = 72
 EMPTY_MESSAGE = "No products yet: run <code>make demo</code> to build them, then press Refresh."
 NO_LIVE = "no live predictions yet"
-# files that make a folder under products/ a coin's products
-PRODUCT_FILES = ("extract.json", "validation.json", "raw.parquet", "forecast.parquet", "backtest.json",
+# files that make a folder under products/ a coin's products (or its published snapshot: coincast.publish)
+PRODUCT_FILES = ("published", "extract.json", "validation.json", "raw.parquet", "forecast.parquet", "backtest.json",
                  "registry.json", "profile.html", "predictions.parquet")
 
 CSS = """
@@ -139,7 +142,7 @@ def list_coins(products_dir: str | os.PathLike, order: list[str] | None = None) 
     if not p.is_dir():
         return []
     found = sorted(d.name for d in p.iterdir()
-                   if d.is_dir() and not d.name.startswith(".") and any((d / f).is_file() for f in PRODUCT_FILES))
+                   if d.is_dir() and not d.name.startswith(".") and any((d / f).exists() for f in PRODUCT_FILES))
     first = [c for c in (order or []) if c in found]
     return first + [c for c in found if c not in first]
 
@@ -161,6 +164,7 @@ class CoinProducts:
     profile_path: Path | None = None
     registry_written: pd.Timestamp | None = None
     problems: list[str] = field(default_factory=list)
+    status: dict[str, Any] = field(default_factory=dict)  # coincast.publish.build_status: published vs latest
 
 
 def _utc(values: Any) -> Any:
@@ -176,11 +180,18 @@ def _read_parquet(path: Path, time_columns: tuple[str, ...]) -> pd.DataFrame:
 
 
 def load_coin(products_dir: str | os.PathLike, coin: str) -> CoinProducts:
-    """Read ``products_dir/<coin>/``. Never raises for a missing or broken file."""
+    """Read the published snapshot of ``products_dir/<coin>/`` (resolved once, so one build's files) and the
+    status of the latest build (``cp.status``). ``cp.folder`` is None when no build has been published yet.
+    Never raises for a missing or broken file."""
     import json
 
-    folder = Path(products_dir) / coin
-    cp = CoinProducts(coin=coin, folder=folder)
+    from coincast.publish import build_status
+
+    status = build_status(Path(products_dir) / coin)
+    folder = status["snapshot"]
+    cp = CoinProducts(coin=coin, folder=folder, status=status)
+    if folder is None:
+        return cp
     for attr, name in (("extract", "extract.json"), ("validation", "validation.json"),
                        ("backtest", "backtest.json"), ("registry", "registry.json")):
         path = folder / name
@@ -304,6 +315,43 @@ def source_banner_html(extract: Mapping[str, Any] | None) -> str:
     word = "REPLAYED" if kind == "replay" else "SIMULATED"
     return (f'<div class="cc-banner cc-banner-{kind} cc-source" data-source="{html.escape(source)}">'
             f'<b>⚠ {word} DATA, NOT LIVE.</b> {label}{html.escape(clock)}</div>')
+
+
+_SOURCE_NAMES = {"coingecko": "live CoinGecko", "simulated": "simulated", "replay": "replayed"}
+
+
+def _source_name(source: Any) -> str:
+    return _SOURCE_NAMES.get(str(source), str(source or "unknown source"))
+
+
+def build_status_html(status: Mapping[str, Any] | None) -> str:
+    """The latest build vs the published one (``coincast.publish.build_status``): a warning naming the failed
+    build, its source, clock and one-line reason, and which successful build is shown instead; "" when the
+    latest build is the published one."""
+    status = status or {}
+    if status.get("published") and not status.get("failed"):
+        return ""
+    latest = (f"the latest build ({html.escape(_source_name(status.get('latest_source')))}, clock "
+              f"{fmt_time(status.get('latest_clock'))}) failed: {html.escape(str(status.get('reason') or ''))}")
+    if not status.get("published"):
+        text = "No successful build yet" + (f": {latest}." if status.get("failed") else ": run <code>make demo</code> "
+                                            "(or <code>coincast build</code>), then press Refresh.")
+        return f'<div class="cc-banner cc-banner-stale cc-build-failed" data-build="none">⚠ {text}</div>'
+    return (f'<div class="cc-banner cc-banner-stale cc-build-failed" data-build="failed">⚠ '
+            f'{latest[0].upper() + latest[1:]}; showing the last successful build of '
+            f'{fmt_time(status.get("published_clock"))} ({html.escape(_source_name(status.get("published_source")))}).'
+            '</div>')
+
+
+def gate_html(cp: CoinProducts) -> str:
+    """The published build's gate; before it, the latest build's own gate when that build failed there."""
+    gate = cp.status.get("gate")
+    if not (cp.status.get("failed") and gate):
+        return validation_html(cp.validation)
+    latest = _note("The latest build's gate (its products were not published):") + validation_html(gate)
+    if cp.folder is None:
+        return latest
+    return latest + _note("The published build's gate:") + validation_html(cp.validation)
 
 
 # --- headline numbers -------------------------------------------------------------------------------------
@@ -965,10 +1013,8 @@ def top_html(cp: CoinProducts, head: Mapping[str, Any], settings: Mapping[str, A
              now: pd.Timestamp | None = None) -> str:
     """The banners above the numbers: data source, freshness, a failed gate, an outdated forecast, bad files."""
     top = [source_banner_html(cp.extract),
-           freshness_html(freshness(cp.extract, cp.raw, staleness_limit(cp.validation, settings), now))]
-    if cp.validation is not None and not cp.validation.get("passed", True):
-        top.append('<div class="cc-banner cc-banner-stale">⚠ The latest build failed the validation gate '
-                   '(see below): the forecast, if any, is from an earlier build.</div>')
+           freshness_html(freshness(cp.extract, cp.raw, staleness_limit(cp.validation, settings), now)),
+           build_status_html(cp.status)]
     if head.get("data_through") is not None and head.get("last_time") is not None \
             and head["data_through"] < head["last_time"]:
         top.append(f'<div class="cc-banner cc-banner-stale">⚠ The forecast was made from data through '
@@ -985,6 +1031,12 @@ def coin_panel(products_dir: str | os.PathLike, coin: str, project_root: str | o
     import ipywidgets as w
 
     cp = load_coin(products_dir, coin)
+    if cp.folder is None:  # nothing published: no numbers, only why
+        box = w.VBox([_html_widget(_safe("the build status", lambda: build_status_html(cp.status))
+                                   + _h("Validation gate") + _safe("the validation gate", lambda: gate_html(cp)),
+                                   "cc-head")], layout=_full_width())
+        box.add_class("cc-coin-panel")
+        return box
     try:
         head = headline(cp.raw, cp.forecast)
     except Exception as exc:  # e.g. a forecast file with unexpected content: show the rest
@@ -1017,7 +1069,7 @@ def coin_panel(products_dir: str | os.PathLike, coin: str, project_root: str | o
     if not by_hour.empty:
         parts += _safe_figure("the error by hour", lambda: error_by_hour_figure(by_hour, champ, 1), "cc-hour-chart")
     parts.append(_html_widget(
-        _h("Validation gate") + _safe("the validation gate", lambda: validation_html(cp.validation))
+        _h("Validation gate") + _safe("the validation gate", lambda: gate_html(cp))
         + _h("Model registry"), "cc-status"))
     registry_widget = _html_widget(_safe("the registry", lambda: registry_html(cp.registry, None, cp.registry_written)),
                                    "cc-registry-box")
@@ -1171,6 +1223,7 @@ __all__ = [
     "headline", "headline_html", "list_coins", "live_accuracy", "live_accuracy_html", "load_coin",
     "mlflow_champion", "prepare", "price_decimals", "profile_html", "registry_html", "source_banner_html",
     "staleness_limit", "top_html", "validation_html", "voila_command",
+    "build_status_html", "gate_html",
 ]
 
 

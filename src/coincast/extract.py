@@ -17,6 +17,7 @@ from coincast.config import parse_time, utc_now
 from coincast.history import (
     align_to_hourly, empty_quarantine, missing_ranges, quarantine_rows, repair_history, split_rows, store_batch,
 )
+from coincast.publish import new_build_id
 from coincast.sources import make_source
 from coincast.sources.base import Source, SourceError
 from coincast.versioning import file_md5
@@ -37,6 +38,11 @@ class Extraction:
     history_rows: int
     extra: dict[str, Any] = field(default_factory=dict)
     quarantined: pd.DataFrame = field(default_factory=empty_quarantine)  # this extraction's rejected rows
+    build_id: str = ""  # this extraction's stamp (coincast.publish): set once, so every summary() agrees
+
+    def __post_init__(self) -> None:
+        if not self.build_id:
+            self.build_id = new_build_id(self.source, self.now)
 
     def summary(self) -> dict[str, Any]:
         """A JSON-ready description (no secrets: nothing here comes from the environment)."""
@@ -53,6 +59,7 @@ class Extraction:
             "history_rows": int(self.history_rows),
             "quarantined": int(len(self.quarantined)),
             **self.extra,
+            "build_id": self.build_id,
         }
 
 

@@ -206,9 +206,9 @@ def replay_report(project: Path, env: Mapping[str, Any], first: pd.Timestamp, la
 
     out: dict[str, Any] = {}
     for coin in env["coins"]:
-        meta_path = project / "products" / coin / "extract.json"
+        meta_path = project / "products" / coin / "published" / "extract.json"  # the last successful tick's
         if not meta_path.exists():
-            out[coin] = {"error": "no extract.json: no tick succeeded"}
+            out[coin] = {"error": "no published build: no tick succeeded"}
             continue
         meta = cio.read_json(meta_path)
         log = live.read_log(live.log_path(env["predictions_dir"], meta))

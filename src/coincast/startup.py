@@ -22,7 +22,7 @@ logger = logging.getLogger(__name__)
 #: stores (~1 s of imports and ORM mapping on first use). tests/test_packaging.py checks it covers every notebook.
 PIPELINE_MODULES = ("coincast.backtest", "coincast.display", "coincast.extract", "coincast.features",
                     "coincast.figures", "coincast.gate", "coincast.forecast", "coincast.live", "coincast.profiling",
-                    "coincast.registry", "coincast.training", "coincast.validation",
+                    "coincast.publish", "coincast.registry", "coincast.training", "coincast.validation",
                     "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store")
 
 
