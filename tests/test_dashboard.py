@@ -573,7 +573,8 @@ def test_app_coin_selector_and_live_stale_coin(tmp_path):
 def test_app_live_accuracy_follows_env_min_scored_rows(tmp_path):
     products = tmp_path / "products"
     frames = write_products(products)
-    prediction_log(frames["raw"]).to_parquet(products / "bitcoin" / "predictions.parquet", index=False)  # 5 scored
+    io.write_parquet_atomic(prediction_log(frames["raw"]), products / "bitcoin" / "predictions.parquet")  # 5 scored
+    publish_products(products / "bitcoin")
     text = widget_text(dash.app(products, tmp_path, now=T_LAST + pd.Timedelta(hours=1), mlflow="off"))
     assert f"too few to score (n &lt; {dash.DEFAULT_MIN_SCORED_ROWS})" in text  # no env.yaml: the default
     (tmp_path / "env.yaml").write_text("coins: [bitcoin]\nmin_scored_rows: 5\n")
