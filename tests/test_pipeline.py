@@ -162,6 +162,8 @@ def test_no_network_fails_fast_with_a_hint(project: Path, tmp_path: Path):
     assert "make demo" in verdict and "Nothing was lost" in verdict and verdict.endswith("logs/build.log)")
     log = (project / "logs" / "build.log").read_text()
     assert "Traceback" in log and "CoinGeckoError" in log
+    failure = json.loads((products(project, "bitcoin") / "failed.json").read_text())  # for the dashboard
+    assert failure["reason"] in verdict and failure["source"] == "coingecko"
 
 
 def test_bad_configuration_is_one_line(project: Path):

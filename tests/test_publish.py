@@ -254,6 +254,19 @@ def test_build_status(tmp_path):
     assert legacy["failed"] and "older coincast" in legacy["reason"]
 
 
+def test_a_build_that_failed_before_its_extraction_is_reported(tmp_path):
+    """The API unreachable: no new extract.json, but the marker coincast writes says the latest build failed."""
+    folder = tmp_path / "bitcoin"
+    a = write_build(folder)
+    publish_all(folder)
+    publish.record_failure(folder, "build failed: CoinGeckoError: cannot reach api", "coingecko", "2025-06-01T14:00Z")
+    st = publish.build_status(folder)
+    assert st["failed"] and st["reason"] == "build failed: CoinGeckoError: cannot reach api"
+    assert (st["latest_source"], st["published_build_id"]) == ("coingecko", a)
+    publish.record_failure(folder, None)  # the next build succeeded
+    assert not (folder / publish.FAILURE).exists() and publish.build_status(folder)["failed"] is False
+
+
 def test_replay_report_reads_the_published_build(tmp_path):
     """hourly.replay_report finds the prediction log from the last successful tick, not from a failed one."""
     from coincast.hourly import replay_report

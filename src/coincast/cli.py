@@ -74,10 +74,9 @@ def _gate_failure(dag: Any, started: float) -> str | None:
         report = read_json(path)
     except (KeyError, OSError, ValueError):
         return None
-    if report.get("passed", True):
-        return None
-    failed = [c for c in report["checks"] if not c["passed"]]
-    return "validation gate failed: " + "; ".join(f"{c['name']} ({c['message']})" for c in failed)
+    from coincast.publish import gate_reason
+
+    return gate_reason(report)
 
 
 _ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Failed|Timeout)): (.+)$")
@@ -151,6 +150,17 @@ def failed_coins(results: Mapping[str, str]) -> dict[str, str]:
     return {coin: r for coin, r in results.items() if not r.startswith("ok")}
 
 
+def _mark(folder: Path, outcome: str | None, env: Mapping[str, Any]) -> None:
+    """The dashboard's record of a failed build (removed when the coin builds again); never raises."""
+    from coincast.publish import FAILURE, record_failure
+
+    try:
+        if outcome is not None or (folder / FAILURE).exists():
+            record_failure(folder, outcome, env.get("source"), env.get("replay_now") or env.get("build_hour"))
+    except OSError as exc:
+        logging.getLogger("coincast.build").warning("could not record the build's outcome in %s: %s", folder, exc)
+
+
 def gate_failed_last(project: Path, coin: str) -> bool:
     """True when the coin's last validation report (products/<coin>/validation.json) says the gate failed."""
     from coincast.io import read_json
@@ -183,6 +193,7 @@ def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = 
     with build_log(env) as log_path, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         where = f" (details in {log_path})" if log_path else ""
+        outcome = None
         try:
             dag = DAGSpec(str(pipeline), env=coin_env).to_dag()
             report = dag.build(force=force)
@@ -192,11 +203,14 @@ def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = 
         except DAGBuildError as exc:
             log.error("%s: build failed:\n%s", coin, exc)
             gate = _gate_failure(dag, started) if dag is not None else None
-            return gate or f"build failed: {_root_cause(str(exc))}{where}"
+            outcome = gate or f"build failed: {_root_cause(str(exc))}{where}"
+            return outcome
         except Exception as exc:  # rendering errors etc.: one coin's failure never stops the others
             log.error("%s: build failed: %s: %s", coin, type(exc).__name__, exc)
-            return f"build failed: {_root_cause(f'{type(exc).__name__}: {exc}')}{where}"
+            outcome = f"build failed: {_root_cause(f'{type(exc).__name__}: {exc}')}{where}"
+            return outcome
         finally:
+            _mark(pipeline.parent / "products" / coin, outcome, coin_env)
             for w in caught:
                 if "not used in the task's source code" not in str(w.message):  # build_hour, by design
                     log.warning("%s: %s", coin, str(w.message).strip())

@@ -52,8 +52,8 @@ HISTORY_HOURS = 72
 EMPTY_MESSAGE = "No products yet: run <code>make demo</code> to build them, then press Refresh."
 NO_LIVE = "no live predictions yet"
 # files that make a folder under products/ a coin's products (or its published snapshot: coincast.publish)
-PRODUCT_FILES = ("published", "extract.json", "validation.json", "raw.parquet", "forecast.parquet", "backtest.json",
-                 "registry.json", "profile.html", "predictions.parquet")
+PRODUCT_FILES = ("published", "failed.json", "extract.json", "validation.json", "raw.parquet", "forecast.parquet",
+                 "backtest.json", "registry.json", "profile.html", "predictions.parquet")
 
 CSS = """
 <style>

@@ -239,15 +239,27 @@ def published_folder(folder: str | os.PathLike) -> Path | None:
     return target if target.is_dir() else None
 
 
+#: written by ``coincast build`` / a tick beside a coin's products when its build failed (removed on success), so a
+#: build that failed before its extraction wrote anything (e.g. the API unreachable) is still reported
+FAILURE = "failed.json"
+
+
 def describe_status(published: Mapping[str, Any] | None, latest: Mapping[str, Any] | None,
-                    validation: Mapping[str, Any] | None) -> dict[str, Any]:
+                    validation: Mapping[str, Any] | None, failure: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """The published build vs the latest one (``extract.json`` of the snapshot and of the working products, the
-    working ``validation.json``): ``failed`` when the latest extraction was not published, with a one-line
-    ``reason``; ``gate`` is the latest build's own gate report, if it got that far."""
+    working ``validation.json``, and :data:`FAILURE` if the last build failed): ``failed`` when the latest build
+    was not published, with a one-line ``reason``; ``gate`` is the latest build's own gate report, if it got that
+    far."""
     published = published or None
     latest = latest or None
     pub_id = (published or {}).get("build_id")
     latest_id = (latest or {}).get("build_id")
+    if failure and latest_id == pub_id:  # the last build stopped before a new extraction was written
+        return {"published": published is not None, "failed": True,
+                "reason": str(failure.get("reason") or "did not finish"), "gate": None,
+                "published_build_id": pub_id, "published_source": (published or {}).get("source"),
+                "published_clock": (published or {}).get("now"), "latest_build_id": None,
+                "latest_source": failure.get("source"), "latest_clock": failure.get("clock") or failure.get("at")}
     failed = latest is not None and (published is None or latest_id != pub_id)
     gate = validation if validation and latest_id and validation.get("build_id") == latest_id else None
     reason = None
@@ -274,11 +286,25 @@ def build_status(folder: str | os.PathLike) -> dict[str, Any]:
     published = _read_json(snapshot / "extract.json") if snapshot is not None else None
     latest = _read_json(folder / "extract.json")
     validation = _read_json(folder / "validation.json")
+    failure = _read_json(folder / FAILURE)
     return {**describe_status(published if isinstance(published, dict) else None,
                               latest if isinstance(latest, dict) else None,
-                              validation if isinstance(validation, dict) else None),
+                              validation if isinstance(validation, dict) else None,
+                              failure if isinstance(failure, dict) else None),
             "snapshot": snapshot}
 
 
-__all__ = ["KEEP", "MANIFEST", "POINTER", "PublishError", "build_status", "check_build", "describe_status",
-           "gate_reason", "new_build_id", "publish", "publish_files", "published_folder", "stamp"]
+def record_failure(folder: str | os.PathLike, reason: str | None, source: str | None = None,
+                   clock: Any = None) -> None:
+    """Write (``reason``) or remove (None) the coin's :data:`FAILURE` marker, atomically."""
+    path = Path(folder) / FAILURE
+    if reason is None:
+        path.unlink(missing_ok=True)
+        return
+    io.write_json_atomic({"reason": reason, "source": source, "clock": None if clock is None else str(clock),
+                          "at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")}, path)
+
+
+__all__ = ["FAILURE", "KEEP", "MANIFEST", "POINTER", "PublishError", "build_status", "check_build",
+           "describe_status", "gate_reason", "new_build_id", "publish", "publish_files", "published_folder",
+           "record_failure", "stamp"]
