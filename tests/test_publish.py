@@ -310,8 +310,8 @@ def test_builds_publish_whole_builds_only(project: Path):
     assert snap_a.name == f".published-{meta_a['build_id']}" and io.read_json(snap_a / "extract.json") == meta_a
     assert set(io.read_json(out / "published.json")["files"]) == {
         "01_extract.ipynb", "02_validate.ipynb", "03_features.ipynb", "04_profile.ipynb", "05_train.ipynb",
-        "06_forecast.ipynb", "07_monitor.ipynb", "raw.parquet", "extract.json", "validation.json", "features.parquet",
-        "profile.html", "profile.json", "backtest.json", "backtest.html", "backtest_forecasts.parquet",
+        "06_forecast.ipynb", "07_monitor.ipynb", "raw.parquet", "quarantine.parquet", "extract.json", "validation.json",
+        "features.parquet", "profile.html", "profile.json", "backtest.json", "backtest.html", "backtest_forecasts.parquet",
         "registry.json", "forecast.parquet", "live.json", "predictions.parquet"}
     assert set(pd.read_parquet(snap_a / "forecast.parquet")["build_id"]) == {meta_a["build_id"]}
     assert io.read_json(snap_a / "live.json")["build_id"] == meta_a["build_id"]
