@@ -363,6 +363,24 @@ def test_the_version_in_force_at_an_hour(store, served):
         assert reads == [coin]
     finally:
         registry.champion_versions = real
+    assert not registry.series_differs(champion, {"source": "coingecko"})  # no series tags here: no claim
+
+
+def test_a_version_of_another_series_is_never_in_force(store, served):
+    """One registry per coin: after a simulated champion, a live one; a live catch-up hour before the live
+    champion's data has no version in force (the simulated one was trained on another series)."""
+    coin = "seriescoin"
+    t0 = pd.Timestamp("2024-01-10T00:00Z")
+    for hours, source, series in ((0, "simulated", "seed42"), (10, "coingecko", "api")):
+        through = (t0 + pd.Timedelta(hours=hours)).isoformat()
+        run_id = registry.log_build(coin, {"coin": coin}, {}, [], {"data_through": through})
+        registry.promote(coin, run_id, {**backtest({"naive": 1.0, "drift": 0.98 - hours / 1000}),
+                                        "data_through": through, "source": source, "series": series}, served)
+    champion = registry.champion_info(coin)
+    assert (champion["version"], champion["source"], champion["series"]) == ("2", "coingecko", "api")
+    pick = registry.in_force_at(coin, champion)
+    assert pick(t0 + pd.Timedelta(hours=5)) is None  # v1 is simulated: never used for live hours
+    assert pick(t0 + pd.Timedelta(hours=12))[1]["version"] == "2"
 
 
 def test_load_champion_without_one(store):

@@ -161,13 +161,11 @@ def replay_start(env: Mapping[str, Any], hours: int, start: Any = None) -> pd.Ti
 def replay_log_path(env: Mapping[str, Any], coin: str) -> Path:
     """The prediction log a replay of ``coin`` under ``env`` writes to (the series' own, as the extract names it)."""
     from coincast import live
-    from coincast.extract import build_source, history_path
+    from coincast.extract import history_file_for
 
-    src = build_source(str(env["source"]), vs_currency=str(env["vs_currency"]), replay_file=env.get("replay_file"),
-                       seed=int(env["seed"]))
-    series = history_path(env["history_dir"], src, coin, str(env["vs_currency"])).parent.name
-    return live.log_path(env["predictions_dir"], {"source": src.name, "series": series, "coin": coin,
-                                                  "vs_currency": str(env["vs_currency"]).lower()})
+    history = history_file_for(env, coin)  # <history_dir>/<source>/<series>/<coin>-<vs>.parquet
+    return live.log_path(env["predictions_dir"], {"source": history.parent.parent.name, "series": history.parent.name,
+                                                  "coin": coin, "vs_currency": str(env["vs_currency"]).lower()})
 
 
 def replay_refusal(env: Mapping[str, Any], first: pd.Timestamp) -> str | None:

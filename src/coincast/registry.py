@@ -579,6 +579,15 @@ def champion_versions(coin: str) -> list[dict[str, Any]]:
     return sorted(ever, key=lambda info: int(info["version"]))
 
 
+#: what identifies the data a version was trained on (version tags, and extract.json's keys of the same names)
+SERIES_KEYS = ("source", "series", "vs_currency")
+
+
+def series_differs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two descriptions name different series (a key either lacks, as older versions do, proves nothing)."""
+    return any(a.get(k) and b.get(k) and str(a[k]) != str(b[k]) for k in SERIES_KEYS)
+
+
 def _trained_by(info: Mapping[str, Any] | None, origin: pd.Timestamp) -> bool:
     """Whether the version was trained on data up to ``origin`` at the latest (False when it does not say)."""
     try:
@@ -613,8 +622,8 @@ def in_force_at(coin: str, champion: Mapping[str, Any]) -> Callable[[Any], tuple
     history: list[list[dict[str, Any]]] = []
 
     def pick(origin: Any) -> tuple[ServedForecaster, dict] | None:
-        if not _trained_by(champion, _utc(origin)) and not history:
-            history.append(champion_versions(coin))
+        if not _trained_by(champion, _utc(origin)) and not history:  # only versions of the champion's series
+            history.append([v for v in champion_versions(coin) if not series_differs(v, champion)])
         chosen = version_in_force(champion, history[0] if history else [], origin)
         return None if chosen is None else (load_version(chosen), dict(chosen))
 

@@ -59,9 +59,10 @@ def trained_elsewhere(champion: Mapping[str, Any] | None, meta: Mapping[str, Any
     build's clock (a replay of the past in a project trained on later data)."""
     if not champion:
         return None
-    keys = ("source", "series", "vs_currency")
-    theirs, ours = [tuple(str(d.get(k) or "") for k in keys) for d in (champion, meta)]
-    if any(a and b and a != b for a, b in zip(theirs, ours)):  # older versions lack the tags: no claim
+    from coincast.registry import SERIES_KEYS, series_differs
+
+    theirs, ours = [tuple(str(d.get(k) or "") for k in SERIES_KEYS) for d in (champion, meta)]
+    if series_differs(champion, meta):  # older versions lack the tags: no claim
         return (f"the champion was trained on {'/'.join(filter(None, theirs))} data; this build's data is "
                 f"{'/'.join(filter(None, ours))}: retrain on it")
     through, now = champion.get("data_through"), meta.get("now")
