@@ -989,7 +989,6 @@ def test_failed_live_build_in_the_browser(failed_live, browser, tmp_path):
         assert "Live data provided by CoinGecko" not in body and "freshness unknown" not in body
         assert "Data fresh" in page.inner_text(".cc-freshness")
         page.screenshot(path=str(tmp_path / "dashboard-failed-live.png"), full_page=True)
-        shutil.copy(tmp_path / "dashboard-failed-live.png", "/tmp/dashboard-failed-live.png")
         assert not problems, "\n".join(problems)
         page.close()
     finally:
