@@ -250,20 +250,17 @@ def describe_status(published: Mapping[str, Any] | None, latest: Mapping[str, An
     working ``validation.json``, and :data:`FAILURE` if the last build failed): ``failed`` when the latest build
     was not published, with a one-line ``reason``; ``gate`` is the latest build's own gate report, if it got that
     far."""
-    published = published or None
-    latest = latest or None
-    pub_id = (published or {}).get("build_id")
+    published = published or {}
+    pub_id = published.get("build_id")
     latest_id = (latest or {}).get("build_id")
+    gate, reason = None, None
     if failure and latest_id == pub_id:  # the last build stopped before a new extraction was written
-        return {"published": published is not None, "failed": True,
-                "reason": str(failure.get("reason") or "did not finish"), "gate": None,
-                "published_build_id": pub_id, "published_source": (published or {}).get("source"),
-                "published_clock": (published or {}).get("now"), "latest_build_id": None,
-                "latest_source": failure.get("source"), "latest_clock": failure.get("clock") or failure.get("at")}
-    failed = latest is not None and (published is None or latest_id != pub_id)
-    gate = validation if validation and latest_id and validation.get("build_id") == latest_id else None
-    reason = None
-    if failed:
+        latest = {"source": failure.get("source"), "now": failure.get("clock") or failure.get("at")}
+        latest_id, failed, reason = None, True, str(failure.get("reason") or "did not finish")
+    else:
+        failed = bool(latest) and (not published or latest_id != pub_id)
+        gate = validation if validation and latest_id and validation.get("build_id") == latest_id else None
+    if failed and reason is None:
         if not latest_id:
             reason = "its products carry no build stamp (made by an older coincast): run `coincast build`"
         elif gate is not None and not gate.get("passed", True):
@@ -272,9 +269,9 @@ def describe_status(published: Mapping[str, Any] | None, latest: Mapping[str, An
             reason = "did not finish: a task after the validation gate failed or is still running (see the build log)"
         else:
             reason = "did not finish: it stopped before the validation gate reported, or is still running"
-    return {"published": published is not None, "failed": failed, "reason": reason, "gate": gate,
-            "published_build_id": pub_id, "published_source": (published or {}).get("source"),
-            "published_clock": (published or {}).get("now"),
+    return {"published": bool(published), "failed": failed, "reason": reason, "gate": gate,
+            "published_build_id": pub_id, "published_source": published.get("source"),
+            "published_clock": published.get("now"),
             "latest_build_id": latest_id, "latest_source": (latest or {}).get("source"),
             "latest_clock": (latest or {}).get("now")}
 

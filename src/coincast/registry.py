@@ -41,6 +41,7 @@ from mlflow.models import ModelSignature  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema  # noqa: E402
 
+from coincast.config import ConfigError, parse_time  # noqa: E402
 from coincast.serving import FORECAST_COLUMNS, ServedForecaster  # noqa: E402
 
 logger = logging.getLogger(__name__)
@@ -590,18 +591,11 @@ def series_differs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
 
 def _trained_by(info: Mapping[str, Any] | None, origin: pd.Timestamp) -> bool:
     """Whether the version was trained on data up to ``origin`` at the latest (False when it does not say)."""
+    through = (info or {}).get("data_through")
     try:
-        through = pd.Timestamp((info or {}).get("data_through"))
-    except (TypeError, ValueError):
+        return through is not None and parse_time(through, "data_through") <= origin
+    except ConfigError:
         return False
-    if pd.isna(through):
-        return False
-    return (through.tz_localize("UTC") if through.tzinfo is None else through) <= origin
-
-
-def _utc(value: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(value)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
 
 
 def version_in_force(champion: Mapping[str, Any] | None, versions: Sequence[Mapping[str, Any]],
@@ -609,7 +603,7 @@ def version_in_force(champion: Mapping[str, Any] | None, versions: Sequence[Mapp
     """The version that was champion at data hour ``origin`` (pure): the current ``champion`` if it was trained
     on data up to ``origin`` at the latest, else the most recently promoted of ``versions``
     (:func:`champion_versions`) that was; None when every one was trained on data after ``origin``."""
-    origin = _utc(origin)
+    origin = parse_time(origin, "origin")
     if _trained_by(champion, origin):
         return champion
     return next((v for v in reversed(versions) if _trained_by(v, origin)), None)
@@ -622,7 +616,7 @@ def in_force_at(coin: str, champion: Mapping[str, Any]) -> Callable[[Any], tuple
     history: list[list[dict[str, Any]]] = []
 
     def pick(origin: Any) -> tuple[ServedForecaster, dict] | None:
-        if not _trained_by(champion, _utc(origin)) and not history:  # only versions of the champion's series
+        if not _trained_by(champion, parse_time(origin, "origin")) and not history:  # the champion's series only
             history.append([v for v in champion_versions(coin) if not series_differs(v, champion)])
         chosen = version_in_force(champion, history[0] if history else [], origin)
         return None if chosen is None else (load_version(chosen), dict(chosen))
