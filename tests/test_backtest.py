@@ -119,7 +119,7 @@ def test_best_model_tie_breaks():
     assert best_model({"naive": m(1.0, 1.0), "prophet_returns": m(1.0, 0.97)}) == "naive"  # a tie with naive is no win
     assert best_model({"naive": m(1.0, 1.0), "drift": m(0.99, 1.02), "seasonal_naive": m(0.99, 0.95)}) == "seasonal_naive"
     assert best_model({"naive": m(1.0, 1.0), "drift": m(None, 0.9)}) == "naive"
-    from coincast.registry import pick_challenger
+    from coincast.registry.promotion import pick_challenger
 
     assert pick_challenger({"naive": m(1.0, 1.0), "drift": m(0.99, 1.02)}) == "drift"
 

@@ -1,4 +1,5 @@
-"""MLflow tracking and registry: the promotion gate, one run per build, the champion round trip and serving.
+"""MLflow tracking and registry: one run per build, the gate applied to the registry, the champion round trip and
+serving (the promotion rule itself, without MLflow: test_promotion.py).
 
 Real MLflow on a sqlite store in a temporary folder (one store for the module: creating its tables takes
 seconds); every test uses its own coin, so its registered model ``coincast-<coin>`` is its own.
@@ -28,7 +29,7 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 
 from coincast import registry  # noqa: E402
 from coincast.models import make_model  # noqa: E402
-from coincast.registry import Decision, decide  # noqa: E402
+from coincast.registry import tracking, versions  # noqa: E402
 from coincast.serving import ServedForecaster, hourly_series  # noqa: E402
 
 QUANTILES = {1: {"80": 1.3, "95": 2.0}, 24: {"80": 1.3, "95": 2.1}}
@@ -56,10 +57,6 @@ def store(tmp_path_factory):
         yield {"root": root, "cwd": cwd, "uri": registry.tracking_uri(root), "experiment_id": experiment_id}
         if mlflow.active_run():
             mlflow.end_run()
-        mlflow.set_tracking_uri(None)  # also drops the MLFLOW_TRACKING_URI mlflow exported
-        import mlflow.tracking.fluent as fluent
-
-        fluent._active_experiment_id = None
 
 
 @pytest.fixture(scope="module")
@@ -94,70 +91,44 @@ def build(coin: str, served: dict, rel_1h: dict, rel_24h: dict | None = None) ->
 
 def aliases(coin: str) -> dict[str, str]:
     # RegisteredModel.aliases maps to int versions (ModelVersion.version is a str)
-    return {k: str(v) for k, v in MlflowClient().get_registered_model(f"coincast-{coin}").aliases.items()}
+    return {k: str(v) for k, v in tracking.client().get_registered_model(f"coincast-{coin}").aliases.items()}
 
 
 def version(coin: str, v: str):
-    return MlflowClient().get_model_version(f"coincast-{coin}", v)
+    return tracking.client().get_model_version(f"coincast-{coin}", v)
 
 
 def iso_history(history: pd.DataFrame) -> pd.DataFrame:
     return history.assign(timestamp=[t.isoformat() for t in history["timestamp"]])
 
 
-# --- the gate --------------------------------------------------------------------------------------
-@pytest.mark.parametrize(
-    "args, promote, champion, words",
-    [
-        # better than the champion and than naive: promoted
-        (("prophet_seasonal", 0.9931, "naive", 1.0), True, "prophet_seasonal",
-         ["0.9931 beats champion naive (1.0000)"]),
-        (("prophet_seasonal", 0.97, "drift", 0.99), True, "prophet_seasonal", ["beats champion drift (0.9900)"]),
-        # better than the champion but worse than naive: naive
-        (("drift", 1.02, "prophet_default", 1.30), False, "naive", ["naive is champion", "1.0200", "1.3000"]),
-        # worse: the champion stays
-        (("drift", 0.99, "prophet_seasonal", 0.98), False, "prophet_seasonal", ["does not beat", "stays"]),
-        (("drift", 1.01, "prophet_seasonal", 0.98), False, "prophet_seasonal", ["does not beat", "stays"]),
-        # tie: the champion stays
-        (("drift", 0.99, "prophet_seasonal", 0.99), False, "prophet_seasonal", ["ties", "stays"]),
-        # no champion
-        (("drift", 0.98, None, None), True, "drift", ["no champion", "0.9800"]),
-        (("drift", 1.0, None, None), True, "drift", ["no champion"]),
-        (("drift", 1.05, None, None), False, "naive", ["no champion", "1.0500", "naive is champion"]),
-        (("naive", 1.0, None, None), True, "naive", ["no champion"]),
-        # a champion this backtest did not score: against naive only
-        (("drift", 0.98, "prophet_returns", None), True, "drift", ["not scored", "naive only", "0.9800"]),
-        (("drift", 1.04, "prophet_returns", None), False, "naive", ["not scored", "naive is champion"]),
-        # naive is the best of the build and the champion is worse than naive
-        (("naive", 1.0, "drift", 1.03), True, "naive", ["nothing beats naive", "1.0300"]),
-        # the champion's model refit on this build takes over (unless it fell behind naive)
-        (("drift", 0.98, "drift", 0.98), True, "drift", ["refit"]),
-        (("drift", 1.02, "drift", 1.02), False, "naive", ["naive is champion"]),
-        # no score for the challenger: never promoted
-        (("drift", float("nan"), None, None), False, "naive", ["naive is champion"]),
-    ],
-)
-def test_decide(args, promote, champion, words):
-    d = decide(*args)
-    assert isinstance(d, Decision)
-    assert (d.promote, d.champion_model) == (promote, champion), d.reason
-    for w in words:
-        assert w in d.reason
-    assert decide(*args) == d  # pure
-
-
 # --- tracking ---------------------------------------------------------------------------------------
 def test_tracking_uri(tmp_path, monkeypatch, store):
-    # configure() exported MLFLOW_TRACKING_URI (mlflow does so for subprocesses): not a user setting
-    assert os.environ.get("MLFLOW_TRACKING_URI") == store["uri"]
+    # configure() remembers the store for this process; MLflow's process-wide URI (which mlflow would export as
+    # MLFLOW_TRACKING_URI, to be mistaken for a user's setting) is left alone
+    assert "MLFLOW_TRACKING_URI" not in os.environ and tracking.store_uri() == store["uri"]
     assert registry.tracking_uri(tmp_path) == f"sqlite:///{tmp_path.resolve().as_posix()}/mlflow.db"
     assert store["uri"] == f"sqlite:///{store['root'].resolve().as_posix()}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://dagshub.com/someone/coincast.mlflow")
     assert registry.tracking_uri(tmp_path) == "https://dagshub.com/someone/coincast.mlflow"
-    assert registry._redact("https://user:token@dagshub.com/x.mlflow?k=v") == "https://***@dagshub.com/x.mlflow"
+    assert registry.redact_uri("https://user:token@dagshub.com/x.mlflow?k=v") == "https://***@dagshub.com/x.mlflow"
     exp = MlflowClient(store["uri"]).get_experiment(store["experiment_id"])
     assert exp.name == "coincast"
     assert exp.artifact_location == (store["root"] / "mlartifacts").resolve().as_uri()
+
+
+def test_fluent_scopes_mlflow_global_uri(monkeypatch, store):
+    """MLflow's process-wide URI points at the store only inside fluent() (and a log_build); a user's
+    MLFLOW_TRACKING_URI survives the block."""
+    outside = mlflow.get_tracking_uri()
+    with tracking.fluent() as uri:
+        assert uri == store["uri"] == mlflow.get_tracking_uri() == os.environ["MLFLOW_TRACKING_URI"]
+    registry.log_build("fluentcoin", {"coin": "fluentcoin"}, {}, [], {"data_through": DATA_THROUGH})
+    assert mlflow.get_tracking_uri() == outside and "MLFLOW_TRACKING_URI" not in os.environ
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://example.org/mlflow")
+    with tracking.fluent(store["uri"]):
+        assert mlflow.get_tracking_uri() == store["uri"]
+    assert os.environ["MLFLOW_TRACKING_URI"] == "https://example.org/mlflow" == mlflow.get_tracking_uri()
 
 
 def test_log_build(tmp_path, store):
@@ -177,7 +148,7 @@ def test_log_build(tmp_path, store):
     tags = {"source": "simulated", "data_through": DATA_THROUGH, "git_commit": "abc1234"}
     run_id = registry.log_build("logcoin", params, metrics, [notebook, summary, tmp_path / "missing.html"], tags)
 
-    run = MlflowClient().get_run(run_id)
+    run = tracking.client().get_run(run_id)
     assert run.info.run_name == "logcoin-2024-01-13T1100Z"
     assert run.info.status == "FINISHED"
     assert run.info.experiment_id == store["experiment_id"]
@@ -196,11 +167,11 @@ def test_log_build(tmp_path, store):
     assert t["coin"] == "logcoin" and t["source"] == "simulated" and t["git_commit"] == "abc1234"
     assert t["data_through"] == DATA_THROUGH
 
-    names = {a.path for a in MlflowClient().list_artifacts(run_id)}
+    names = {a.path for a in tracking.client().list_artifacts(run_id)}
     assert names == {"05_train.html", "backtest.json", "params.json"}
     assert run.info.artifact_uri.startswith((store["root"] / "mlartifacts").resolve().as_uri())
     local = Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="params.json",
-                                                     dst_path=str(tmp_path / "dl")))
+                                                     dst_path=str(tmp_path / "dl"), tracking_uri=store["uri"]))
     assert json.loads(local.read_text())["notes"] == "x" * 7000  # the full value survives as an artifact
     assert list(store["cwd"].iterdir()) == []  # nothing written to the working directory
 
@@ -296,7 +267,8 @@ def test_champion_round_trip(store, served, history):
     pd.testing.assert_frame_equal(fc, served["drift"].forecast(recent))
 
     # the pyfunc, as `mlflow models serve` runs it: ISO strings in, JSON-friendly frame out
-    pyfunc = mlflow.pyfunc.load_model(f"models:/coincast-{coin}@champion")
+    with tracking.fluent(store["uri"]):
+        pyfunc = mlflow.pyfunc.load_model(f"models:/coincast-{coin}@champion")
     out = pyfunc.predict(iso_history(recent))
     assert list(out.columns) == list(fc.columns) and len(out) == 24
     assert out["target_time"].tolist() == [t.isoformat() for t in fc["target_time"]]
@@ -325,7 +297,7 @@ def test_load_champion_loads_each_version_once(store, served, monkeypatch):
     assert loads == [f"models:/coincast-{coin}/1", f"models:/coincast-{coin}/{newer_info['version']}"]
 
 
-def test_the_version_in_force_at_an_hour(store, served):
+def test_the_version_in_force_at_an_hour(store, served, monkeypatch):
     """A catch-up prediction is made by the version that was champion at its hour: the current champion if it was
     trained on data up to that hour, else the last promoted version that was; none when all were trained after."""
     coin = "forcecoin"
@@ -354,15 +326,12 @@ def test_the_version_in_force_at_an_hour(store, served):
     assert registry.load_version_in_force(coin, t0 - pd.Timedelta(hours=1)) is None
     # the history is read from the registry only for hours before the champion's data
     reads = []
-    real = registry.champion_versions
-    try:
-        registry.champion_versions = lambda c: reads.append(c) or real(c)
-        pick = registry.in_force_at(coin, champion)
-        assert pick(t0 + pd.Timedelta(hours=11))[1]["version"] == "3" and reads == []
-        assert pick(t0 + pd.Timedelta(hours=3))[1]["version"] == "1" and pick(t0)[1]["version"] == "1"
-        assert reads == [coin]
-    finally:
-        registry.champion_versions = real
+    real = versions.champion_versions
+    monkeypatch.setattr(versions, "champion_versions", lambda c: reads.append(c) or real(c))
+    pick = registry.in_force_at(coin, champion)
+    assert pick(t0 + pd.Timedelta(hours=11))[1]["version"] == "3" and reads == []
+    assert pick(t0 + pd.Timedelta(hours=3))[1]["version"] == "1" and pick(t0)[1]["version"] == "1"
+    assert reads == [coin]
     assert not registry.series_differs(champion, {"source": "coingecko"})  # no series tags here: no claim
 
 

@@ -829,7 +829,7 @@ def mlflow_champion(project_root: str | os.PathLike | None, coin: str) -> dict[s
 
         uri = registry.tracking_uri(root)
         name = registry.registered_name(coin)
-        mv = registry._current_champion(MlflowClient(tracking_uri=uri), name)
+        mv = registry.current_champion(MlflowClient(tracking_uri=uri), name)
         if mv is None:
             return {"ok": False, "message": f"{name} has no champion in MLflow"}
         tags = dict(mv.tags or {})

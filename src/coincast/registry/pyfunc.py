@@ -1,0 +1,97 @@
+"""The MLflow face of a :class:`~coincast.serving.ServedForecaster`: what a registered version stores.
+
+``mlflow models serve -m models:/coincast-<coin>@champion`` serves it over HTTP (:class:`CoincastPyfunc`).
+Versions registered before the registry became a package pickled the class as ``coincast.registry.CoincastPyfunc``:
+the package re-exports it, so they still load.
+"""
+from __future__ import annotations
+
+from importlib import metadata
+from typing import Any
+
+import mlflow.pyfunc
+import numpy as np
+import pandas as pd
+from mlflow.models import ModelSignature
+from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
+
+from coincast.serving import FORECAST_COLUMNS, ServedForecaster
+
+HORIZONS = tuple(range(1, 25))
+
+
+class CoincastPyfunc(mlflow.pyfunc.PythonModel):
+    """The MLflow face of a :class:`ServedForecaster`.
+
+    Input: a DataFrame with ``timestamp`` (datetimes or ISO-8601 strings) and ``price`` — the recent hourly
+    history, at least 25 rows (more if the model needs it, e.g. drift's window + 1). Output: one row per
+    horizon 1..24 (``params={"max_horizon": n}`` for fewer or more) with ``target_time`` as ISO-8601 UTC
+    strings and the forecast with its 80 % and 95 % intervals.
+    """
+
+    def __init__(self, served: ServedForecaster) -> None:
+        self.served = served
+
+    def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
+        history = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        max_horizon = int((params or {}).get("max_horizon") or len(HORIZONS))
+        if max_horizon < 1:
+            raise ValueError(f"max_horizon must be at least 1, got {max_horizon}")
+        out = self.served.forecast(history, tuple(range(1, max_horizon + 1)))
+        out["target_time"] = [pd.Timestamp(t).tz_convert("UTC").isoformat() for t in out["target_time"]]
+        out["horizon"] = out["horizon"].astype("int64")
+        return out.reset_index(drop=True)
+
+
+def model_signature() -> ModelSignature:
+    """timestamp (any: strings from JSON, datetimes in process) and price in; the forecast table out."""
+    inputs = Schema([ColSpec(AnyType(), "timestamp"), ColSpec("double", "price")])
+    outputs = Schema(
+        [ColSpec("long", "horizon"), ColSpec("string", "target_time")]
+        + [ColSpec("double", c) for c in FORECAST_COLUMNS[2:]]
+    )
+    params = ParamSchema([ParamSpec("max_horizon", "long", len(HORIZONS))])
+    return ModelSignature(inputs=inputs, outputs=outputs, params=params)
+
+
+def input_example(served: ServedForecaster, end: Any = None) -> pd.DataFrame:
+    """A small history the model can forecast from (ISO timestamps, JSON friendly)."""
+    n = max(int(served.model.min_history), served.vol_window + 1, 25) + 1
+    end_ts = pd.Timestamp(end) if end is not None else pd.Timestamp("2024-01-01T00:00Z")
+    end_ts = (end_ts.tz_localize("UTC") if end_ts.tzinfo is None else end_ts.tz_convert("UTC")).floor("h")
+    ts = pd.date_range(end=end_ts, periods=n, freq="h")
+    i = np.arange(n)
+    price = 100.0 * np.exp(0.002 * np.sin(i / 3.0) + 0.0001 * i)
+    return pd.DataFrame({"timestamp": [t.isoformat() for t in ts], "price": price})
+
+
+def pip_requirements(served: ServedForecaster) -> list[str]:
+    """What serving the model needs besides coincast itself (installed with the project)."""
+    names = ["mlflow", "cloudpickle", "numpy", "pandas"]
+    if "prophet" in served.model.kind:
+        names.append("prophet")
+    reqs = []
+    for name in names:
+        try:
+            reqs.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            reqs.append(name)
+    return reqs
+
+
+def log_pyfunc(served: ServedForecaster, artifact_name: str, data_through: Any, tags: dict[str, str]) -> Any:
+    """Log ``served`` as a pyfunc model into the active run (inside :func:`coincast.registry.tracking.fluent`);
+    returns MLflow's ModelInfo."""
+    return mlflow.pyfunc.log_model(
+        name=artifact_name,
+        python_model=CoincastPyfunc(served),
+        signature=model_signature(),
+        input_example=input_example(served, data_through),
+        pip_requirements=pip_requirements(served),
+        tags=tags,
+    )
+
+
+def load_served(model_uri: str) -> ServedForecaster:
+    """The :class:`ServedForecaster` a logged pyfunc wraps (inside :func:`coincast.registry.tracking.fluent`)."""
+    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().served

@@ -1,0 +1,280 @@
+"""The model registry: one registered model ``coincast-<coin>`` per coin, its versions, tags and aliases.
+
+* :func:`promote` registers a build's best model (the *challenger*) as a new version, applies the promotion
+  rule (:mod:`coincast.registry.promotion`) and moves the aliases ``challenger`` and ``champion`` (MLflow 3
+  registry aliases, not stages); the reason is kept on the versions.
+* :func:`champion_info` / :func:`load_champion` read the champion; :func:`in_force_at` and
+  :func:`load_version_in_force` the version that was champion at an earlier hour (catch-up predictions never
+  use a model trained after their origin).
+
+Every call uses an explicit client of the store :func:`coincast.registry.tracking.configure` chose.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import logging
+from datetime import datetime, timezone
+from typing import Any, Callable, Mapping, Sequence
+
+import mlflow
+import pandas as pd
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
+
+from coincast.backtest import NAIVE
+from coincast.config import ConfigError, parse_time
+from coincast.registry import tracking
+from coincast.registry.promotion import decide, explain, finite, metric, pick_challenger
+from coincast.registry.pyfunc import load_served, log_pyfunc
+from coincast.serving import ServedForecaster
+
+logger = logging.getLogger(__name__)
+
+CHAMPION = "champion"
+CHALLENGER = "challenger"
+MODEL_NAME = "model"  # artifact name of the logged pyfunc
+
+#: what identifies the data a version was trained on (version tags, and extract.json's keys of the same names)
+SERIES_KEYS = ("source", "series", "vs_currency")
+
+
+def registered_name(coin: str) -> str:
+    return f"coincast-{coin}"
+
+
+def _json_number(x: float | None) -> float | None:
+    return float(x) if finite(x) else None
+
+
+# --- registering a version and moving the aliases ----------------------------------------------------------
+def version_tags(coin: str, model_name: str, served: ServedForecaster, backtest: Mapping[str, Any],
+                 run_id: str) -> dict[str, str]:
+    """The tags of a new version: the model, its spec and backtest scores, the data it was trained on."""
+    entry = (backtest.get("models") or {}).get(model_name)
+    spec = (entry or {}).get("spec") or served.model.spec
+    tags = {
+        "coin": coin,
+        "model_name": model_name,
+        "spec": tracking.truncate(json.dumps(spec, sort_keys=True, default=str)),
+        "run_id": run_id,
+    }
+    for key, h, name in (("rel_mae_1h", 1, "rel_mae"), ("rel_mae_24h", 24, "rel_mae"),
+                         ("coverage_80_1h", 1, "coverage_80"), ("coverage_95_1h", 1, "coverage_95")):
+        value = metric(entry, h, name)
+        if value is not None:
+            tags[key] = f"{value:.6g}"
+    for key in ("data_through", "data_version", *SERIES_KEYS):
+        if backtest.get(key) is not None:
+            tags[key] = str(backtest[key])
+    return tags
+
+
+def _register(client: MlflowClient, coin: str, run_id: str, model_name: str, served: ServedForecaster,
+              backtest: Mapping[str, Any], artifact_name: str) -> str:
+    """Log ``served`` as a pyfunc in run ``run_id`` and register it; returns the new version."""
+    name = registered_name(coin)
+    tags = version_tags(coin, model_name, served, backtest, run_id)
+    with tracking.fluent(client.tracking_uri):
+        active = mlflow.active_run()
+        resume = active is None or active.info.run_id != run_id
+        if resume:
+            mlflow.start_run(run_id=run_id, nested=active is not None)
+        try:
+            info = log_pyfunc(served, artifact_name, backtest.get("data_through"),
+                              {"coin": coin, "model_name": model_name})
+        finally:
+            if resume:
+                mlflow.end_run()
+        mv = mlflow.register_model(info.model_uri, name, tags=tags)
+    if not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=f"Hourly {coin} price forecaster (coincast): aliases "
+                                                         f"'{CHAMPION}' (served) and '{CHALLENGER}' (latest best)")
+        client.set_registered_model_tag(name, "coin", coin)
+    logger.info("%s: registered %s as %s version %s", coin, model_name, name, mv.version)
+    return str(mv.version)
+
+
+def current_champion(client: MlflowClient, name: str) -> Any:
+    """The ModelVersion aliased champion, or None when the model or the alias does not exist (other errors, e.g.
+    an unreachable server, propagate: they must not look like "no champion")."""
+    try:
+        return client.get_model_version_by_alias(name, CHAMPION)
+    except MlflowException as exc:
+        # sqlite: unknown model -> RESOURCE_DOES_NOT_EXIST, unknown alias -> INVALID_PARAMETER_VALUE
+        if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
+            return None
+        raise
+
+
+def _annotate(client: MlflowClient, name: str, version: str, reason: str, champion: bool) -> None:
+    client.set_model_version_tag(name, version, "promotion_reason", tracking.truncate(reason))
+    client.update_model_version(name, version, description=reason)
+    if champion:
+        client.set_model_version_tag(name, version, "promoted_at",
+                                     datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        client.set_registered_model_alias(name, CHAMPION, version)
+
+
+def promote(coin: str, run_id: str, backtest: Mapping[str, Any], served: Mapping[str, ServedForecaster]) -> dict:
+    """Register this build's best model as the challenger of ``coincast-<coin>`` and apply the promotion rule
+    (:func:`~coincast.registry.promotion.decide`).
+
+    ``backtest["models"]``: ``{name: {"spec": {...}, "horizons": {"1": {"rel_mae": ...}, "24": {...}}}}``
+    (naive included); ``served``: a :class:`ServedForecaster` per model, at least the challenger's and
+    naive's. Returns what happened, JSON ready (registry.json).
+    """
+    models = backtest.get("models") or {}
+    if not models:
+        raise ValueError("backtest has no models")
+    challenger = pick_challenger(models)
+    if challenger not in served:
+        raise KeyError(f"no served model for the challenger {challenger!r} (have {', '.join(served)})")
+    c_rel = metric(models[challenger], 1, "rel_mae")
+    client = tracking.client()
+    name = registered_name(coin)
+
+    current = current_champion(client, name)
+    k_model = (current.tags.get("model_name") or f"version {current.version}") if current is not None else None
+    k_rel = metric(models.get(k_model), 1, "rel_mae") if k_model else None
+    if k_model == NAIVE and k_rel is None:
+        k_rel = 1.0  # naive's rel_mae is 1 by definition
+
+    c_version = _register(client, coin, run_id, challenger, served[challenger], backtest, MODEL_NAME)
+    client.set_registered_model_alias(name, CHALLENGER, c_version)
+    decision = decide(challenger, c_rel, k_model, k_rel)
+    reason = explain(decision)
+    logger.info("%s: %s", coin, reason)
+
+    if decision.promote:
+        _annotate(client, name, c_version, reason, champion=True)
+        champ_version, champ_model, champ_rel = c_version, challenger, c_rel
+    elif decision.champion_model == NAIVE and challenger != NAIVE:
+        _annotate(client, name, c_version, reason, champion=False)
+        if current is not None and k_model == NAIVE:
+            champ_version, champ_model, champ_rel = str(current.version), NAIVE, 1.0
+        else:
+            if NAIVE not in served:
+                raise KeyError("naive must be champion but there is no served naive model")
+            champ_version = _register(client, coin, run_id, NAIVE, served[NAIVE], backtest, f"{MODEL_NAME}-{NAIVE}")
+            _annotate(client, name, champ_version, reason, champion=True)
+            champ_model, champ_rel = NAIVE, metric(models.get(NAIVE), 1, "rel_mae") or 1.0
+    else:  # the champion stays
+        _annotate(client, name, c_version, reason, champion=False)
+        champ_version, champ_model, champ_rel = str(current.version), k_model, k_rel
+
+    return {
+        "registered_model": name,
+        "challenger": {"version": c_version, "model_name": challenger, "rel_mae_1h": _json_number(c_rel)},
+        "champion": {"version": champ_version, "model_name": champ_model, "rel_mae_1h": _json_number(champ_rel)},
+        "promoted": bool(decision.promote),
+        "reason": reason,
+    }
+
+
+# --- reading versions ---------------------------------------------------------------------------------------
+def version_info(name: str, mv: Any) -> dict[str, Any]:
+    """A registered version's facts from its tags (no model loading)."""
+    tags = dict(mv.tags)
+    return {
+        "registered_model": name,
+        "version": str(mv.version),
+        "model_name": tags.get("model_name"),
+        "reason": tags.get("promotion_reason") or mv.description,
+        "promoted_at": tags.get("promoted_at"),
+        "rel_mae_1h": _json_number(float(tags["rel_mae_1h"])) if tags.get("rel_mae_1h") else None,
+        "data_through": tags.get("data_through"),
+        "data_version": tags.get("data_version"),
+        "source": tags.get("source"),
+        "series": tags.get("series"),
+        "vs_currency": tags.get("vs_currency"),
+        "run_id": mv.run_id,
+    }
+
+
+def champion_info(coin: str, uri: str | None = None) -> dict[str, Any]:
+    """The champion version's registry facts (no model loading) from the configured store, or the one at
+    ``uri``; raises LookupError if there is none."""
+    name = registered_name(coin)
+    mv = current_champion(tracking.client(uri), name)
+    if mv is None:
+        raise LookupError(f"{name} has no champion (run a build first)")
+    return version_info(name, mv)
+
+
+def champion_versions(coin: str) -> list[dict[str, Any]]:
+    """Every version of ``coincast-<coin>`` that was ever champion (:func:`promote` tags it ``promoted_at``), in
+    promotion order, which is version order (only the version a build has just registered is promoted)."""
+    name = registered_name(coin)
+    found = tracking.client().search_model_versions(f"name = '{name}'")
+    ever = [version_info(name, mv) for mv in found if mv.tags.get("promoted_at")]
+    return sorted(ever, key=lambda info: int(info["version"]))
+
+
+# --- loading models -----------------------------------------------------------------------------------------
+def load_champion(coin: str) -> tuple[ServedForecaster, dict[str, Any]]:
+    """The champion of ``coincast-<coin>`` and its version info (version, model_name, reason, promoted_at)."""
+    info = champion_info(coin)
+    # load the version the alias pointed to when read, so model and info agree even if a build moves it
+    return load_version(info), info
+
+
+def load_version(info: Mapping[str, Any]) -> ServedForecaster:
+    """The model of the registered version ``info`` describes (:func:`champion_info`, :func:`champion_versions`)."""
+    return _load_version(tracking.store_uri(), info["registered_model"], str(info["version"]), info["run_id"])
+
+
+@functools.lru_cache(maxsize=16)
+def _load_version(uri: str, name: str, version: str, run_id: str) -> ServedForecaster:
+    """A registered version never changes: each is loaded once per process (an in-process tick's forecast and
+    monitor tasks, and every tick of a replay, share it; ~0.25 s each). The run id is in the key so that a
+    registry made anew at the same path (same name and version, another model) is not served from the cache."""
+    with tracking.fluent(uri):
+        return load_served(f"models:/{name}/{version}")
+
+
+# --- the version in force at an hour ------------------------------------------------------------------------
+def series_differs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
+    """Whether two descriptions name different series (a key either lacks, as older versions do, proves nothing)."""
+    return any(a.get(k) and b.get(k) and str(a[k]) != str(b[k]) for k in SERIES_KEYS)
+
+
+def _trained_by(info: Mapping[str, Any] | None, origin: pd.Timestamp) -> bool:
+    """Whether the version was trained on data up to ``origin`` at the latest (False when it does not say)."""
+    through = (info or {}).get("data_through")
+    try:
+        return through is not None and parse_time(through, "data_through") <= origin
+    except ConfigError:
+        return False
+
+
+def version_in_force(champion: Mapping[str, Any] | None, versions: Sequence[Mapping[str, Any]],
+                     origin: Any) -> Mapping[str, Any] | None:
+    """The version that was champion at data hour ``origin`` (pure): the current ``champion`` if it was trained
+    on data up to ``origin`` at the latest, else the most recently promoted of ``versions``
+    (:func:`champion_versions`) that was; None when every one was trained on data after ``origin``."""
+    origin = parse_time(origin, "origin")
+    if _trained_by(champion, origin):
+        return champion
+    return next((v for v in reversed(versions) if _trained_by(v, origin)), None)
+
+
+def in_force_at(coin: str, champion: Mapping[str, Any]) -> Callable[[Any], tuple[ServedForecaster, dict] | None]:
+    """``origin -> (model, version info)`` of the version in force at ``origin`` (:func:`version_in_force`), or
+    None. The champion history is read from the registry once, and only if an origin precedes the current
+    ``champion``'s data (a catch-up after a retrain); each version is loaded once per process."""
+    history: list[list[dict[str, Any]]] = []
+
+    def pick(origin: Any) -> tuple[ServedForecaster, dict] | None:
+        if not _trained_by(champion, parse_time(origin, "origin")) and not history:  # the champion's series only
+            history.append([v for v in champion_versions(coin) if not series_differs(v, champion)])
+        chosen = version_in_force(champion, history[0] if history else [], origin)
+        return None if chosen is None else (load_version(chosen), dict(chosen))
+
+    return pick
+
+
+def load_version_in_force(coin: str, origin: Any) -> tuple[ServedForecaster, dict] | None:
+    """The version of ``coincast-<coin>`` that was champion at data hour ``origin`` and its info, or None when
+    every champion was trained on data after it; LookupError if there is no champion at all."""
+    return in_force_at(coin, champion_info(coin))(origin)
