@@ -81,8 +81,11 @@ dvc-init: $(STAMP)
 	@$(BIN)/dvc config core.analytics false
 	@$(BIN)/dvc remote add -f -d local "$(DVC_REMOTE)" >/dev/null
 
+## make test: everything, two tests at a time (pytest-xdist), the 15 slowest printed at the end.
+## PYTEST_ARGS adds options: make test PYTEST_ARGS="-m 'not slow'" (the quick loop), "-k gate", "-n 0" (one at a time)
+TEST_JOBS ?= 2
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal --durations=15 $(PYTEST_ARGS)
 
 ## make jupyter: JupyterLab on 127.0.0.1 with jupytext (open notebooks/*.py as notebooks)
 jupyter: $(STAMP)
@@ -105,7 +108,7 @@ serve: $(STAMP)
 bench: $(STAMP)
 	$(BIN)/python bench/speed.py
 
-## make bench-quick: the same, once, on small data (what CI runs; no timing claims)
+## make bench-quick: the same, once, on small data (no timing claims; make test runs its harness on tiny data)
 bench-quick: $(STAMP)
 	$(BIN)/python bench/speed.py --quick --out $(CURDIR)/bench/results
 

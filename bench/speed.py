@@ -5,7 +5,8 @@ for cron): the median of ``--reps`` runs with min and max, and the peak resident
 (``ru_maxrss`` from ``wait4``). Results go to bench/results/speed.{json,md} with a description of the machine.
 
     python bench/speed.py                 # the full suite (~30 min on 2 cores)
-    python bench/speed.py --quick         # one repetition on small data (CI: keeps it working; no timing claims)
+    python bench/speed.py --quick         # one repetition on small data (no timing claims)
+    python bench/speed.py --smoke         # the harness on tiny data, as `make test` runs it (no timing claims)
 """
 from __future__ import annotations
 
@@ -101,10 +102,14 @@ def task_seconds(output: str) -> dict[str, float]:
 
 
 # -- the project under test ----------------------------------------------------------------------------
+SMOKE = {"days": 10, "backtest_days": 1, "calibration_days": 1, "models": [{"kind": "naive"}]}
+
+
 class Bench:
-    def __init__(self, work: Path, quick: bool):
+    def __init__(self, work: Path, quick: bool, smoke: bool = False):
         self.work = work
-        self.quick = quick
+        self.quick = quick or smoke
+        self.smoke = smoke  # the harness itself on the tiniest project that builds (make test)
         self.n = 0
 
     def project(self, variant: dict[str, Any] | None = None) -> Path:
@@ -117,7 +122,7 @@ class Bench:
             (shutil.copytree if src.is_dir() else shutil.copy2)(src, dest / name)
         base = {"source": "simulated", "coins": ["bitcoin"], "replay_now": T0, "dvc_snapshot": False}
         if self.quick:
-            base.update({"days": 30, "backtest_days": 5, "calibration_days": 3})
+            base.update(SMOKE if self.smoke else {"days": 30, "backtest_days": 5, "calibration_days": 3})
         import yaml
 
         (dest / "env.bench.yaml").write_text(yaml.safe_dump({**base, **(variant or {})}))
@@ -188,7 +193,8 @@ def noop_builds(b: Bench, built: Path, reps: int) -> dict[str, Any]:
     p = b.project()
     flags = ["--env--source", "simulated", "--env--replay_now", T0]
     if b.quick:
-        flags += ["--env--days", "30", "--env--backtest_days", "5", "--env--calibration_days", "3"]
+        tiny = SMOKE if b.smoke else {"days": 30, "backtest_days": 5, "calibration_days": 3}
+        flags += [f for k in ("days", "backtest_days", "calibration_days") for f in (f"--env--{k}", str(tiny[k]))]
     cmd = [str(BIN / "ploomber"), "build", "--entry-point", "pipeline.yaml", *flags]
     floor = floor_project(b.work)
     floor_cmd = [str(BIN / "ploomber"), "build", "--entry-point", "pipeline.yaml"]
@@ -229,7 +235,7 @@ def ticks(b: Bench, reps: int) -> dict[str, Any]:
     cols = ["forecast", "lower_80", "upper_80", "lower_95", "upper_95"]
     out["plain_forecast_max_rel_diff"] = float(((a[cols] - c[cols]).abs() / c[cols].abs()).max().max())
     replayed = measure(b.coincast(notebook, "replay", cron=True) + [
-        "--hours", str(max(reps, 3)), "--start", hours_after(T0, 2 + pairs), "--no-progress"], notebook)
+        "--hours", str(reps if b.smoke else max(reps, 3)), "--start", hours_after(T0, 2 + pairs), "--no-progress"], notebook)
     report = json.loads(Path(re.search(r"report written to (\S+)", replayed["output"]).group(1)).read_text())
     out["tick_in_process_seconds"] = report["tick_seconds"]
     return out
@@ -241,9 +247,9 @@ IMPORTS = {  # what a tick process imports before any work (as each does it): th
 }
 
 
-def imports(reps: int) -> dict[str, Any]:
+def imports(reps: int, smoke: bool = False) -> dict[str, Any]:
     (key_a, code_a), (key_b, code_b) = IMPORTS.items()
-    return paired(max(reps, 5), key_a, lambda i: measure([str(BIN / "python"), "-c", code_a], ROOT),
+    return paired(reps if smoke else max(reps, 5), key_a, lambda i: measure([str(BIN / "python"), "-c", code_a], ROOT),
                   key_b, lambda i: measure([str(BIN / "python"), "-c", code_b], ROOT))
 
 
@@ -342,7 +348,8 @@ def growth(b: Bench) -> dict[str, Any]:
         build = measure(b.coincast(p, "build"), p)
         entry.update({"build_seconds": round(build["seconds"], 2), "build_peak_mb": round(build["peak_mb"])})
         ticks_by_jobs: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
-        for i, jobs in enumerate([1, 2, 1, 2] if n > 1 else [1, 1]):
+        schedule = ([1, 2] if n > 1 else [1]) if b.smoke else ([1, 2, 1, 2] if n > 1 else [1, 1])
+        for i, jobs in enumerate(schedule):
             tick = measure(b.coincast(p, "hourly", cron=True) + ["--set", f"coin_jobs={jobs}",
                                                                 "--now", hours_after(T0, 1 + i)], p)
             ticks_by_jobs[jobs].append(tick)
@@ -354,7 +361,7 @@ def growth(b: Bench) -> dict[str, Any]:
         if n == 1:
             entry["tick_seconds"], entry["tick_peak_mb"] = entry["tick_serial_seconds"], entry["tick_serial_peak_mb"]
         out["coins"][str(n)] = entry
-    for days in ([30] if b.quick else [30, 90, 365]):
+    for days in ([SMOKE["days"]] if b.smoke else [30] if b.quick else [30, 90, 365]):
         # 30 days cannot hold a 30-day backtest + 7 calibration days + a week of history: 14 days are backtested
         p = b.project({**engine, "days": days, **({"backtest_days": 14} if days < 45 and not b.quick else {})})
         try:
@@ -395,7 +402,7 @@ def ratio(a: dict[str, Any], b: dict[str, Any]) -> float:
 def markdown(res: dict[str, Any]) -> str:
     m = res["machine"]
     r = res["results"]
-    lines = [f"# coincast speed benchmark ({'quick' if res['quick'] else 'full'})", "",
+    lines = [f"# coincast speed benchmark ({'smoke' if res.get('smoke') else 'quick' if res['quick'] else 'full'})", "",
              f"Measured {res['date']} on {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GB, Python {m['python']} "
              f"(load average at start {', '.join(f'{x:.1f}' for x in m['load_at_start'])}). Each figure: median "
              f"[min–max] of {res['reps']} fresh processes (imports included; the tick, the plain tick and the imports: "
@@ -485,19 +492,22 @@ def markdown(res: dict[str, Any]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one repetition, small data (CI)")
+    parser.add_argument("--quick", action="store_true", help="one repetition, small data")
+    parser.add_argument("--smoke", action="store_true", help="one repetition, tiny data: the harness works (make test)")
     parser.add_argument("--reps", type=int, help="repetitions (default 3; --quick: 1)")
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results", help="results folder")
     parser.add_argument("--name", help="results file name (default speed, or speed-quick)")
     parser.add_argument("--skip", action="append", default=[], help="build|noop|tick|profile|backtest|dashboard|growth")
     args = parser.parse_args(argv)
-    reps = args.reps or (1 if args.quick else 3)
-    name = args.name or ("speed-quick" if args.quick else "speed")
-    res: dict[str, Any] = {"quick": args.quick, "reps": reps, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
-                           "days": 30 if args.quick else 90, "machine": machine(), "results": {}, "ratios": {}}
+    quick = args.quick or args.smoke
+    reps = args.reps or (1 if quick else 3)
+    name = args.name or ("speed-smoke" if args.smoke else "speed-quick" if quick else "speed")
+    days = SMOKE["days"] if args.smoke else 30 if quick else 90
+    res: dict[str, Any] = {"quick": quick, "smoke": args.smoke, "reps": reps, "days": days, "machine": machine(),
+                           "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "results": {}, "ratios": {}}
     r = res["results"]
     with tempfile.TemporaryDirectory(prefix="coincast-bench-") as tmp:
-        b = Bench(Path(tmp), args.quick)
+        b = Bench(Path(tmp), quick, args.smoke)
         step = lambda label: print(f"bench: {label} ...", file=sys.stderr, flush=True)  # noqa: E731
         step("cold builds (papermill, ploomber-engine, plain)")
         builds, built = cold_builds(b, reps)
@@ -517,7 +527,7 @@ def main(argv: list[str] | None = None) -> int:
             save()
         if "tick" not in args.skip:
             step("import costs")
-            r.update(imports(reps))
+            r.update(imports(reps, args.smoke))
             save()
         if "profile" not in args.skip:
             step("profile")

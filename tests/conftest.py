@@ -1,6 +1,7 @@
 """Shared fixtures: paths to ../shared data, a throw-away copy of the project, in-memory frames."""
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -22,6 +23,13 @@ os.environ.setdefault("PLOOMBER_STATS_ENABLED", "false")
 os.environ.setdefault("PLOOMBER_VERSION_CHECK_DISABLED", "true")
 os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("DVC_NO_ANALYTICS", "1")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Every end-to-end (`pipeline`) test is also `slow`: `-m 'not slow'` is the quick loop while editing."""
+    for item in items:
+        if item.get_closest_marker("pipeline"):
+            item.add_marker(pytest.mark.slow)
 
 
 def need_shared(path: Path) -> Path:
@@ -76,3 +84,46 @@ def run(cmd: list[str], cwd: Path, env: dict | None = None, timeout: int = 600) 
 
 def coincast(project: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return run([str(BIN / "coincast"), "build", "--project", str(project), *args], cwd=project, env=env)
+
+
+# --- the demo project, built once per test session ------------------------------------------------------------
+DEMO_ARGS = ("--env", "env.test.yaml", "--coins", "bitcoin,ethereum", "--set", "coin_jobs=2")
+
+
+def _session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The folder every pytest-xdist worker of this session shares (the base temp of one worker otherwise)."""
+    base = tmp_path_factory.getbasetemp()
+    return base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base
+
+
+@pytest.fixture(scope="session")
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """`make demo` in small, built once for the whole session (the first xdist worker builds it, the other waits):
+    two simulated coins side by side (coin_jobs=2), env.test.yaml (in-process notebooks, three models), one new
+    MLflow sqlite store. Tests only read it; a test that changes a project works on ``demo_copy``."""
+    from filelock import FileLock
+
+    root = _session_root(tmp_path_factory) / "demo"
+    root.mkdir(exist_ok=True)
+    project, outcome = root / "project", root / "outcome.json"
+    with FileLock(str(root / "build.lock")):
+        if not outcome.exists():
+            copy_project(project)
+            result = coincast(project, *DEMO_ARGS)
+            outcome.write_text(json.dumps({"returncode": result.returncode, "stdout": result.stdout,
+                                           "stderr": result.stderr}))
+    done = json.loads(outcome.read_text())
+    assert done["returncode"] == 0, done["stdout"][-3000:] + done["stderr"][-3000:]
+    return project
+
+
+def copy_built(project: Path, dest: Path) -> Path:
+    """A copy of a built project a test may change (products, data, MLflow store; symlinks kept as links).
+    Absolute paths in its settings differ from the original's, so its first build reruns what they feed."""
+    shutil.copytree(project, dest, symlinks=True, ignore=shutil.ignore_patterns("build.lock"))
+    return dest
+
+
+@pytest.fixture
+def demo_copy(demo: Path, tmp_path: Path) -> Path:
+    return copy_built(demo, tmp_path / "project")

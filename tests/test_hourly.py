@@ -61,39 +61,42 @@ def mlflow_client(project: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")  # no process-wide MLflow state
 
 
-def test_replay_of_48_ticks_logs_and_scores_every_hour(tmp_path: Path):
+TICKS = 26  # a retrain (24 h after the first) and the first scored 24 h-ahead predictions happen within 26 ticks
+
+
+def test_replay_of_26_ticks_logs_and_scores_every_hour(tmp_path: Path):
     project = copy_project(tmp_path / "p")
-    result = cli(project, "replay", "--env", "env.test.yaml", "--hours", "48", "--start", T0.isoformat(),
+    result = cli(project, "replay", "--env", "env.test.yaml", "--hours", str(TICKS), "--start", T0.isoformat(),
                  "--no-progress")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert "missed hours (1 h: 0, 24 h: 0) of 48" in result.stdout and "rel_mae vs naive" in result.stdout
-    report = json.loads(next((project / "logs").glob("replay-*-48h.json")).read_text())
-    assert report["failed_ticks"] == [] and report["ticks"] == 48
+    assert f"missed hours (1 h: 0, 24 h: 0) of {TICKS}" in result.stdout and "rel_mae vs naive" in result.stdout
+    report = json.loads(next((project / "logs").glob(f"replay-*-{TICKS}h.json")).read_text())
+    assert report["failed_ticks"] == [] and report["ticks"] == TICKS
     coin = report["coins"]["bitcoin"]
     assert coin["completeness"]["missed"] == {"1": 0, "24": 0} and coin["completeness"]["unscored_known"] == 0
     assert coin["late_rows"] == 0
 
     m = meta(project)
     log = log_of(project, m)
-    origins = pd.date_range(T0.floor("h"), periods=48, freq="h")
+    origins = pd.date_range(T0.floor("h"), periods=TICKS, freq="h")
     assert list(log.loc[log["horizon"] == 1, "origin"]) == list(origins)
-    assert len(log) == 96 and not log["late"].any()
+    assert len(log) == 2 * TICKS and not log["late"].any()
     # scored against the actual prices in the raw history, and only once they were known
     history = pd.read_parquet(history_file(project, m)).set_index("timestamp")["price"]
     scored = log.loc[log["actual"].notna()]
-    assert len(scored) == 47 + 24  # 1 h: all but the last origin; 24 h: targets up to the last clock
+    assert len(scored) == (TICKS - 1) + (TICKS - 24)  # 1 h: all but the last origin; 24 h: targets up to the last clock
     assert (scored["actual"] == scored["target_time"].map(history)).all()
     assert (scored["scored_at"] >= scored["target_time"]).all()
     assert (log["made_at"] - log["origin"] < pd.Timedelta(hours=1)).all()  # made in the hour of its origin
     # every tick appended an hour: a new data version per tick, the last one is the file as it is now
-    assert log["data_version"].nunique() == 48
+    assert log["data_version"].nunique() == TICKS
     assert set(log.loc[log["origin"] == origins[-1], "data_version"]) == {file_md5(history_file(project, m))}
     acc = report["coins"]["bitcoin"]["accuracy"]["1"]
-    assert acc["n"] == 47 and 0.5 < acc["rel_mae"] < 2 and 0 <= acc["coverage_80"] <= 1
+    assert acc["n"] == TICKS - 1 and 0.5 < acc["rel_mae"] < 2 and 0 <= acc["coverage_80"] <= 1
     # the dashboard's copy and the live summary agree with the log
     pd.testing.assert_frame_equal(pd.read_parquet(project / "products/bitcoin/predictions.parquet")[live.LOG_COLUMNS],
                                   log, check_dtype=False)
-    assert json.loads((project / "products/bitcoin/live.json").read_text())["horizons"]["1"]["all"]["n"] == 47
+    assert json.loads((project / "products/bitcoin/live.json").read_text())["horizons"]["1"]["all"]["n"] == TICKS - 1
 
     client = mlflow_client(project)
     exp = client.get_experiment_by_name("coincast")
@@ -105,7 +108,7 @@ def test_replay_of_48_ticks_logs_and_scores_every_hour(tmp_path: Path):
     assert all(r.data.tags.get("data_version") for r in training)
     assert len(live_runs) == 1
     history_rel = client.get_metric_history(live_runs[0].info.run_id, "live_rel_mae_1h")
-    assert len(history_rel) == 24  # one point per tick from the 25th on: 24 scored (min_scored_rows), not from 1
+    assert len(history_rel) == TICKS - 24  # one point per tick from the 25th on: 24 scored (min_scored_rows), not from 1
     assert client.get_metric_history(live_runs[0].info.run_id, "live_n_1h")[0].value == 0  # n from the first tick
     assert live_runs[0].data.tags["data_version"] == file_md5(history_file(project, m))
     # the profile is made daily, not hourly

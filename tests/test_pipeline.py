@@ -13,7 +13,7 @@ import pytest
 
 from cg_server import FakeCoinGecko
 from coincast.sources.simulated import simulate_hourly
-from conftest import BIN, BTC_CSV, coincast, copy_project, need_shared, run
+from conftest import BIN, BTC_CSV, DEMO_ARGS, coincast, need_shared, run
 
 pytestmark = pytest.mark.pipeline
 
@@ -60,10 +60,10 @@ def assert_complete(project: Path, coin: str) -> dict:
     return meta
 
 
-def test_demo_simulated_two_coins_then_a_noop_build(project: Path):
-    # the two coins side by side (coin_jobs=2): two worker processes, one new MLflow sqlite store
-    result = coincast(project, "--env", "env.test.yaml", "--coins", "bitcoin,ethereum", "--set", "coin_jobs=2")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+def test_demo_simulated_two_coins_then_a_noop_build(demo: Path):
+    """The session's demo build (conftest ``demo``: two coins side by side, coin_jobs=2, two worker processes, one
+    new MLflow sqlite store), then the same command again: nothing runs, nothing is rewritten."""
+    project = demo
     for coin in ("bitcoin", "ethereum"):
         meta = assert_complete(project, coin)
         assert meta["source"] == "simulated" and meta["simulated"] is True
@@ -76,7 +76,7 @@ def test_demo_simulated_two_coins_then_a_noop_build(project: Path):
     assert (project / "data/history-test/simulated/seed42/bitcoin-usd.parquet").exists()
 
     stamps = {p: p.stat().st_mtime_ns for p in (project / "products").rglob("*") if p.is_file()}
-    again = coincast(project, "--env", "env.test.yaml", "--coins", "bitcoin,ethereum", "--set", "coin_jobs=2")
+    again = coincast(project, *DEMO_ARGS)
     assert again.returncode == 0, again.stderr[-3000:]
     assert again.stdout.count("nothing, up to date") == 2, again.stdout[-2000:]
     assert stamps == {p: p.stat().st_mtime_ns for p in (project / "products").rglob("*") if p.is_file()}
@@ -85,7 +85,9 @@ def test_demo_simulated_two_coins_then_a_noop_build(project: Path):
 def test_bare_ploomber_build_replays_the_real_btc_file(project: Path, tmp_path: Path):
     csv = need_shared(BTC_CSV)
     args = [str(BIN / "ploomber"), "build", "--env--source", "replay", "--env--replay_file", str(csv),
-            "--env--coin", "bitcoin", "--env--history_dir", str(tmp_path / "history")]
+            "--env--coin", "bitcoin", "--env--history_dir", str(tmp_path / "history"),
+            # env.yaml's models on a short backtest, in-process (papermill: the live-path test)
+            "--env--backtest_days", "5", "--env--calibration_days", "3", "--env--notebook_executor", "ploomber-engine"]
     result = run(args, cwd=project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     meta = assert_complete(project, "bitcoin")
@@ -103,13 +105,14 @@ def test_bare_ploomber_build_replays_the_real_btc_file(project: Path, tmp_path: 
 
 
 def test_live_path_against_a_local_coingecko_never_leaks_the_key(project: Path, tmp_path: Path):
+    """Also the papermill smoke build: each notebook in its own Jupyter kernel, as in Jupyter and `make demo`."""
     secret = "CG-SENTINEL-key-7f3a9"
     now = pd.Timestamp("2023-06-01T12:20Z")
     with FakeCoinGecko({"bitcoin": simulate_hourly("bitcoin", 24 * 160)}, now=now) as server:
         env = {"COINGECKO_BASE_URL": server.url, "COINGECKO_API_KEY": secret, "COINGECKO_API_PLAN": "demo"}
         result = coincast(project, "--env", "env.test.yaml", "--source", "coingecko", "--coins", "bitcoin",
                           "--replay-now", now.isoformat(), "--set", "days=20", "--set", f"history_dir={tmp_path / 'h'}",
-                          env=env)
+                          "--set", "notebook_executor=papermill", env=env)
         seen = list(server.requests)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     meta = assert_complete(project, "bitcoin")
@@ -130,7 +133,7 @@ def test_coins_side_by_side_one_failing_does_not_stop_the_other(project: Path, t
         env = {"COINGECKO_BASE_URL": server.url, "COINGECKO_API_KEY": "", "COINGECKO_API_PLAN": "demo"}
         result = coincast(project, "--env", "env.test.yaml", "--source", "coingecko", "--coins", "nosuchcoin,bitcoin",
                           "--replay-now", now.isoformat(), "--set", "days=20", "--set", f"history_dir={tmp_path / 'h'}",
-                          "--set", "coin_jobs=2", "--set", "notebook_executor=ploomber-engine", env=env)
+                          "--set", "coin_jobs=2", env=env)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "building 2 coins, 2 at a time" in result.stdout
     assert "coincast: bitcoin: ok (ran: extract," in result.stdout
@@ -174,10 +177,10 @@ def test_bad_configuration_is_one_line(project: Path):
     assert result.returncode == 2 and result.stderr.startswith("coincast: configuration error: --coins names no coin")
 
 
-def test_settings_are_checked_before_any_task_even_when_not_due(project: Path):
+def test_settings_are_checked_before_any_task_even_when_not_due(demo_copy: Path):
+    project = demo_copy
     """A bad model list or horizon is an error at the start, not at the next retrain a day later."""
-    args = ["--env", "env.test.yaml", "--set", "notebook_executor=ploomber-engine"]
-    assert coincast(project, *args).returncode == 0  # trained; the next build is not due to train
+    args = ["--env", "env.test.yaml"]  # the demo's champion is fresh: the next build is not due to train
     stamp = {p: p.stat().st_mtime_ns for p in products(project, "bitcoin").iterdir()}
     for bad, message in (("models=[{kind: nosuch}]", "models: unknown model kind 'nosuch'"),
                          ("horizons=[0]", "horizons must be a non-empty list of distinct positive whole hours")):
@@ -192,85 +195,30 @@ def test_settings_are_checked_before_any_task_even_when_not_due(project: Path):
     assert stamp == {p: p.stat().st_mtime_ns for p in products(project, "bitcoin").iterdir()}
 
 
-# --- the gate: one pipeline run per bad-data class ------------------------------------------------
+# --- the gate, end to end: one bad-data class (each class is a unit test in tests/test_validation.py) ----------
 
-GOOD_HOURS = 24 * 30
 GATE_ARGS = ["--env", "env.test.yaml", "--coins", "bitcoin", "--set", "replay_now=null"]
 
 
-def candles(hours: int = GOOD_HOURS) -> pd.DataFrame:
-    df = simulate_hourly("bitcoin", hours, seed=7)
-    df["timestamp"] = df["timestamp"].dt.floor("h")
-    return df
-
-
-def bad_nulls(df):
-    df.loc[100:120, "price"] = np.nan
-    return df, {}
-
-
-def bad_rows(df):
-    return df.tail(60), {}
-
-
-def bad_price(df):
-    df.loc[200, "price"] = -1.0
-    return df, {}
-
-
-def bad_volume(df):
-    df.loc[200:201, "volume"] = -5.0  # negative (zero volume passes with a warning: tests/test_gate_pipeline.py)
-    return df, {}
-
-
-def bad_gaps(df):
-    return df.drop(index=range(300, 310)), {}
-
-
-def bad_stale(df):
-    return df, {"--replay-now": (df["timestamp"].iloc[-1] + pd.Timedelta(hours=10)).isoformat()}
-
-
-def bad_jump(df):
-    df.loc[400:, "price"] *= 1.6
-    return df, {}
-
-
-@pytest.fixture(scope="module")
-def good_build(tmp_path_factory):
-    root = tmp_path_factory.mktemp("gate")
-    project = copy_project(root / "project")
-    csv = root / "good.csv"
-    candles().to_csv(csv, index=False)
-    result = coincast(project, *GATE_ARGS, "--replay-file", str(csv), "--set", f"history_dir={root / 'history-good'}")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert_complete(project, "bitcoin")
-    return project, root
-
-
-@pytest.mark.parametrize(
-    "make_bad, check",
-    [(bad_nulls, "nulls"), (bad_rows, "min_rows"), (bad_price, "positive_price"), (bad_volume, "non_negative_volume"),
-     (bad_gaps, "gaps"), (bad_stale, "staleness"), (bad_jump, "jumps")],
-)
-def test_gate_stops_the_build_and_keeps_downstream_products(good_build, make_bad, check):
-    project, root = good_build
+def test_gate_stops_the_build_and_keeps_downstream_products(demo_copy: Path, tmp_path: Path):
+    """A replay whose prices jump 60 % in an hour after a good build: the build stops at the gate with the check
+    named in one line; every downstream product and the published snapshot stay as the good build left them."""
+    project = demo_copy
     out = products(project, "bitcoin")
     downstream = ["features.parquet", "03_features.html", "profile.html", "04_profile.html", "backtest.json",
                   "registry.json", "forecast.parquet", "05_train.html", "06_forecast.html"]
     before = {name: (out / name).read_bytes() for name in downstream}
     published = {p.name: p.read_bytes() for p in (out / "published").iterdir()}
-    bad, extra = make_bad(candles())
-    csv = root / f"bad_{check}.csv"
+    bad = simulate_hourly("bitcoin", 24 * 30, seed=7)
+    bad["timestamp"] = bad["timestamp"].dt.floor("h")
+    bad.loc[400:, "price"] *= 1.6
+    csv = tmp_path / "bad_jumps.csv"
     bad.to_csv(csv, index=False)
-    args = [*GATE_ARGS, "--replay-file", str(csv), "--set", f"history_dir={root / ('history-' + check)}"]
-    for key, value in extra.items():
-        args += [key, value]
-    result = coincast(project, *args)
+    result = coincast(project, *GATE_ARGS, "--replay-file", str(csv), "--set", f"history_dir={tmp_path / 'h'}")
     assert result.returncode == 1
     verdict = [line for line in result.stderr.splitlines() if "validation gate failed" in line]
-    assert len(verdict) == 1 and f"{check} (" in verdict[0], result.stderr[-2000:]
+    assert len(verdict) == 1 and "jumps (" in verdict[0], result.stderr[-2000:]
     report = json.loads((out / "validation.json").read_text())
-    assert check in report["failed"] and not report["passed"]
+    assert report["failed"] == ["jumps"] and not report["passed"]
     assert before == {name: (out / name).read_bytes() for name in downstream}
     assert published == {p.name: p.read_bytes() for p in (out / "published").iterdir()}  # what is shown: unchanged
