@@ -154,7 +154,7 @@ def test_tracking_uri(tmp_path, monkeypatch, store):
     assert store["uri"] == f"sqlite:///{store['root'].resolve().as_posix()}/mlflow.db"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "https://dagshub.com/someone/coincast.mlflow")
     assert registry.tracking_uri(tmp_path) == "https://dagshub.com/someone/coincast.mlflow"
-    assert registry._redact("https://user:token@dagshub.com/x.mlflow?k=v") == "https://***@dagshub.com/x.mlflow"
+    assert registry.redact_uri("https://user:token@dagshub.com/x.mlflow?k=v") == "https://***@dagshub.com/x.mlflow"
     exp = MlflowClient(store["uri"]).get_experiment(store["experiment_id"])
     assert exp.name == "coincast"
     assert exp.artifact_location == (store["root"] / "mlartifacts").resolve().as_uri()

@@ -121,7 +121,7 @@ def _configure_experiment(uri: str, root: Path, experiment: str) -> str:
         if exp.lifecycle_stage == "deleted":
             client.restore_experiment(experiment_id)
     mlflow.set_experiment(experiment_id=experiment_id)
-    logger.info("MLflow experiment %r (id %s) at %s", experiment, experiment_id, _redact(uri))
+    logger.info("MLflow experiment %r (id %s) at %s", experiment, experiment_id, redact_uri(uri))
     return experiment_id
 
 
@@ -136,7 +136,7 @@ def write_lock(timeout: float = 600) -> Any:
     return contextlib.nullcontext()
 
 
-def _redact(uri: str) -> str:
+def redact_uri(uri: str) -> str:
     """A URI fit for a log line: no user:password@ part, no query string."""
     return re.sub(r"//[^/@]*@", "//***@", uri).split("?", 1)[0]
 
@@ -531,10 +531,11 @@ def promote(coin: str, run_id: str, backtest: Mapping[str, Any], served: Mapping
     }
 
 
-def champion_info(coin: str) -> dict[str, Any]:
-    """The champion version's registry facts (no model loading); raises LookupError if there is none."""
+def champion_info(coin: str, client: MlflowClient | None = None) -> dict[str, Any]:
+    """The champion version's registry facts (no model loading); raises LookupError if there is none.
+    ``client``: default, one for the configured tracking URI."""
     name = registered_name(coin)
-    mv = _current_champion(MlflowClient(), name)
+    mv = _current_champion(client or MlflowClient(), name)
     if mv is None:
         raise LookupError(f"{name} has no champion (run a build first)")
     return _version_info(name, mv)
@@ -680,5 +681,5 @@ def _log_live(coin: str, metrics: Mapping[str, float], now: Any, tags: Mapping[s
 __all__ = [
     "CoincastPyfunc", "Decision", "configure", "decide", "load_champion", "champion_info", "log_build",
     "promote", "tracking_uri", "registered_name", "log_live", "write_lock", "champion_versions", "in_force_at",
-    "load_version", "load_version_in_force", "version_in_force",
+    "load_version", "load_version_in_force", "redact_uri", "version_in_force",
 ]
