@@ -156,6 +156,20 @@ def test_live_metrics_flatten_to_finite_mlflow_metrics():
     assert json.loads(json.dumps(metrics, default=str))["horizons"]["1"]["all"]["n"] == 40
 
 
+def test_live_json_counts_the_predictions_waiting_for_their_actual():
+    """live.json holds what the dashboard shows beside the scores: the rows in force not scored yet, per horizon."""
+    raw = hourly_frame(300)
+    log, _ = live.score(make_log(raw, 250, 40), live.observed_prices(raw.iloc[:260]), raw["timestamp"].iloc[259])
+    log.loc[log.index[:4], "in_force"] = False  # made by a model trained after their hour: never pending
+    metrics = live.live_metrics(log, raw.set_index("timestamp")["price"], raw["timestamp"].iloc[259], [1, 24], 100)
+    for h in (1, 24):
+        rows = log.loc[(log["horizon"] == h) & log["in_force"]]
+        assert metrics["pending"][str(h)] == live.pending(log, h) == int(rows["actual"].isna().sum())
+        assert metrics["horizons"][str(h)]["all"]["n"] == int(rows["actual"].notna().sum())
+    assert metrics["pending"] == {"1": 0, "24": 14} and metrics["not_in_force"] == 4
+    assert not [k for k in live.flat_live_metrics(metrics) if "pending" in k]  # not an MLflow metric
+
+
 def test_profile_due_follows_its_own_last_report(tmp_path):
     product = {"report": tmp_path / "profile.html", "meta": tmp_path / "profile.json"}
     assert profile_due(product, "2025-01-01T10:00Z", 24)["due"]

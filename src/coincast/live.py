@@ -233,14 +233,24 @@ def too_few(n: float, min_scored: int) -> str | None:
     return f"too few to score (n < {int(min_scored)})" if n < min_scored else None
 
 
+def in_force_rows(log: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """The rows of ``horizon`` that count in scores: made by the champion of their hour (``in_force``)."""
+    g = log.loc[log["horizon"] == horizon]
+    return g.loc[g["in_force"].fillna(True).astype(bool)] if "in_force" in g.columns else g
+
+
+def pending(log: pd.DataFrame, horizon: int) -> int:
+    """Predictions of ``horizon`` that will be scored once their actual price is known."""
+    return int(in_force_rows(log, horizon)["actual"].isna().sum())
+
+
 def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None,
              min_scored: int = 1) -> dict[str, Any]:
     """n, mae, naive_mae, rel_mae (vs "the price stays at last_price" on the same origins), coverage 80/95
     over the scored rows in force (``in_force``: made by the champion of their hour). From fewer than
     ``min_scored`` rows: only n, the other numbers None and ``status`` "too few to score (n < min)"."""
-    g = log.loc[(log["horizon"] == horizon) & log["actual"].notna()]
-    if "in_force" in g.columns:
-        g = g.loc[g["in_force"].fillna(True).astype(bool)]
+    g = in_force_rows(log, horizon)
+    g = g.loc[g["actual"].notna()]
     if since is not None:
         g = g.loc[g["target_time"] > since]
     out: dict[str, Any] = {"n": float(len(g))}
@@ -266,7 +276,8 @@ def live_metrics(
     min_scored: int = 1,
 ) -> dict[str, Any]:
     """Accuracy of the scored log, all time and over the last ``window_hours`` (each "too few to score" from
-    fewer than ``min_scored`` rows), plus realized volatility."""
+    fewer than ``min_scored`` rows), the predictions still waiting for their actual (``pending``, per horizon),
+    plus realized volatility. Written to ``live.json``: what the dashboard shows."""
     since = pd.Timestamp(now) - pd.Timedelta(hours=window_hours)
     out: dict[str, Any] = {
         "now": pd.Timestamp(now).isoformat(),
@@ -282,6 +293,7 @@ def live_metrics(
     for h in horizons:
         out["horizons"][str(h)] = {"all": accuracy(log, h, min_scored=min_scored),
                                    "window": accuracy(log, h, since, min_scored)}
+    out["pending"] = {str(h): pending(log, h) for h in horizons}
     return out
 
 
@@ -373,7 +385,7 @@ def completeness(log: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, hori
 
 
 __all__ = [
-    "LOG_COLUMNS", "accuracy", "append", "completeness", "empty_log", "flat_live_metrics", "live_metrics",
-    "log_path", "models_for", "pending_origins", "predictions_at", "read_log", "retrain_decision", "score",
-    "too_few", "update_log", "with_in_force", "write_log",
+    "LOG_COLUMNS", "accuracy", "append", "completeness", "empty_log", "flat_live_metrics", "in_force_rows",
+    "live_metrics", "log_path", "models_for", "pending", "pending_origins", "predictions_at", "read_log",
+    "retrain_decision", "score", "too_few", "update_log", "with_in_force", "write_log",
 ]
