@@ -24,7 +24,7 @@ import pytest
 from cg_server import FakeCoinGecko
 from coincast import io
 from coincast.dashboard import app, data
-from conftest import BIN, coincast, copy_project
+from conftest import BIN, coincast, copy_built, copy_project
 from dashboard_products import fmt2, publish_products, span, widget_text, write_products
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -37,10 +37,9 @@ TOLERATED_CONSOLE_URLS = ("https://cdn.jsdelivr.net/npm/@fortawesome/",)
 
 # --- against a real build -------------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
-def built(tmp_path_factory) -> Path:
-    project = copy_project(tmp_path_factory.mktemp("dash") / "project")
-    res = coincast(project, "--env", "env.test.yaml")
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+def built(demo, tmp_path_factory) -> Path:
+    """A copy of the session's demo build (bitcoin and ethereum, published) that this module's tests may change."""
+    project = copy_built(demo, tmp_path_factory.mktemp("dash") / "project")
     assert (project / "products" / "bitcoin" / "forecast.parquet").is_file()
     return project
 
@@ -200,6 +199,7 @@ def served_page(project: Path, browser, tmp_path: Path, ready: str):
 
 
 @pytest.mark.pipeline
+@pytest.mark.browser
 def test_dashboard_in_the_browser(built, browser, tmp_path):
     server = Dashboard(built, tmp_path / "voila.log")
     try:
@@ -255,7 +255,7 @@ def test_dashboard_in_the_browser(built, browser, tmp_path):
             publish_products(built / "products" / "bitcoin")
 
         # the coin selector: litecoin was added after the kernel was pre-heated, so products are read per page
-        assert page.locator(".cc-coin select option").all_inner_texts() == ["bitcoin", "litecoin"]
+        assert page.locator(".cc-coin select option").all_inner_texts() == ["bitcoin", "ethereum", "litecoin"]
         page.select_option(".cc-coin select", "litecoin")
         page.wait_for_selector(".cc-read-at[data-coin='litecoin']", timeout=30_000)
         assert page.inner_text(".cc-forecast") == fmt2(lite["forecast"]["forecast"].iloc[0])
@@ -334,6 +334,7 @@ def test_failed_live_build_after_a_simulated_one(failed_live):
 
 
 @pytest.mark.pipeline
+@pytest.mark.browser
 def test_failed_live_build_in_the_browser(failed_live, browser, tmp_path):
     project, _ = failed_live
     out = project / "products" / "bitcoin"
@@ -354,6 +355,7 @@ def test_failed_live_build_in_the_browser(failed_live, browser, tmp_path):
 
 
 @pytest.mark.pipeline
+@pytest.mark.browser
 def test_dashboard_without_products_in_the_browser(browser, tmp_path):
     project = copy_project(tmp_path / "project")
     with served_page(project, browser, tmp_path, "#cc-empty") as page:

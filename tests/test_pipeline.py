@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import yaml
 
 from cg_server import FakeCoinGecko
 from coincast.sources.simulated import simulate_hourly
@@ -84,9 +85,12 @@ def test_demo_simulated_two_coins_then_a_noop_build(demo: Path):
 
 def test_bare_ploomber_build_replays_the_real_btc_file(project: Path, tmp_path: Path):
     csv = need_shared(BTC_CSV)
+    env = yaml.safe_load((project / "env.yaml").read_text())  # env.yaml's 90 days, env.test.yaml's three models
+    env["models"] = yaml.safe_load((project / "env.test.yaml").read_text())["models"]
+    (project / "env.yaml").write_text(yaml.safe_dump(env))
     args = [str(BIN / "ploomber"), "build", "--env--source", "replay", "--env--replay_file", str(csv),
             "--env--coin", "bitcoin", "--env--history_dir", str(tmp_path / "history"),
-            # env.yaml's models on a short backtest, in-process (papermill: the live-path test)
+            # a short backtest, in-process (papermill: the live-path test)
             "--env--backtest_days", "5", "--env--calibration_days", "3", "--env--notebook_executor", "ploomber-engine"]
     result = run(args, cwd=project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]

@@ -145,8 +145,8 @@ def mlflow_champion(project_root: str | os.PathLike | None, coin: str) -> dict[s
     run_id, ...) or ``{"ok": False, "message": ...}``: never raises.
 
     Read-only: without ``MLFLOW_TRACKING_URI`` and without ``<project>/mlflow.db``, or with a local store that
-    does not exist, it does not touch MLflow (which would create an empty database); it uses its own client
-    rather than ``registry.configure`` (which creates the experiment and sets the process-wide tracking URI)."""
+    does not exist, it does not touch MLflow (which would create an empty database); it reads through a
+    client of that store, not ``registry.configure`` (which creates the experiment)."""
     if project_root is None:
         return {"ok": False, "message": "no project folder"}
     root = Path(project_root)
@@ -160,15 +160,13 @@ def mlflow_champion(project_root: str | os.PathLike | None, coin: str) -> dict[s
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:
-        from mlflow.tracking import MlflowClient
-
         from coincast import registry
         from coincast.registry import redact_uri
     except Exception as exc:  # a broken installation: the rest of the page still shows
         return {"ok": False, "message": f"MLflow could not be loaded ({type(exc).__name__})"}
     try:
         uri = registry.tracking_uri(root)
-        info = registry.champion_info(coin, MlflowClient(tracking_uri=uri))
+        info = registry.champion_info(coin, uri=uri)
         return {"ok": True, "store": redact_uri(uri), **info}
     except LookupError:
         return {"ok": False, "message": f"{registry.registered_name(coin)} has no champion in MLflow"}
