@@ -17,7 +17,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-HOUR = pd.Timedelta(hours=1)
+from coincast.timeseries import HOUR
 
 
 class Forecaster:
