@@ -40,14 +40,6 @@ class BacktestSettings:
     min_calibration: int = 48
     vol_window: int = 24
 
-    @classmethod
-    def from_env(cls, env: Mapping[str, Any]) -> "BacktestSettings":
-        names = {f for f in cls.__dataclass_fields__}
-        kw = {k: env[k] for k in names if k in env and env[k] is not None}
-        if "horizons" in kw:
-            kw["horizons"] = tuple(int(h) for h in kw["horizons"])
-        return cls(**kw)
-
 
 @dataclass
 class BacktestResult:

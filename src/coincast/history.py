@@ -226,12 +226,6 @@ def store_batch(path: str | os.PathLike, observations: pd.DataFrame, source: str
     return StoredBatch(merged, added, quarantined)
 
 
-def update_history(path: str | os.PathLike, observations: pd.DataFrame, source: str) -> tuple[pd.DataFrame, int]:
-    """Align, merge the good rows and atomically store (bad ones are quarantined); returns (history, rows added)."""
-    stored = store_batch(path, observations, source)
-    return stored.history, stored.added
-
-
 def missing_ranges(
     stored: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, join_hours: int = 48
 ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
