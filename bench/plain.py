@@ -10,14 +10,9 @@ data to report how far the notebook pipeline is from the limit.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 from pathlib import Path
-
-for _key, _value in {"MLFLOW_DISABLE_TELEMETRY": "true", "DVC_NO_ANALYTICS": "1",
-                     "YDATA_PROFILING_NO_ANALYTICS": "True"}.items():
-    os.environ.setdefault(_key, _value)
 
 
 def run(env: dict, coin: str, out: Path) -> dict[str, float]:
@@ -137,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--now", help="the clock (replay_now)")
     args = parser.parse_args(argv)
     from coincast.config import load_env, parse_value, resolve_root
-    from coincast.startup import PIPELINE_MODULES, preload
+    from coincast.patches import PIPELINE_MODULES, preload
 
     preload(PIPELINE_MODULES)  # as coincast's builds do (collector off while importing, then frozen): a fair limit
     project = args.project.resolve()

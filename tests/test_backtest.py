@@ -3,9 +3,9 @@ import pandas as pd
 import pytest
 
 from coincast.backtest import BacktestSettings, backtest, best_model, plan_origins, run_forecasts
-from coincast.calibration import calibrate, conformal_quantile, realized_vol
-from coincast.serving import hourly_series
+from coincast.calibration import calibrate, conformal_quantile
 from coincast.sources.simulated import simulate_hourly
+from coincast.timeseries import hourly_series, realized_vol
 
 SMALL = BacktestSettings(backtest_days=3, calibration_days=3, horizons=(1, 24), refit_every_hours=24, n_jobs=2,
                          min_calibration=24)

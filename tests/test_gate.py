@@ -9,7 +9,7 @@ import pytest
 
 from coincast import gate
 from coincast.extract import extract
-from coincast.history import read_history, update_history
+from coincast.history import read_history, store_batch
 from conftest import BIN, copy_project, hourly_frame, run
 
 NOW = pd.Timestamp("2024-01-09T07:30Z")  # 30 min after the last of 200 hours from 2024-01-01
@@ -18,7 +18,7 @@ LIMITS = {"min_rows": 50}
 
 def stored(tmp_path: Path, frame: pd.DataFrame) -> tuple[Path, dict]:
     path = tmp_path / "simulated" / "seed42" / "bitcoin-usd.parquet"
-    update_history(path, frame, "simulated")
+    store_batch(path, frame, "simulated")
     return path, {"coin": "bitcoin", "now": NOW.isoformat(), "history_file": str(path)}
 
 
@@ -36,7 +36,7 @@ def test_a_real_extreme_hour_blocks_once_then_accepted_hours_are_not_rejudged(tm
     # a new hour moves +60 %: the gate stops it (naming the hour) and records nothing
     new = hourly_frame().iloc[150:]
     new.loc[160:, "price"] *= 1.6
-    update_history(path, new, "simulated")
+    store_batch(path, new, "simulated")
     window = read_history(path)
     report = gate.judge(window, None, meta, **LIMITS)
     assert report["failed"] == ["jumps"] and "2024-01-07T16:00:00+00:00" in report["checks"][-1]["message"]
@@ -65,7 +65,7 @@ def test_validated_hours_keep_holes_apart(tmp_path: Path):
                                          (frame["timestamp"].iloc[62], frame["timestamp"].iloc[199])]
     filled = frame.iloc[[60, 61]].copy()
     filled["price"] *= 3  # the refetched hole is bad: still judged although it lies before validated_through
-    update_history(path, filled, "simulated")
+    store_batch(path, filled, "simulated")
     assert gate.judge(read_history(path), None, meta, **LIMITS)["failed"] == ["jumps"]
 
 

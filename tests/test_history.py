@@ -10,7 +10,6 @@ import pytest
 from coincast.history import (
     HISTORY_COLUMNS, LEGACY_BATCH, QUARANTINE_COLUMNS, HistoryError, align_to_hourly, merge_history, missing_ranges,
     quarantine_path, read_history, read_quarantine, repair_history, row_problems, split_rows, store_batch,
-    update_history,
 )
 from coincast.io import write_parquet_atomic
 from coincast.sources.base import OBSERVATION_COLUMNS
@@ -66,12 +65,12 @@ def test_merge_refuses_to_mix_sources():
         merge_history(stored, obs(["2024-01-02"], [2.0]), "coingecko")
 
 
-def test_update_history_round_trip_and_atomic_file(tmp_path: Path):
+def test_store_batch_round_trip_and_atomic_file(tmp_path: Path):
     path = tmp_path / "h" / "bitcoin.parquet"
     df = hourly_frame(10)
-    merged, added = update_history(path, df, "simulated")
+    merged, added, _ = store_batch(path, df, "simulated")
     assert added == 10 and path.exists()
-    again, added = update_history(path, df, "simulated")
+    again, added, _ = store_batch(path, df, "simulated")
     assert added == 0
     back = read_history(path)
     pd.testing.assert_frame_equal(back, again)
@@ -82,7 +81,7 @@ def test_damaged_history_is_a_clear_error_and_is_not_overwritten(tmp_path: Path)
     path = tmp_path / "bitcoin.parquet"
     path.write_bytes(b"not parquet")
     with pytest.raises(HistoryError, match="cannot be read"):
-        update_history(path, hourly_frame(5), "simulated")
+        store_batch(path, hourly_frame(5), "simulated")
     assert path.read_bytes() == b"not parquet"
 
 
@@ -100,13 +99,13 @@ def test_missing_ranges_include_holes_inside_the_history():
 def test_a_killed_writer_leaves_the_old_file_intact(tmp_path: Path):
     """SIGKILL a process in the middle of writes: the stored history is the old or the new version, never broken."""
     path = tmp_path / "bitcoin.parquet"
-    update_history(path, hourly_frame(100), "simulated")
+    store_batch(path, hourly_frame(100), "simulated")
     before = read_history(path)
     code = (
-        "import sys; from conftest import hourly_frame; from coincast.history import update_history\n"
+        "import sys; from conftest import hourly_frame; from coincast.history import store_batch\n"
         f"p = {str(path)!r}\n"
         "for i in range(10_000):\n"
-        "    update_history(p, hourly_frame(100 + i, seed=0), 'simulated')\n"
+        "    store_batch(p, hourly_frame(100 + i, seed=0), 'simulated')\n"
     )
     proc = subprocess.Popen([sys.executable, "-c", code], cwd=Path(__file__).parent,
                             env={**os.environ, "PYTHONPATH": str(Path(__file__).parent)})
@@ -198,6 +197,6 @@ def test_the_next_update_repairs_a_legacy_history(tmp_path: Path):
     legacy = hourly_frame(50).assign(source="simulated")
     legacy.loc[7, "price"] = np.nan
     write_parquet_atomic(legacy, path)
-    history, added = update_history(path, hourly_frame(60).iloc[50:], "simulated")
+    history, added, _ = store_batch(path, hourly_frame(60).iloc[50:], "simulated")
     assert added == 10 and len(history) == 59 and len(read_quarantine(path)) == 1
     pd.testing.assert_frame_equal(read_history(path).iloc[:7], legacy.iloc[:7][HISTORY_COLUMNS])

@@ -14,6 +14,7 @@ from coincast.calibration import LEVELS, level_key
 from coincast.models import make_model
 from coincast.profiling import profile_due
 from coincast.serving import ServedForecaster
+from coincast.timeseries import observed_prices
 from conftest import hourly_frame
 
 QUANTILES = {h: {level_key(lv): 1.0 + 0.5 * i for i, lv in enumerate(LEVELS)} for h in (1, 24)}
@@ -70,14 +71,14 @@ def test_scoring_uses_observed_prices_only():
     raw = hourly_frame(300)
     log = make_log(raw, 250, 30)
     known = raw.iloc[:260].drop(index=[251])  # hour 251 was never observed
-    scored, n = live.score(log, live.observed_prices(known), pd.Timestamp("2030-01-01", tz="UTC"))
+    scored, n = live.score(log, observed_prices(known), pd.Timestamp("2030-01-01", tz="UTC"))
     prices = raw.set_index("timestamp")["price"]
     done = scored.loc[scored["actual"].notna()]
     assert n == len(done) > 0
     np.testing.assert_allclose(done["actual"], done["target_time"].map(prices))
     assert raw["timestamp"].iloc[251] not in set(done["target_time"])
     assert (scored.loc[scored["target_time"] > raw["timestamp"].iloc[259], "actual"].isna()).all()
-    rescored, again = live.score(scored, live.observed_prices(known), pd.Timestamp("2031-01-01", tz="UTC"))
+    rescored, again = live.score(scored, observed_prices(known), pd.Timestamp("2031-01-01", tz="UTC"))
     assert again == 0 and rescored["scored_at"].equals(scored["scored_at"])
 
 
@@ -148,7 +149,7 @@ def test_drift_in_live_accuracy_or_volatility_triggers_retraining():
 
 def test_live_metrics_flatten_to_finite_mlflow_metrics():
     raw = hourly_frame(300)
-    log, _ = live.score(make_log(raw, 250, 40), live.observed_prices(raw), raw["timestamp"].iloc[-1])
+    log, _ = live.score(make_log(raw, 250, 40), observed_prices(raw), raw["timestamp"].iloc[-1])
     metrics = live.live_metrics(log, raw.set_index("timestamp")["price"], raw["timestamp"].iloc[-1], [1, 24], 100)
     flat = live.flat_live_metrics(metrics)
     assert {"live_rel_mae_1h", "live_coverage_80_24h", "live_rel_mae_1h_window", "realized_vol_24h"} <= set(flat)
@@ -286,7 +287,7 @@ def test_catch_up_rows_use_the_version_in_force_at_their_origin_and_flag_the_res
     np.testing.assert_allclose(added.loc[added["origin"] == at, "forecast"], expected)
 
     # live accuracy and the drift check leave the flagged rows out, even when they are far off
-    scored, _ = live.score(out, live.observed_prices(raw), y.index[-1])
+    scored, _ = live.score(out, observed_prices(raw), y.index[-1])
     wild = scored.copy()
     wild.loc[~wild["in_force"], "forecast"] *= 3
     assert live.accuracy(wild, 1) == live.accuracy(scored, 1)
@@ -317,7 +318,7 @@ def test_without_a_resolver_the_champion_is_in_force_and_old_logs_read(tmp_path)
 
 def test_a_score_from_too_few_rows_is_too_few_to_score_in_live_json_and_mlflow():
     raw = hourly_frame(300)
-    log, _ = live.score(make_log(raw, 250, 40), live.observed_prices(raw.iloc[:260]), raw["timestamp"].iloc[259])
+    log, _ = live.score(make_log(raw, 250, 40), observed_prices(raw.iloc[:260]), raw["timestamp"].iloc[259])
     y = raw.set_index("timestamp")["price"]
     few = live.accuracy(log, 1, min_scored=41)
     assert few == {"n": 40.0, "mae": None, "naive_mae": None, "rel_mae": None, "coverage_80": None,

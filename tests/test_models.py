@@ -5,7 +5,8 @@ import pandas as pd
 import pytest
 
 from coincast.models import KINDS, make_model
-from coincast.serving import ServedForecaster, hourly_series
+from coincast.serving import ServedForecaster
+from coincast.timeseries import hourly_series
 from conftest import hourly_frame
 
 

@@ -74,7 +74,7 @@ def test_notebooks_have_no_injected_cells():
 
 
 def test_coin_workers_fork_with_everything_the_notebooks_import():
-    """cli.PRELOAD (coincast.startup.PIPELINE_MODULES) is imported, collector off, before notebooks run in-process
+    """cli.PRELOAD (coincast.patches.PIPELINE_MODULES) is imported, collector off, before notebooks run in-process
     or coin workers fork; a notebook import missing from it is paid again (in every worker). Checked in a fresh
     interpreter: this one has imported most of the package already."""
     import ast
@@ -94,4 +94,4 @@ def test_coin_workers_fork_with_everything_the_notebooks_import():
             f"print(json.dumps(sorted(m for m in {sorted(wanted)!r} if m not in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]
-    assert proc.stdout.strip().splitlines()[-1] == "[]", "add these to coincast.startup.PIPELINE_MODULES: " + proc.stdout
+    assert proc.stdout.strip().splitlines()[-1] == "[]", "add these to coincast.patches.PIPELINE_MODULES: " + proc.stdout

@@ -6,10 +6,17 @@ The small public API the pipeline's notebooks call, usable on its own::
     df = extract_data("bitcoin", days=30)          # live CoinGecko; source="simulated" works offline
     report = validate_data(df, fail_on_error=True)  # raises ValidationFailed naming each failed check
     features = transform_data(df)
+
+Importing coincast switches the usage pings of Ploomber, MLflow, DVC and ydata-profiling off in this process and
+the processes it starts (:func:`coincast.patches.telemetry_off`; a variable already set is left alone).
 """
 from __future__ import annotations
 
+from coincast.patches import telemetry_off
+
 __version__ = "0.1.0"
+
+telemetry_off()  # before anything imports ploomber, mlflow, dvc or ydata_profiling: offline hosts hang on them
 
 __all__ = ["extract_data", "validate_data", "transform_data", "__version__"]
 

@@ -19,13 +19,13 @@ import numpy as np
 import pandas as pd
 
 from coincast import metrics
-from coincast.calibration import LEVELS, calibrate, latest_quantiles, level_key, realized_vol
+from coincast.calibration import LEVELS, calibrate, latest_quantiles, level_key
 from coincast.models import make_model
 from coincast.processes import pool_context
 from coincast.serving import ServedForecaster
+from coincast.timeseries import HOUR, on_hourly_grid, realized_vol
 
 logger = logging.getLogger(__name__)
-HOUR = pd.Timedelta(hours=1)
 NAIVE = "naive"
 
 
@@ -39,14 +39,6 @@ class BacktestSettings:
     calibration_window_days: float = 30
     min_calibration: int = 48
     vol_window: int = 24
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, Any]) -> "BacktestSettings":
-        names = {f for f in cls.__dataclass_fields__}
-        kw = {k: env[k] for k in names if k in env and env[k] is not None}
-        if "horizons" in kw:
-            kw["horizons"] = tuple(int(h) for h in kw["horizons"])
-        return cls(**kw)
 
 
 @dataclass
@@ -159,7 +151,7 @@ def backtest(
     names = [make_model(s).name for s in specs]
     if len(set(names)) != len(names):
         raise ValueError(f"model names must be unique, got {names}")
-    observed = y.asfreq("h")  # missing hours stay NaN here: they are never scored as outcomes
+    observed = on_hourly_grid(y, fill=False)  # missing hours stay NaN here: they are never scored as outcomes
     y = observed.ffill()  # what the models see: the last known price
     origins, first_scored = plan_origins(y, settings, max(make_model(s).min_history for s in specs))
     fc, fit_seconds = run_forecasts(y, specs, origins, settings.horizons, settings.refit_every_hours, settings.n_jobs)
@@ -183,7 +175,7 @@ def backtest(
         models[name] = {"spec": make_model(spec).spec, "fit_seconds": round(fit_seconds.get(name, 0.0), 3), "horizons": {}}
     for h in settings.horizons:
         naive = scored.loc[(scored["model"] == NAIVE) & (scored["horizon"] == h)].set_index("origin")["forecast"]
-        mase_scale = float((train - train.shift(h)).abs().mean())  # in-sample naive MAE at horizon h
+        mase_scale = metrics.mase_scale(train, h)
         for name in names:
             g = scored.loc[(scored["model"] == name) & (scored["horizon"] == h)]
             models[name]["horizons"][str(h)] = _score(g, naive, mase_scale)
@@ -218,7 +210,7 @@ def best_model(models: Mapping[str, Any], horizon: int = 1) -> str:
 def served_model(y: pd.Series, result: BacktestResult, name: str) -> ServedForecaster:
     """Refit ``name`` on the whole series and attach the latest out-of-sample calibration quantiles."""
     spec = result.summary["models"][name]["spec"]
-    model = make_model(spec).fit(y.asfreq("h").ffill())
+    model = make_model(spec).fit(on_hourly_grid(y))
     fc = result.forecasts.loc[result.forecasts["model"] == name]
     window = int(result.settings.calibration_window_days * 24)
     quantiles = latest_quantiles(fc, LEVELS, window)

@@ -2,10 +2,11 @@
 
 For a forecast made at origin i for horizon h, the *score* is
 ``|log(actual / forecast)| / (sigma_i * sqrt(h))`` where ``sigma_i`` is the standard deviation of the
-hourly log returns in the ``vol_window`` hours up to the origin (known at the origin). The interval at origin
-t uses only scores whose actual was known by t (``origin_i + h <= t``) and that are at most
-``window_hours`` old; its half-width is the conformal quantile of those scores times ``sigma_t * sqrt(h)``,
-applied in log space (so intervals are multiplicative and never go below zero).
+hourly log returns in the ``vol_window`` hours up to the origin (known at the origin:
+:func:`coincast.timeseries.realized_vol`). The interval at origin t uses only scores whose actual was known
+by t (``origin_i + h <= t``) and that are at most ``window_hours`` old; its half-width is the conformal
+quantile of those scores times ``sigma_t * sqrt(h)``, applied in log space (so intervals are multiplicative
+and never go below zero).
 
 Scaling by recent volatility makes the intervals widen in turbulent hours and narrow in calm ones; the
 conformal quantile makes the coverage hold on average. Calibrating on the residuals that are then scored
@@ -24,13 +25,6 @@ LEVELS = (0.8, 0.95)
 
 def level_key(level: float) -> str:
     return f"{round(level * 100):d}"
-
-
-def realized_vol(y: pd.Series, window: int = 24) -> pd.Series:
-    """Std of hourly log returns over the ``window`` hours ending at each time (no look-ahead)."""
-    r = np.log(y).diff()
-    vol = r.rolling(window, min_periods=max(4, window // 2)).std()
-    return vol.fillna(r.expanding(min_periods=2).std())
 
 
 def conformal_quantile(scores: np.ndarray, level: float) -> float:

@@ -13,6 +13,8 @@ from typing import Any, Mapping
 import pandas as pd
 import yaml
 
+from coincast.timeseries import to_utc, utc_now  # noqa: F401  (utc_now: hourly.py imports it from here until the merge)
+
 logger = logging.getLogger(__name__)
 
 #: Environment variables coincast reads (documented in .env.example and the README).
@@ -103,8 +105,4 @@ def parse_time(value: Any, name: str = "time") -> pd.Timestamp:
         raise ConfigError(f"{name} is not a date/time: {value!r}") from None
     if ts is pd.NaT:
         raise ConfigError(f"{name} is not a date/time: {value!r}")
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
-def utc_now() -> pd.Timestamp:
-    return pd.Timestamp.now(tz="UTC")
+    return to_utc(ts)

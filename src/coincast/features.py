@@ -12,6 +12,8 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
+from coincast.timeseries import by_time, log_returns, on_hourly_grid, rolling_volatility
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,9 +36,7 @@ def transform_data(
     """
     if df.empty:
         raise ValueError("transform_data got an empty frame")
-    s = df.set_index(pd.to_datetime(df["timestamp"], utc=True)).sort_index()
-    s = s[~s.index.duplicated(keep="last")]
-    s = s[["price", "volume"]].astype(float).asfreq("h")  # full hourly grid: gaps become NaN rows
+    s = on_hourly_grid(by_time(df, ["price", "volume"]), fill=False)  # full hourly grid: gaps become NaN rows
     price, volume = s["price"], s["volume"]
     out = pd.DataFrame({"price": price, "volume": volume}, index=s.index)
 
@@ -56,9 +56,8 @@ def transform_data(
     out["hour_sin"] = np.sin(2 * np.pi * idx.hour / 24)
     out["hour_cos"] = np.cos(2 * np.pi * idx.hour / 24)
 
-    log_ret = np.log(price).diff()
-    out["return_1h"] = log_ret
-    out["volatility_24h"] = log_ret.rolling(24, min_periods=24).std()
+    out["return_1h"] = log_returns(price)
+    out["volatility_24h"] = rolling_volatility(price, 24)
     out["momentum_12h"] = price / price.shift(12) - 1
     lo, hi = price.rolling(24, min_periods=24).min(), price.rolling(24, min_periods=24).max()
     span = hi - lo

@@ -6,12 +6,13 @@ import plotly.graph_objects as go
 import plotly.io as pio
 
 from coincast.backtest import NAIVE, BacktestResult
+from coincast.metrics import abs_errors
 
 
 def _scored(result: BacktestResult, horizon: int) -> pd.DataFrame:
     fc = result.forecasts
     g = fc.loc[fc["scored"] & (fc["horizon"] == horizon) & fc["actual"].notna()].copy()
-    g["abs_error"] = (g["actual"] - g["forecast"]).abs()
+    g["abs_error"] = abs_errors(g["actual"], g["forecast"])
     return g
 
 

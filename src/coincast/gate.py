@@ -23,6 +23,7 @@ from coincast.extract import history_file_for
 from coincast.history import HistoryError, history_lock, read_history
 from coincast.io import write_json_atomic
 from coincast.sources.base import SourceError
+from coincast.timeseries import to_utc, utc_times
 from coincast.validation import hour_ranges, validate_data
 
 logger = logging.getLogger(__name__)
@@ -80,7 +81,7 @@ def record_pass(report: Mapping[str, Any], raw: pd.DataFrame, meta: Mapping[str,
     path = state_path(history_file)
     with history_lock(history_file):
         old = read_validated(history_file)
-        new = hour_ranges(pd.to_datetime(raw["timestamp"], utc=True), old)
+        new = hour_ranges(utc_times(raw["timestamp"]), old)
         through = new[-1][1].isoformat()
         if new != old:
             write_json_atomic({"validated_through": through,
@@ -100,12 +101,11 @@ def accept(history_file: str | os.PathLike, time: Any, reason: str | None, check
     if not reason:
         raise AcceptError('a reason is required: --reason "why this hour is real"')
     try:
-        ts = pd.Timestamp(time)
+        ts = to_utc(time)
     except (ValueError, TypeError):
         ts = pd.NaT
     if ts is pd.NaT:
         raise AcceptError(f"TIME {time!r} is not a date/time (e.g. 2021-05-19T13:00Z)")
-    ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
     path = Path(history_file)
     if not path.exists():
         raise AcceptError(f"no history at {path} (build first, with the same --env/--set/--source options)")

@@ -27,6 +27,7 @@ from filelock import FileLock
 
 from coincast.io import read_store, write_parquet_atomic
 from coincast.sources.base import OBSERVATION_COLUMNS
+from coincast.timeseries import HOUR, utc_times
 
 logger = logging.getLogger(__name__)
 
@@ -156,7 +157,7 @@ def quarantine_rows(bad: pd.DataFrame, source: str, batch: str, fetched_at: pd.T
     """Bad rows (with ``reason``) as quarantine records of one batch."""
     out = bad.assign(source=source, batch=batch,
                      fetched_at=fetched_at if fetched_at is not None else pd.Timestamp.now(tz="UTC"))
-    out["fetched_at"] = pd.to_datetime(out["fetched_at"], utc=True)
+    out["fetched_at"] = utc_times(out["fetched_at"])
     return out[QUARANTINE_COLUMNS].reset_index(drop=True) if len(out) else empty_quarantine()
 
 
@@ -225,12 +226,6 @@ def store_batch(path: str | os.PathLike, observations: pd.DataFrame, source: str
     return StoredBatch(merged, added, quarantined)
 
 
-def update_history(path: str | os.PathLike, observations: pd.DataFrame, source: str) -> tuple[pd.DataFrame, int]:
-    """Align, merge the good rows and atomically store (bad ones are quarantined); returns (history, rows added)."""
-    stored = store_batch(path, observations, source)
-    return stored.history, stored.added
-
-
 def missing_ranges(
     stored: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, join_hours: int = 48
 ) -> list[tuple[pd.Timestamp, pd.Timestamp]]:
@@ -252,5 +247,4 @@ def missing_ranges(
             lo = t
         prev = t
     ranges.append((lo, prev))
-    hour = pd.Timedelta(hours=1)
-    return [(max(start, a - hour), min(end, b + hour)) for a, b in ranges]
+    return [(max(start, a - HOUR), min(end, b + HOUR)) for a, b in ranges]

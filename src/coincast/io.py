@@ -10,6 +10,8 @@ from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
+from coincast.timeseries import utc_times
+
 
 @contextmanager
 def _atomic(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
@@ -56,7 +58,7 @@ def read_json(path: str | os.PathLike) -> Any:
 def read_frame(path: str | os.PathLike) -> pd.DataFrame:
     df = pd.read_parquet(path)
     if "timestamp" in df.columns:
-        df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+        df["timestamp"] = utc_times(df["timestamp"])
     return df
 
 
@@ -80,7 +82,7 @@ def read_store(
     except Exception as exc:  # pyarrow raises several types for a damaged file
         raise error(f"{what} {p} cannot be read ({type(exc).__name__}): restore it from DVC") from None
     for c in time_columns:
-        df[c] = pd.to_datetime(df[c], utc=True)
+        df[c] = utc_times(df[c])
     for c in added:
         if c not in df.columns:
             df[c] = pd.Series(pd.NA, index=df.index, dtype="object")

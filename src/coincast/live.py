@@ -24,12 +24,14 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
+from coincast import calibration, metrics
 from coincast.io import read_store, write_parquet_atomic
-from coincast.serving import ServedForecaster, hourly_series
+from coincast.serving import ServedForecaster
+from coincast.timeseries import HOUR, hourly_series, latest_realized_vol, observed_prices, utc_times
 
 logger = logging.getLogger(__name__)
 
-LEVELS = ("80", "95")
+LEVELS = tuple(calibration.level_key(lv) for lv in calibration.LEVELS)  # "80", "95": interval column suffixes
 LOG_COLUMNS = [
     "coin", "origin", "target_time", "horizon", "forecast", "lower_80", "upper_80", "lower_95", "upper_95",
     "last_price", "model_name", "model_version", "data_version", "made_at", "late", "in_force", "actual", "scored_at",
@@ -89,7 +91,7 @@ def pending_origins(log: pd.DataFrame, y: pd.Series, max_catchup_hours: int) -> 
     last_logged = log["origin"].max()
     if last_data <= last_logged:
         return []
-    first = max(last_logged + pd.Timedelta(hours=1), last_data - pd.Timedelta(hours=max(max_catchup_hours, 1) - 1))
+    first = max(last_logged + HOUR, last_data - (max(max_catchup_hours, 1) - 1) * HOUR)
     return list(pd.date_range(first, last_data, freq="h"))
 
 
@@ -116,7 +118,7 @@ def predictions_at(
     frames = []
     newest = y.index[-1]
     for origin in origins:
-        upto = raw.loc[pd.to_datetime(raw["timestamp"], utc=True) <= origin]
+        upto = raw.loc[utc_times(raw["timestamp"]) <= origin]
         fc = served.forecast(upto, list(horizons))
         fc["origin"] = pd.Timestamp(fc.attrs["origin"])
         fc["last_price"] = float(y.loc[:origin].iloc[-1])
@@ -130,8 +132,7 @@ def predictions_at(
     out["made_at"] = pd.Timestamp(made_at)
     out["in_force"] = bool(in_force)
     out["actual"] = np.nan
-    out["scored_at"] = pd.NaT
-    out["scored_at"] = pd.to_datetime(out["scored_at"], utc=True)
+    out["scored_at"] = pd.Series(pd.NaT, index=out.index, dtype="datetime64[ns, UTC]")
     return out[LOG_COLUMNS]
 
 
@@ -154,12 +155,6 @@ def score(log: pd.DataFrame, y: pd.Series, now: pd.Timestamp) -> tuple[pd.DataFr
         out.loc[todo, "actual"] = out.loc[todo, "target_time"].map(y).to_numpy()
         out.loc[todo, "scored_at"] = pd.Timestamp(now)
     return out, int(todo.sum())
-
-
-def observed_prices(raw: pd.DataFrame) -> pd.Series:
-    """Prices actually observed, by hour (no forward fill: a missing hour cannot score a prediction)."""
-    s = pd.Series(pd.to_numeric(raw["price"], errors="coerce").to_numpy(), index=pd.to_datetime(raw["timestamp"], utc=True))
-    return s[~s.index.duplicated(keep="last")].dropna().sort_index()
 
 
 InForce = Callable[[pd.Timestamp], "tuple[ServedForecaster, Mapping[str, Any]] | None"]
@@ -222,12 +217,6 @@ def update_log(
 
 
 # -- live accuracy --------------------------------------------------------------------------------
-def realized_volatility(y: pd.Series, hours: int) -> float:
-    """Standard deviation of hourly log returns over the last ``hours`` hours (nan if too few)."""
-    r = np.log(y).diff().dropna().iloc[-hours:]
-    return float(r.std()) if len(r) >= 2 else float("nan")
-
-
 def too_few(n: float, min_scored: int) -> str | None:
     """The "too few to score" status of a score from ``n`` rows, or None when there are enough."""
     return f"too few to score (n < {int(min_scored)})" if n < min_scored else None
@@ -260,14 +249,12 @@ def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None,
     if status:
         return {**out, **dict.fromkeys(("mae", "naive_mae", "rel_mae", *(f"coverage_{lv}" for lv in LEVELS))),
                 "status": status}
-    err = (g["actual"] - g["forecast"]).abs()
-    naive = (g["actual"] - g["last_price"]).abs()
-    out["mae"] = float(err.mean())
-    out["naive_mae"] = float(naive.mean())
-    out["rel_mae"] = float(err.sum() / naive.sum()) if naive.sum() > 0 else float("nan")
+    actual, forecast, naive = g["actual"], g["forecast"], g["last_price"]
+    out["mae"] = metrics.mae(actual, forecast)
+    out["naive_mae"] = metrics.mae(actual, naive)
+    out["rel_mae"] = metrics.rel_mae(actual, forecast, naive)
     for lv in LEVELS:
-        inside = (g["actual"] >= g[f"lower_{lv}"]) & (g["actual"] <= g[f"upper_{lv}"])
-        out[f"coverage_{lv}"] = float(inside.mean())
+        out[f"coverage_{lv}"] = metrics.coverage(actual, g[f"lower_{lv}"], g[f"upper_{lv}"])
     return out
 
 
@@ -286,8 +273,8 @@ def live_metrics(
         "logged": int(len(log)),
         "scored": int(log["actual"].notna().sum()) if len(log) else 0,
         "not_in_force": int((~log["in_force"].astype(bool)).sum()) if len(log) and "in_force" in log else 0,
-        "realized_vol_24h": realized_volatility(y, 24),
-        "realized_vol_30d": realized_volatility(y, 24 * 30),
+        "realized_vol_24h": latest_realized_vol(y, 24),
+        "realized_vol_30d": latest_realized_vol(y, 24 * 30),
         "horizons": {},
     }
     for h in horizons:
@@ -305,9 +292,9 @@ def flat_live_metrics(live: Mapping[str, Any]) -> dict[str, float]:
         if key in live:
             out[key if key.startswith("realized") else f"live_{key}"] = float(live[key])
     for h, parts in live.get("horizons", {}).items():
-        for part, metrics in parts.items():
+        for part, scores in parts.items():
             suffix = f"_{h}h" + ("" if part == "all" else "_window")
-            for name, value in metrics.items():
+            for name, value in scores.items():
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
                     out[f"live_{name}{suffix}"] = float(value)
     return {k: v for k, v in out.items() if isinstance(v, float) and math.isfinite(v)}
@@ -363,7 +350,7 @@ def retrain_decision(
     if window["n"] >= drift_min_scored and rel is not None and rel > drift_max_rel_mae:
         return {"due": True, "reason": f"drift: live 1 h rel_mae {rel:.3f} > {drift_max_rel_mae} over the last "
                                        f"{drift_window_hours} h ({int(window['n'])} scored)", "age_hours": age}
-    v24, v30 = realized_volatility(y, 24), realized_volatility(y, 24 * 30)
+    v24, v30 = latest_realized_vol(y, 24), latest_realized_vol(y, 24 * 30)
     if v24 > 0 and v30 > 0 and v24 / v30 > drift_volatility_ratio:
         return {"due": True, "reason": f"drift: 24 h volatility {v24:.4f} is {v24 / v30:.1f}x the 30-day "
                                        f"{v30:.4f} (limit {drift_volatility_ratio}x)", "age_hours": age}

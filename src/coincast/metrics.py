@@ -1,7 +1,11 @@
-"""Forecast accuracy metrics. Every function takes aligned arrays and ignores rows with a NaN."""
+"""Forecast accuracy metrics, the one definition the backtest, the live scoring and the dashboard use.
+
+Every function takes aligned arrays (or Series) and ignores rows with a missing value.
+"""
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 
 
 def _clean(*arrays: np.ndarray) -> list[np.ndarray]:
@@ -10,9 +14,14 @@ def _clean(*arrays: np.ndarray) -> list[np.ndarray]:
     return [a[ok] for a in arrs]
 
 
+def abs_errors(actual, forecast):
+    """|actual - forecast| row by row, NaN where either is missing (Series in, Series out)."""
+    return np.abs(actual - forecast)
+
+
 def mae(actual, forecast) -> float:
     a, f = _clean(actual, forecast)
-    return float(np.mean(np.abs(a - f))) if len(a) else float("nan")
+    return float(np.mean(abs_errors(a, f))) if len(a) else float("nan")
 
 
 def rmse(actual, forecast) -> float:
@@ -26,9 +35,13 @@ def mape(actual, forecast) -> float:
     return float(np.mean(np.abs((a - f) / a)) * 100) if len(a) else float("nan")
 
 
+def mase_scale(y: pd.Series, horizon: int) -> float:
+    """The in-sample MAE of the naive forecast ``horizon`` hours ahead on the hourly series ``y``."""
+    return float((y - y.shift(horizon)).abs().mean())
+
+
 def mase(actual, forecast, scale: float) -> float:
-    """MAE divided by ``scale``: the in-sample MAE of the naive forecast at the same horizon, measured on the
-    history before the first scored origin."""
+    """MAE divided by ``scale``: :func:`mase_scale` of the history before the first scored origin."""
     return mae(actual, forecast) / scale if scale and np.isfinite(scale) else float("nan")
 
 
@@ -50,10 +63,14 @@ def directional_accuracy(actual, forecast, last) -> float:
 
 
 def coverage(actual, lower, upper) -> float:
-    a, lo, hi = _clean(actual, lower, upper)
-    return float(np.mean((a >= lo) & (a <= hi))) if len(a) else float("nan")
+    """Share of rows whose actual lies in [lower, upper]. An infinite bound is a bound (too few errors to
+    calibrate give an interval without an upper limit, which covers every actual); a NaN one is no interval."""
+    a, lo, hi = (np.asarray(x, dtype=float) for x in (actual, lower, upper))
+    ok = np.isfinite(a) & ~np.isnan(lo) & ~np.isnan(hi)
+    return float(np.mean((a[ok] >= lo[ok]) & (a[ok] <= hi[ok]))) if ok.any() else float("nan")
 
 
 def mean_width(lower, upper) -> float:
+    """Mean interval width (upper - lower) over the rows with both bounds finite."""
     lo, hi = _clean(lower, upper)
     return float(np.mean(hi - lo)) if len(lo) else float("nan")

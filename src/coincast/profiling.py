@@ -20,25 +20,16 @@ lazily, inside `profile_html`, so `import coincast.profiling` stays cheap.
 from __future__ import annotations
 
 import copy
-import functools
-import importlib
+import json
 import logging
-import os
-import threading
 import time
 import warnings
-from contextlib import ExitStack, contextmanager
-import json
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from typing import Any, Mapping
 
 import pandas as pd
 
-# ydata-profiling sends a usage ping (requests.get to packages.ydata.ai, no timeout) whenever a
-# ProfileReport is created, unless this variable is set to a non-empty value. Offline hosts can
-# hang on it, so it is switched off before ydata_profiling is ever imported.
-if not os.environ.get("YDATA_PROFILING_NO_ANALYTICS"):
-    os.environ["YDATA_PROFILING_NO_ANALYTICS"] = "True"
+from coincast.patches import ydata_patched
 
 logger = logging.getLogger(__name__)
 
@@ -49,20 +40,9 @@ HISTOGRAM_BINS = 25
 
 # ydata draws every numeric/date variable twice: a thumbnail ("mini histogram") next to the
 # variable's summary table and the full histogram under "More details". ydata has no setting for
-# the thumbnail; `profile_html` skips it in the fast mode (the variable keeps its full histogram).
-# Measured: ~8.2 s -> ~4.5 s on its own, ~6.4 s -> ~3.8 s together with HISTOGRAM_BINS.
+# the thumbnail; `profile_html` skips it in the fast mode (coincast.patches.ydata_patched).
 DROP_MINI_HISTOGRAMS = True
 
-# Modules of ydata-profiling 4.18 that draw the thumbnail (each imports `mini_histogram` by name).
-_MINI_HISTOGRAM_MODULES = (
-    "ydata_profiling.report.structure.variables.render_real",
-    "ydata_profiling.report.structure.variables.render_count",
-    "ydata_profiling.report.structure.variables.render_date",
-)
-# ydata 4.18 wraps its per-column loop in a tqdm bar that ignores `progress_bar=False`.
-_LEAKY_TQDM_MODULE = "ydata_profiling.model.pandas.summary_pandas"
-
-_patch_lock = threading.Lock()
 _ProfileReport: Any = None
 
 
@@ -153,7 +133,7 @@ def profile_html(
 
     ProfileReport = _ydata()
     start = time.perf_counter()
-    with _patched_ydata(drop_mini_histograms=minimal and DROP_MINI_HISTOGRAMS):
+    with ydata_patched(drop_mini_histograms=minimal and DROP_MINI_HISTOGRAMS):
         # deepcopy: ydata merges its defaults into the dicts it is given.
         report = ProfileReport(df, **copy.deepcopy(profile_config(title, description, minimal)))
         html = report.to_html()
@@ -221,37 +201,3 @@ def _ydata() -> Any:
         _ProfileReport = ProfileReport
         logger.info("imported ydata_profiling in %.1f s", time.perf_counter() - start)
     return _ProfileReport
-
-
-def _no_mini_histogram(*args: Any, **kwargs: Any) -> None:
-    return None  # ydata renders None as an empty slot (report.utils.image_or_empty)
-
-
-@contextmanager
-def _patched_ydata(drop_mini_histograms: bool) -> Iterator[None]:
-    """Temporarily work around what ydata 4.18 cannot configure; restored on exit.
-
-    - its per-column tqdm bar, which ignores progress_bar=False: silenced;
-    - the thumbnail histogram (DROP_MINI_HISTOGRAMS): skipped when drop_mini_histograms.
-    Serialised with a lock because the patches are module attributes.
-    """
-    with _patch_lock, ExitStack() as stack:
-        summary = importlib.import_module(_LEAKY_TQDM_MODULE)
-        if hasattr(summary, "tqdm"):
-            stack.enter_context(_setattr(summary, "tqdm", functools.partial(summary.tqdm, disable=True)))
-        if drop_mini_histograms:
-            for name in _MINI_HISTOGRAM_MODULES:
-                module = importlib.import_module(name)
-                if hasattr(module, "mini_histogram"):
-                    stack.enter_context(_setattr(module, "mini_histogram", _no_mini_histogram))
-        yield
-
-
-@contextmanager
-def _setattr(obj: Any, name: str, value: Any) -> Iterator[None]:
-    original = getattr(obj, name)
-    setattr(obj, name, value)
-    try:
-        yield
-    finally:
-        setattr(obj, name, original)

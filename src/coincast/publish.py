@@ -30,6 +30,7 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from coincast import io
+from coincast.timeseries import to_utc, utc_now
 
 POINTER = "published"
 SNAPSHOT_PREFIX = ".published-"
@@ -45,8 +46,7 @@ class PublishError(RuntimeError):
 # --- build stamps -------------------------------------------------------------------------------------------
 def new_build_id(source: str, clock: Any = None) -> str:
     """``<source>-<clock as YYYYmmddTHHMMSSZ>-<8 hex>``: unique per extraction, readable, safe in a file name."""
-    t = pd.Timestamp(clock) if clock is not None else pd.Timestamp.now(tz="UTC")
-    t = t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+    t = to_utc(clock) if clock is not None else utc_now()
     return f"{source}-{t:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
 
 

@@ -12,24 +12,13 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from coincast.calibration import LEVELS, level_key, quantile_for, realized_vol
+from coincast.calibration import LEVELS, level_key, quantile_for
 from coincast.models import Forecaster
+from coincast.timeseries import hourly_series, realized_vol
 
 FORECAST_COLUMNS = ["horizon", "target_time", "forecast"] + [
     f"{side}_{level_key(lv)}" for lv in LEVELS for side in ("lower", "upper")
 ]
-
-
-def hourly_series(history: pd.DataFrame) -> pd.Series:
-    """timestamp/price rows -> a price Series on the complete hourly UTC grid (gaps forward-filled)."""
-    if not {"timestamp", "price"} <= set(history.columns):
-        raise ValueError(f"history needs timestamp and price columns, got {list(history.columns)}")
-    ts = pd.to_datetime(history["timestamp"], utc=True)
-    y = pd.Series(pd.to_numeric(history["price"], errors="coerce").to_numpy(), index=ts).sort_index()
-    y = y[~y.index.duplicated(keep="last")].dropna()
-    if y.empty:
-        raise ValueError("history has no prices")
-    return y.asfreq("h").ffill()
 
 
 @dataclass

@@ -20,10 +20,11 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
+from coincast.timeseries import HOUR, log_returns, utc_times
+
 logger = logging.getLogger(__name__)
 
 REQUIRED_COLUMNS = ("timestamp", "price", "volume")
-HOUR = pd.Timedelta(hours=1)
 Ranges = Sequence[tuple[pd.Timestamp, pd.Timestamp]]
 
 DEFAULTS: dict[str, Any] = {
@@ -80,7 +81,7 @@ def hour_ranges(hours: Sequence[pd.Timestamp] | pd.DatetimeIndex, ranges: Ranges
     """The union of ``ranges`` (inclusive [first, last] hour pairs) and ``hours``, as sorted runs of
     consecutive hours: [(first, last), ...]."""
     spans = [(pd.Timestamp(a), pd.Timestamp(b)) for a, b in ranges]
-    idx = pd.DatetimeIndex(pd.to_datetime(list(hours), utc=True)).unique().sort_values()
+    idx = pd.DatetimeIndex(utc_times(list(hours))).unique().sort_values()
     if len(idx):
         breaks = np.flatnonzero(np.diff(idx.asi8) != HOUR.value) + 1
         starts, ends = np.r_[0, breaks], np.r_[breaks, len(idx)] - 1
@@ -139,10 +140,10 @@ def _jumps(df: pd.DataFrame, lim: Mapping[str, Any], validated: Ranges, accepted
     """The largest 1-hour move among those not accepted before: a move ending at hour t is judged unless
     both t - 1 h and t lie in ``validated`` (accepted by an earlier passing gate) or t is in ``accepted``."""
     series = df.dropna(subset=["timestamp"]).sort_values("timestamp")
-    series = series.set_index(pd.to_datetime(series["timestamp"], utc=True))["price"]
+    series = series.set_index(utc_times(series["timestamp"]))["price"]
     series = series[~series.index.duplicated()].asfreq("h") if len(series) else series
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = np.log(series.where(series > 0)).diff().abs().dropna()
+        r = log_returns(series.where(series > 0)).abs().dropna()
     ends = pd.DatetimeIndex(r.index)
     old = in_ranges(ends, validated) & in_ranges(ends - HOUR, validated) if len(ends) else np.zeros(0, bool)
     by_person = np.asarray(ends.isin(pd.DatetimeIndex(list(accepted)))) if len(accepted) and len(ends) else np.zeros(len(ends), bool)
@@ -211,14 +212,14 @@ def run_checks(
     dupes = int(df["timestamp"].dropna().duplicated().sum())
     checks.append(_check("unique_timestamps", dupes == 0, f"{dupes} duplicate timestamps", duplicates=dupes))
 
-    ts = pd.to_datetime(df["timestamp"].dropna(), utc=True, errors="coerce").dropna().drop_duplicates().sort_values()
+    ts = utc_times(df["timestamp"].dropna(), errors="coerce").dropna().drop_duplicates().sort_values()
     off_grid = int((ts != ts.dt.floor("h")).sum())
     checks.append(_check("hourly_grid", off_grid == 0, f"{off_grid} timestamps not on the hour", off_grid=off_grid))
 
     if len(ts) >= 2:
-        span_hours = int((ts.iloc[-1] - ts.iloc[0]) / pd.Timedelta(hours=1)) + 1
+        span_hours = int((ts.iloc[-1] - ts.iloc[0]) / HOUR) + 1
         missing = span_hours - len(ts)
-        gaps = (ts.diff().dropna() / pd.Timedelta(hours=1)) - 1
+        gaps = (ts.diff().dropna() / HOUR) - 1
         longest = int(gaps.max()) if len(gaps) else 0
         frac = missing / span_hours
         ok = frac <= lim["max_missing_fraction"] and longest <= lim["max_gap_hours"]
@@ -232,7 +233,7 @@ def run_checks(
         checks.append(_check("gaps", False, "fewer than 2 timestamps", missing_hours=None))
 
     if now is not None and len(ts):
-        age = (pd.Timestamp(now) - ts.iloc[-1]) / pd.Timedelta(hours=1)
+        age = (pd.Timestamp(now) - ts.iloc[-1]) / HOUR
         checks.append(_check(
             "staleness", age <= lim["max_staleness_hours"],
             f"last row {age:.1f} h before the clock (limit {lim['max_staleness_hours']} h)",
@@ -270,7 +271,7 @@ def validate_data(
         raise TypeError(f"validate_data got unknown limit(s): {', '.join(sorted(unknown))}")
     jumps_ok = [pd.Timestamp(a["time"]) for a in accepted if a.get("check", "jumps") == "jumps"]
     checks = run_checks(df, now=now, quarantined=quarantined, validated=validated, accepted=jumps_ok, **limits)
-    times = pd.to_datetime(df["timestamp"], utc=True) if "timestamp" in df.columns and len(df) else None
+    times = utc_times(df["timestamp"]) if "timestamp" in df.columns and len(df) else None
     in_window = [dict(a) for a in accepted
                  if times is not None and times.min() <= pd.Timestamp(a["time"]) <= times.max()]
     report = {

@@ -41,9 +41,8 @@ def dvc_enabled(root: str | os.PathLike) -> bool:
 
 
 def _dvc(root: Path, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
-    env = {**os.environ, "DVC_NO_ANALYTICS": "1"}
-    return subprocess.run([dvc_executable(), *args], cwd=root, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+    # DVC's analytics are off in this process's environment (coincast.patches.telemetry_off), so in DVC's too
+    return subprocess.run([dvc_executable(), *args], cwd=root, capture_output=True, text=True, timeout=timeout)
 
 
 def snapshot(root: str | os.PathLike, source: str, push: bool = True, timeout: float = 300) -> str:

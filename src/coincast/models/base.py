@@ -17,8 +17,6 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-HOUR = pd.Timedelta(hours=1)
-
 
 class Forecaster:
     """Base class: a name, its settings (``spec``) and fit/predict."""
@@ -54,7 +52,3 @@ def last_value(y: pd.Series) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"the price at the origin {y.index[-1]} is missing or not positive ({value})")
     return value
-
-
-def future_index(origin: pd.Timestamp, horizons: Sequence[int]) -> pd.DatetimeIndex:
-    return pd.DatetimeIndex([origin + h * HOUR for h in horizons])

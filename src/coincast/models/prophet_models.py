@@ -22,15 +22,12 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from coincast.models.base import HOUR, Forecaster, last_value
+from coincast.models.base import Forecaster, last_value
+from coincast.timeseries import HOUR, log_returns, naive_utc
 
 logger = logging.getLogger(__name__)
 for _noisy in ("cmdstanpy", "prophet", "prophet.plot"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
-
-
-def _naive_utc(index: pd.DatetimeIndex) -> pd.DatetimeIndex:
-    return index.tz_convert("UTC").tz_localize(None) if index.tz is not None else index
 
 
 class _ProphetBase(Forecaster):
@@ -90,7 +87,7 @@ class _ProphetBase(Forecaster):
         target = self._target(y.iloc[-window - 1:]).replace([np.inf, -np.inf], np.nan).dropna().iloc[-window:]
         if len(target) < 48:
             raise ValueError(f"{self.name}: needs at least 48 hours to fit, got {len(target)}")
-        frame = pd.DataFrame({"ds": _naive_utc(target.index), "y": target.to_numpy()})
+        frame = pd.DataFrame({"ds": naive_utc(target.index), "y": target.to_numpy()})
         model = self._new_prophet()
         try:
             model.fit(frame, init=self._warm, **self.fit_kwargs) if self._warm else model.fit(frame, **self.fit_kwargs)
@@ -113,7 +110,7 @@ class _ProphetBase(Forecaster):
     def _evaluate(self, index: pd.DatetimeIndex) -> pd.Series:
         if self.model is None:
             raise RuntimeError(f"{self.name} is not fitted")
-        out = self.model.predict(pd.DataFrame({"ds": _naive_utc(index)}))
+        out = self.model.predict(pd.DataFrame({"ds": naive_utc(index)}))
         return pd.Series(out[self.column].to_numpy(), index=index)
 
     def component(self, times: pd.DatetimeIndex) -> np.ndarray:
@@ -182,7 +179,7 @@ class ProphetReturns(_ProphetBase):
         super().__init__(name, window_days=window_days, n_changepoints=n_changepoints, **kw)
 
     def _target(self, y: pd.Series) -> pd.Series:
-        return np.log(y).diff()
+        return log_returns(y)
 
     def _new_prophet(self) -> Any:
         m = super()._new_prophet()

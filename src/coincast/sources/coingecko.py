@@ -24,6 +24,7 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 from coincast import __version__
 from coincast.sources.base import OBSERVATION_COLUMNS, SourceError, clip_window, empty_observations, parse_market_chart
+from coincast.timeseries import to_utc
 
 logger = logging.getLogger(__name__)
 
@@ -313,11 +314,6 @@ class CoinGeckoClient:
             return False
 
 
-def _utc(ts: Any) -> pd.Timestamp:
-    ts = pd.Timestamp(ts)
-    return ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-
-
 class CoinGeckoSource:
     """Observations from the live API, hourly where CoinGecko offers it (windows of 2..90 days)."""
 
@@ -336,7 +332,7 @@ class CoinGeckoSource:
         self.vs_currency = vs_currency.lower()
         self.config = config if config is not None else config_from_env()
         self.client = CoinGeckoClient(self.config)
-        self._fixed_now = None if now is None else _utc(now)
+        self._fixed_now = None if now is None else to_utc(now)
 
     def now(self) -> pd.Timestamp:
         """The clock: the ``now`` given at construction, else the real UTC time."""
@@ -347,11 +343,11 @@ class CoinGeckoSource:
 
     def plan_requests(self, coin: str, start: pd.Timestamp, end: pd.Timestamp) -> list[tuple[str, dict[str, Any]]]:
         """The (path, params) requests ``fetch`` makes for [start, end]."""
-        start, end = _utc(start), _utc(end)
+        start, end = to_utc(start), to_utc(end)
         base = f"/coins/{quote(coin, safe='')}"
         # market_chart?days=N covers [real now - N days, real now]: usable only when the window ends at the
         # real clock (a fixed clock in the past, e.g. replay_now, needs /range)
-        now = _utc(self.wall_clock())
+        now = to_utc(self.wall_clock())
         back = now - start
         if abs(end - now) <= pd.Timedelta(hours=1) and back <= pd.Timedelta(days=MAX_HOURLY_DAYS):
             days = max(MIN_HOURLY_DAYS, math.ceil(back / pd.Timedelta(days=1)))
@@ -369,7 +365,7 @@ class CoinGeckoSource:
 
     def fetch(self, coin: str, start: pd.Timestamp, end: pd.Timestamp) -> pd.DataFrame:
         """Observations of ``coin`` in [start, end] (UTC): sorted, unique timestamps."""
-        start, end = _utc(start), _utc(end)
+        start, end = to_utc(start), to_utc(end)
         if not coin or end < start:
             raise CoinGeckoError(f"bad request: coin={coin!r}, start={start}, end={end} (need a coin id and start <= end)")
         frames = []

@@ -17,6 +17,7 @@ from pathlib import Path
 import pandas as pd
 
 from coincast.sources.base import OBSERVATION_COLUMNS, SourceError, clip_window, parse_market_chart
+from coincast.timeseries import utc_times
 
 logger = logging.getLogger(__name__)
 
@@ -61,7 +62,7 @@ def _frame_to_observations(raw: pd.DataFrame, path: Path) -> pd.DataFrame:
             "market_cap": pd.to_numeric(raw[mcap_col], errors="coerce").to_numpy() if mcap_col else float("nan"),
         }
     )
-    df["timestamp"] = pd.to_datetime(df["timestamp"], utc=True)
+    df["timestamp"] = utc_times(df["timestamp"])
     return df
 
 
