@@ -7,13 +7,14 @@ from typing import Any
 import pandas as pd
 
 from coincast.backtest import NAIVE
+from coincast.timeseries import naive_utc, utc_times
 
 HISTORY_HOURS = 72
 
 
 def plot_times(values: Any) -> list[Any]:
     """UTC timestamps without a zone (plotly.js has no time zones: mixing offsets and naive strings shifts)."""
-    return list(pd.to_datetime(pd.Series(list(values)), utc=True).dt.tz_convert(None))
+    return list(naive_utc(utc_times(list(values))))
 
 
 def forecast_figure(raw: pd.DataFrame | None, forecast: pd.DataFrame | None, coin: str = "",
@@ -68,7 +69,7 @@ def error_by_hour(backtest_forecasts: pd.DataFrame | None, horizon: int = 1) -> 
         g = g.loc[g["scored"].astype(bool)]
     if g.empty:
         return pd.DataFrame()
-    g = g.assign(hour=pd.to_datetime(g["origin"], utc=True).dt.hour, abs_error=(g["actual"] - g["forecast"]).abs())
+    g = g.assign(hour=utc_times(g["origin"]).dt.hour, abs_error=(g["actual"] - g["forecast"]).abs())
     return g.pivot_table(index="hour", columns="model", values="abs_error", aggfunc="mean").sort_index()
 
 
