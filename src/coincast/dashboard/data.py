@@ -158,7 +158,6 @@ def mlflow_champion(project_root: str | os.PathLike | None, coin: str) -> dict[s
     local = local_store(env_uri)
     if local is not None and not local.exists():  # MLflow would create it (and its folders)
         return {"ok": False, "message": f"no MLflow registry at {local}"}
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

@@ -22,15 +22,13 @@ import re
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline hosts hang on it
+import mlflow
+from filelock import FileLock
+from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
-import mlflow  # noqa: E402
-from filelock import FileLock  # noqa: E402
-from mlflow.entities import Metric, RunTag  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
-
-from coincast.timeseries import to_utc, utc_now  # noqa: E402
+from coincast.timeseries import to_utc, utc_now
 
 logger = logging.getLogger(__name__)
 
