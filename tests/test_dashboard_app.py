@@ -2,14 +2,16 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
 import sys
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from coincast import io
+from coincast import io, patches
 from coincast.dashboard import app, render, serve
 from conftest import ROOT
 from dashboard_products import (T_LAST, find, fmt2, live_json, outputs, prediction_log, publish_products, raw_frame,
@@ -190,3 +192,17 @@ def test_voila_command_and_notebook_are_thin():
     assert len(code) <= 4 and all(not c.get("outputs") for c in nb["cells"])
     statements = [line for c in code for line in c.splitlines() if line.strip() and not line.startswith("#")]
     assert statements == ["from coincast.dashboard import app", "app.prepare()", "app.dashboard()"]
+
+
+def test_voila_and_its_kernels_get_telemetry_off_from_the_launcher():
+    """``python -m coincast.dashboard`` imports coincast (patches.telemetry_off), then execs Voila, whose kernels
+    inherit its environment: the process it execs sees every TELEMETRY_OFF variable, the caller's left alone."""
+    env = {k: v for k, v in os.environ.items() if k not in patches.TELEMETRY_OFF}
+    env["DVC_NO_ANALYTICS"] = "caller's"
+    show = f"import json, os; print(json.dumps({{k: os.environ.get(k) for k in {sorted(patches.TELEMETRY_OFF)!r}}}))"
+    code = ("import sys\nfrom coincast.dashboard import serve\n"
+            f"serve.voila_command = lambda *a, **k: [sys.executable, '-c', {show!r}]\n"
+            f"serve.main(['--project', {str(ROOT)!r}])")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.splitlines()[-1]) == {**patches.TELEMETRY_OFF, "DVC_NO_ANALYTICS": "caller's"}

@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from coincast.dashboard import charts
+from coincast.metrics import mae_by_hour
 from dashboard_products import backtest_forecasts, forecast_frame, raw_frame
 
 
@@ -36,7 +37,7 @@ def test_forecast_figure():
 def test_error_by_hour():
     raw = raw_frame()
     bf = backtest_forecasts(raw)
-    table = charts.error_by_hour(bf, 1)
+    table = mae_by_hour(bf, 1)
     assert list(table.columns) == ["drift", "naive"] and set(table.index) <= set(range(24))
     g = bf[(bf["model"] == "naive")].assign(hour=bf["origin"].dt.hour)
     g = g[g["hour"] == 5]
@@ -47,5 +48,5 @@ def test_error_by_hour():
     wide = table.assign(seasonal_naive=table["naive"] * 5, prophet_x=table["naive"] * 1.1)
     shown = {t.name: t.visible for t in charts.error_by_hour_figure(wide, "drift", 1).data}
     assert shown == {"drift": True, "naive": True, "seasonal_naive": "legendonly", "prophet_x": True}
-    assert charts.error_by_hour(None).empty and charts.error_by_hour(bf.drop(columns=["actual"])).empty
-    assert charts.error_by_hour(bf.assign(scored=False)).empty
+    assert mae_by_hour(None).empty and mae_by_hour(bf.drop(columns=["actual"])).empty
+    assert mae_by_hour(bf.assign(scored=False)).empty

@@ -1,23 +1,15 @@
 """Plotly figures of a backtest: error by origin and by hour of day, each model against naive."""
 from __future__ import annotations
 
-import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
 from coincast.backtest import NAIVE, BacktestResult
-from coincast.metrics import abs_errors
-
-
-def _scored(result: BacktestResult, horizon: int) -> pd.DataFrame:
-    fc = result.forecasts
-    g = fc.loc[fc["scored"] & (fc["horizon"] == horizon) & fc["actual"].notna()].copy()
-    g["abs_error"] = abs_errors(g["actual"], g["forecast"])
-    return g
+from coincast.metrics import mae_by_hour, scored_errors
 
 
 def error_by_origin(result: BacktestResult, horizon: int = 1, smooth_hours: int = 24) -> go.Figure:
-    g = _scored(result, horizon)
+    g = scored_errors(result.forecasts, horizon)
     fig = go.Figure()
     for name, m in g.groupby("model", sort=False):
         s = m.set_index("origin")["abs_error"].rolling(smooth_hours, min_periods=1).mean()
@@ -29,11 +21,10 @@ def error_by_origin(result: BacktestResult, horizon: int = 1, smooth_hours: int 
 
 
 def error_by_hour(result: BacktestResult, horizon: int = 1) -> go.Figure:
-    g = _scored(result, horizon)
-    g["hour"] = g["origin"].dt.hour
+    table = mae_by_hour(result.forecasts, horizon)
     fig = go.Figure()
-    for name, m in g.groupby("model", sort=False):
-        s = m.groupby("hour")["abs_error"].mean()
+    for name in (m for m in result.forecasts["model"].unique() if m in table.columns):  # in the models' order
+        s = table[name].dropna()
         fig.add_trace(go.Scatter(x=s.index, y=s.to_numpy(), mode="lines+markers", name=name,
                                  line={"width": 3 if name == NAIVE else 1.5}))
     fig.update_layout(title=f"{horizon} h MAE by hour of day of the origin (UTC)",

@@ -1,11 +1,17 @@
 """Forecast accuracy metrics, the one definition the backtest, the live scoring and the dashboard use.
 
-Every function takes aligned arrays (or Series) and ignores rows with a missing value.
+Every function takes aligned arrays (or Series) and ignores rows with a missing value; the last two take the
+backtest's forecasts (``backtest_forecasts.parquet``: model, origin, horizon, forecast, actual, scored).
 """
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+
+from coincast.timeseries import utc_times
+
+#: The columns of the backtest's forecasts that :func:`mae_by_hour` needs (``scored`` is optional).
+FORECAST_COLUMNS = frozenset({"model", "origin", "horizon", "forecast", "actual"})
 
 
 def _clean(*arrays: np.ndarray) -> list[np.ndarray]:
@@ -74,3 +80,23 @@ def mean_width(lower, upper) -> float:
     """Mean interval width (upper - lower) over the rows with both bounds finite."""
     lo, hi = _clean(lower, upper)
     return float(np.mean(hi - lo)) if len(lo) else float("nan")
+
+
+def scored_errors(forecasts: pd.DataFrame, horizon: int) -> pd.DataFrame:
+    """The rows of one horizon that are scored (all, without a ``scored`` column) and have an actual, with
+    ``abs_error`` and ``hour`` (the origin's hour of day, UTC) added."""
+    g = forecasts.loc[(forecasts["horizon"] == horizon) & forecasts["actual"].notna()]
+    if "scored" in g.columns:
+        g = g.loc[g["scored"].astype(bool)]
+    return g.assign(hour=utc_times(g["origin"]).dt.hour, abs_error=abs_errors(g["actual"], g["forecast"]))
+
+
+def mae_by_hour(forecasts: pd.DataFrame | None, horizon: int = 1) -> pd.DataFrame:
+    """MAE of one horizon's scored forecasts by hour of day (UTC) of the origin: index hour 0-23, one column per
+    model (by name); hours and models with no error left out. Empty without such rows (or the columns)."""
+    if forecasts is None or forecasts.empty or not FORECAST_COLUMNS <= set(forecasts.columns):
+        return pd.DataFrame()
+    g = scored_errors(forecasts, horizon)
+    if g.empty:
+        return pd.DataFrame()
+    return g.pivot_table(index="hour", columns="model", values="abs_error", aggfunc="mean").sort_index()

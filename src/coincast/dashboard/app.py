@@ -22,6 +22,7 @@ import pandas as pd
 from coincast.dashboard import charts, render
 from coincast.dashboard.data import find_project, list_coins, load_coin, mlflow_champion, read_profile, read_settings
 from coincast.dashboard.summary import champion_name, freshness, headline, live_accuracy, staleness_limit
+from coincast.metrics import mae_by_hour
 
 logger = logging.getLogger(__name__)
 
@@ -204,7 +205,7 @@ def coin_panel(products_dir: str | os.PathLike, coin: str, project_root: str | o
     parts.append(_html_widget(h("Backtest: champion vs naive vs the other models")
                               + _safe("the backtest", lambda: render.backtest_html(cp.backtest, champ)), "cc-backtest"))
     try:
-        by_hour = charts.error_by_hour(cp.backtest_forecasts, 1)
+        by_hour = mae_by_hour(cp.backtest_forecasts, 1)
     except Exception:
         logger.debug("error by hour failed", exc_info=True)
         by_hour = pd.DataFrame()

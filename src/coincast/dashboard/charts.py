@@ -7,13 +7,14 @@ from typing import Any
 import pandas as pd
 
 from coincast.backtest import NAIVE
+from coincast.timeseries import naive_utc, utc_times
 
 HISTORY_HOURS = 72
 
 
 def plot_times(values: Any) -> list[Any]:
     """UTC timestamps without a zone (plotly.js has no time zones: mixing offsets and naive strings shifts)."""
-    return list(pd.to_datetime(pd.Series(list(values)), utc=True).dt.tz_convert(None))
+    return list(naive_utc(utc_times(list(values))))
 
 
 def forecast_figure(raw: pd.DataFrame | None, forecast: pd.DataFrame | None, coin: str = "",
@@ -58,23 +59,10 @@ def forecast_figure(raw: pd.DataFrame | None, forecast: pd.DataFrame | None, coi
     return fig
 
 
-def error_by_hour(backtest_forecasts: pd.DataFrame | None, horizon: int = 1) -> pd.DataFrame:
-    """Mean absolute error by hour of day (UTC) of the origin: index hour 0-23, one column per model."""
-    bf = backtest_forecasts
-    if bf is None or bf.empty or not {"model", "origin", "horizon", "forecast", "actual"} <= set(bf.columns):
-        return pd.DataFrame()
-    g = bf.loc[(bf["horizon"] == horizon) & bf["actual"].notna()]
-    if "scored" in g.columns:
-        g = g.loc[g["scored"].astype(bool)]
-    if g.empty:
-        return pd.DataFrame()
-    g = g.assign(hour=pd.to_datetime(g["origin"], utc=True).dt.hour, abs_error=(g["actual"] - g["forecast"]).abs())
-    return g.pivot_table(index="hour", columns="model", values="abs_error", aggfunc="mean").sort_index()
-
-
 def error_by_hour_figure(table: pd.DataFrame, champion: str | None = None, horizon: int = 1,
                          hide_above: float = 1.5) -> Any:
-    """One line per model; models whose mean error is over ``hide_above`` × naive's start hidden (legend only)."""
+    """One line per model of ``table`` (:func:`coincast.metrics.mae_by_hour`); models whose mean error is over
+    ``hide_above`` × naive's start hidden (legend only)."""
     import plotly.graph_objects as go
 
     fig = go.Figure()
@@ -103,4 +91,4 @@ def figure_bundle(fig: Any) -> dict[str, Any]:
             "text/plain": f"<plotly figure: {fig.layout.title.text or ''}>"}
 
 
-__all__ = ["HISTORY_HOURS", "error_by_hour", "error_by_hour_figure", "figure_bundle", "forecast_figure", "plot_times"]
+__all__ = ["HISTORY_HOURS", "error_by_hour_figure", "figure_bundle", "forecast_figure", "plot_times"]

@@ -15,6 +15,8 @@ from typing import Any
 
 import pandas as pd
 
+from coincast.timeseries import utc_times
+
 PROJECT_ENV = "COINCAST_PROJECT"
 # files that make a folder under products/ a coin's products (or its published snapshot: coincast.publish)
 PRODUCT_FILES = ("published", "failed.json", "extract.json", "validation.json", "raw.parquet", "forecast.parquet",
@@ -91,7 +93,7 @@ def read_frame(path: Path, time_columns: tuple[str, ...]) -> pd.DataFrame:
     df = pd.read_parquet(path)
     for col in time_columns:
         if col in df.columns:
-            df[col] = pd.to_datetime(df[col], utc=True)
+            df[col] = utc_times(df[col])
     return df
 
 
@@ -156,7 +158,6 @@ def mlflow_champion(project_root: str | os.PathLike | None, coin: str) -> dict[s
     local = local_store(env_uri)
     if local is not None and not local.exists():  # MLflow would create it (and its folders)
         return {"ok": False, "message": f"no MLflow registry at {local}"}
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     for name in ("mlflow", "alembic", "sqlalchemy"):
         logging.getLogger(name).setLevel(logging.ERROR)
     try:

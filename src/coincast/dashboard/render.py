@@ -11,7 +11,7 @@ value; ``data-value`` = the full float).
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import datetime
 from pathlib import Path
 from typing import Any, Mapping
 
@@ -23,6 +23,7 @@ from coincast.backtest import NAIVE
 from coincast.dashboard.data import CoinProducts
 from coincast.dashboard.summary import backtest_table
 from coincast.display import data_label
+from coincast.timeseries import to_utc, utc_now
 
 SOURCE_NAMES = {"coingecko": "live CoinGecko", "simulated": "simulated", "replay": "replayed"}
 
@@ -54,7 +55,7 @@ def fmt_time(ts: Any) -> str:
     if ts is None:
         return "–"
     try:
-        t = pd.to_datetime(ts, utc=True)
+        t = to_utc(ts)
     except (TypeError, ValueError):
         return str(ts)
     if pd.isna(t):
@@ -136,7 +137,7 @@ def title_html() -> str:
 
 def stamp_html(reads: int, coin: str | None, read_at: datetime | None = None) -> str:
     """When the products were read; ``data-reads`` changes last, so a test knows the new panel is in place."""
-    when = (read_at or datetime.now(timezone.utc)).strftime("%Y-%m-%d %H:%M:%S UTC")
+    when = (read_at or utc_now()).strftime("%Y-%m-%d %H:%M:%S UTC")
     return render("stamp.html", reads=reads, coin=coin or "", read_at=when)
 
 

@@ -54,7 +54,6 @@ def main(argv: list[str] | None = None) -> int:
     except FileNotFoundError as exc:
         print(f"coincast dashboard: {exc}", file=sys.stderr)
         return 2
-    os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")
     os.environ[PROJECT_ENV] = str(root)
     print(f"coincast dashboard: http://{args.ip}:{args.port}/ (products of {root})", flush=True)
     os.chdir(root)

@@ -12,6 +12,7 @@ import pandas as pd
 
 from coincast.backtest import NAIVE
 from coincast.live import too_few
+from coincast.timeseries import to_utc, utc_now, utc_times
 
 DEFAULT_STALENESS_HOURS = 3.0
 
@@ -24,26 +25,26 @@ def headline(raw: pd.DataFrame | None, forecast: pd.DataFrame | None) -> dict[st
         r = raw.dropna(subset=["price"]).sort_values("timestamp")
         if len(r):
             out["last_price"] = float(r["price"].iloc[-1])
-            out["last_time"] = pd.to_datetime(r["timestamp"].iloc[-1], utc=True)
+            out["last_time"] = to_utc(r["timestamp"].iloc[-1])
     if forecast is not None and len(forecast) and {"horizon", "forecast"} <= set(forecast.columns):
         f = forecast.sort_values("horizon")
         row = f.iloc[0]
         nxt = {k: (float(row[k]) if k in row and pd.notna(row[k]) else None)
                for k in ("forecast", "lower_80", "upper_80", "lower_95", "upper_95")}
         nxt["horizon"] = int(row["horizon"])
-        nxt["target_time"] = pd.to_datetime(row["target_time"], utc=True) if "target_time" in row else None
+        nxt["target_time"] = to_utc(row["target_time"]) if "target_time" in row else None
         out["next"] = nxt
         for key in ("model_name", "model_version"):
             if key in f.columns:
                 out[key] = None if pd.isna(row[key]) else str(row[key])
         for key in ("data_through", "generated_at"):
             if key in f.columns and pd.notna(row[key]):
-                out[key] = pd.to_datetime(row[key], utc=True)
+                out[key] = to_utc(row[key])
         base = out["last_price"]
         if out["data_through"] is not None and raw is not None and out["last_time"] is not None \
                 and out["data_through"] != out["last_time"]:
             # the change is relative to the price the forecast was made from
-            match = raw.loc[pd.to_datetime(raw["timestamp"], utc=True) == out["data_through"], "price"]
+            match = raw.loc[utc_times(raw["timestamp"]) == out["data_through"], "price"]
             base = float(match.iloc[-1]) if len(match) else base
         if base and nxt["forecast"] is not None:
             out["change_pct"] = 100.0 * (nxt["forecast"] / base - 1.0)
@@ -66,18 +67,18 @@ def freshness(extract: Mapping[str, Any] | None, raw: pd.DataFrame | None, limit
               now: pd.Timestamp | None = None) -> dict[str, Any]:
     """How old the last data point is. Live data is compared with the real clock (``now``, default the
     current time); simulated and replayed data with the clock the extraction ran at (extract.json ``now``)."""
-    real_now = pd.to_datetime(now, utc=True) if now is not None else pd.Timestamp.now(tz="UTC")
+    real_now = to_utc(now) if now is not None else utc_now()
     extract = extract or {}
     last = None
     if raw is not None and len(raw) and "timestamp" in raw.columns:
-        last = pd.to_datetime(raw["timestamp"], utc=True).max()
+        last = utc_times(raw["timestamp"]).max()
     elif extract.get("last"):
-        last = pd.to_datetime(extract["last"], utc=True)
+        last = to_utc(extract["last"])
     live = extract.get("source") == "coingecko" and not extract.get("simulated")
     if live or not extract.get("now"):
         clock, clock_kind = real_now, "the real clock"
     else:
-        clock = pd.to_datetime(extract["now"], utc=True)
+        clock = to_utc(extract["now"])
         clock_kind = f"the {'replay' if extract.get('source') == 'replay' else 'simulation'} clock"
     age = None if last is None or pd.isna(last) else (clock - last).total_seconds() / 3600.0
     return {"last": last, "clock": clock, "clock_kind": clock_kind, "age_hours": age, "limit_hours": float(limit_hours),

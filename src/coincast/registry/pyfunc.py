@@ -16,6 +16,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from coincast.serving import FORECAST_COLUMNS, ServedForecaster
+from coincast.timeseries import to_utc
 
 HORIZONS = tuple(range(1, 25))
 
@@ -38,7 +39,7 @@ class CoincastPyfunc(mlflow.pyfunc.PythonModel):
         if max_horizon < 1:
             raise ValueError(f"max_horizon must be at least 1, got {max_horizon}")
         out = self.served.forecast(history, tuple(range(1, max_horizon + 1)))
-        out["target_time"] = [pd.Timestamp(t).tz_convert("UTC").isoformat() for t in out["target_time"]]
+        out["target_time"] = [to_utc(t).isoformat() for t in out["target_time"]]
         out["horizon"] = out["horizon"].astype("int64")
         return out.reset_index(drop=True)
 
@@ -57,8 +58,7 @@ def model_signature() -> ModelSignature:
 def input_example(served: ServedForecaster, end: Any = None) -> pd.DataFrame:
     """A small history the model can forecast from (ISO timestamps, JSON friendly)."""
     n = max(int(served.model.min_history), served.vol_window + 1, 25) + 1
-    end_ts = pd.Timestamp(end) if end is not None else pd.Timestamp("2024-01-01T00:00Z")
-    end_ts = (end_ts.tz_localize("UTC") if end_ts.tzinfo is None else end_ts.tz_convert("UTC")).floor("h")
+    end_ts = to_utc(end if end is not None else "2024-01-01T00:00Z").floor("h")
     ts = pd.date_range(end=end_ts, periods=n, freq="h")
     i = np.arange(n)
     price = 100.0 * np.exp(0.002 * np.sin(i / 3.0) + 0.0001 * i)

@@ -19,18 +19,16 @@ import math
 import os
 import posixpath
 import re
-from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping, Sequence
 
-os.environ.setdefault("MLFLOW_DISABLE_TELEMETRY", "true")  # offline hosts hang on it
+import mlflow
+from filelock import FileLock
+from mlflow.entities import Metric, RunTag
+from mlflow.exceptions import MlflowException
+from mlflow.tracking import MlflowClient
 
-import mlflow  # noqa: E402
-import pandas as pd  # noqa: E402
-from filelock import FileLock  # noqa: E402
-from mlflow.entities import Metric, RunTag  # noqa: E402
-from mlflow.exceptions import MlflowException  # noqa: E402
-from mlflow.tracking import MlflowClient  # noqa: E402
+from coincast.timeseries import to_utc, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -206,12 +204,10 @@ def clean_tags(tags: Mapping[str, Any]) -> dict[str, str]:
 def _run_name(coin: str, params: Mapping[str, Any], tags: Mapping[str, Any]) -> str:
     through = tags.get("data_through") or params.get("data_through")
     if through is None:
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H%MZ")
+        stamp = utc_now().strftime("%Y-%m-%dT%H%MZ")
     else:
         try:
-            ts = pd.Timestamp(through)
-            ts = ts.tz_localize("UTC") if ts.tzinfo is None else ts.tz_convert("UTC")
-            stamp = ts.strftime("%Y-%m-%dT%H%MZ")
+            stamp = to_utc(through).strftime("%Y-%m-%dT%H%MZ")
         except (TypeError, ValueError):
             stamp = re.sub(r"[^A-Za-z0-9_.:-]", "_", str(through))
     return f"{coin}-{stamp}"
@@ -277,7 +273,7 @@ def _log_live(client: MlflowClient, coin: str, metrics: Mapping[str, float], now
                                 tags={LIVE_RUN_TAG: coin, "coin": coin, "mlflow.runName": f"live-{coin}"})
         run_id = run.info.run_id
         client.set_terminated(run_id, "FINISHED")
-    ts = pd.Timestamp(now)
+    ts = to_utc(now)
     step = int(ts.timestamp() // 3600)
     millis = int(ts.timestamp() * 1000)
     client.log_batch(

@@ -14,7 +14,6 @@ from __future__ import annotations
 import functools
 import json
 import logging
-from datetime import datetime, timezone
 from typing import Any, Callable, Mapping, Sequence
 
 import mlflow
@@ -28,6 +27,7 @@ from coincast.registry import tracking
 from coincast.registry.promotion import decide, explain, finite, metric, pick_challenger
 from coincast.registry.pyfunc import load_served, log_pyfunc
 from coincast.serving import ServedForecaster
+from coincast.timeseries import utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def _annotate(client: MlflowClient, name: str, version: str, reason: str, champi
     client.update_model_version(name, version, description=reason)
     if champion:
         client.set_model_version_tag(name, version, "promoted_at",
-                                     datetime.now(timezone.utc).isoformat(timespec="seconds"))
+                                     utc_now().isoformat(timespec="seconds"))
         client.set_registered_model_alias(name, CHAMPION, version)
 
 
