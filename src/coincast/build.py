@@ -16,10 +16,13 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, TextIO
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, TextIO
 
 from coincast import console
 from coincast.startup import PIPELINE_MODULES, preload
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 logger = logging.getLogger(__name__)
 
@@ -33,7 +36,7 @@ PRELOAD = ("ploomber.spec", *PIPELINE_MODULES)
 @dataclass(frozen=True)
 class NextHour:
     """The champion's forecast for the first hour ahead, with its 80 % interval."""
-    target_time: Any
+    target_time: pd.Timestamp
     forecast: float
     lower_80: float
     upper_80: float
