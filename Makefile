@@ -47,9 +47,12 @@ $(STAMP): pyproject.toml requirements.lock Makefile
 
 ## make demo: offline, full pipeline on the built-in simulator (or REPLAY_FILE=path to replay a real file);
 ## the simulated raw history and prediction log are versioned with DVC and pushed to the local remote.
+## DVC runs quietly (-q: no stage banner, no `git add dvc.lock` advice); coincast's own lines say what failed.
 demo: $(STAMP) dvc-init
 ifeq ($(strip $(REPLAY_FILE)),)
-	$(VENV_PATH) COINCAST_ENV="$(ENV_FILE)" $(BIN)/dvc repro --force build@simulated
+	@$(VENV_PATH) COINCAST_ENV="$(ENV_FILE)" $(BIN)/dvc repro -q --force build@simulated || { echo "make demo: \
+	dvc repro build@simulated failed (coincast's lines above say why; for DVC's own errors run it without -q)" >&2; \
+	exit 1; }
 	$(BIN)/dvc push -q build@simulated
 else
 	$(BIN)/coincast build --source replay --replay-file "$(REPLAY_FILE)" $(if $(ENV_FILE),--env $(ENV_FILE))

@@ -242,7 +242,8 @@ def ticks(b: Bench, reps: int) -> dict[str, Any]:
 
 
 IMPORTS = {  # what a tick process imports before any work (as each does it): the pipeline's path vs the plain script's
-    "imports_tick_coincast": "from coincast.cli import _preload; _preload({'notebook_executor': 'ploomber-engine'})",
+    "imports_tick_coincast": ("from coincast.build import preload_build; "
+                              "preload_build({'notebook_executor': 'ploomber-engine'})"),
     "imports_tick_plain": "from coincast.patches import PIPELINE_MODULES, preload; preload(PIPELINE_MODULES)",
 }
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -127,3 +128,15 @@ def copy_built(project: Path, dest: Path) -> Path:
 @pytest.fixture
 def demo_copy(demo: Path, tmp_path: Path) -> Path:
     return copy_built(demo, tmp_path / "project")
+
+
+def progress(stdout: str) -> list[tuple[str, str, str]]:
+    """The (coin, task, done | FAILED) lines a `coincast build` printed as its tasks completed, in order."""
+    return re.findall(r"^  (\S+) +(\S+) +(done|FAILED) +[\d.]+ s$", stdout, flags=re.M)
+
+
+def summary(stdout: str) -> dict[str, dict[str, str]]:
+    """The summary table a `coincast build` printed at its end: {coin: {column: value}}."""
+    lines = stdout[stdout.rindex("\ncoin ") + 1:].splitlines()
+    header = re.split(r" {2,}", lines[0].strip())
+    return {row[0]: dict(zip(header, row)) for row in (re.split(r" {2,}", line.strip()) for line in lines[1:] if line)}

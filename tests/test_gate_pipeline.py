@@ -17,7 +17,7 @@ import pytest
 from cg_server import FakeCoinGecko
 from coincast.history import read_history, read_quarantine
 from coincast.sources.simulated import simulate_hourly
-from conftest import BIN, SHARED_DATA, coincast, need_shared, run
+from conftest import BIN, SHARED_DATA, coincast, need_shared, progress, run
 
 pytestmark = pytest.mark.pipeline
 
@@ -136,4 +136,4 @@ def test_a_healed_api_repairs_the_coin_within_the_same_hour(project: Path, tmp_p
         second = coincast(project, *args, env=env)
     assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
     assert report_of(project, "bitcoin")["passed"]
-    assert "extract" in next(line for line in second.stdout.splitlines() if line.startswith("coincast: bitcoin: ok"))
+    assert ("bitcoin", "extract", "done") in progress(second.stdout), second.stdout

@@ -40,21 +40,3 @@ def test_checks_table():
     assert table.loc["min_rows", "passed"] == False  # noqa: E712
     assert "10 rows" in table.loc["min_rows", "detail"]
 
-
-def test_cli_root_cause_line():
-    from coincast.cli import _root_cause
-
-    text = ("ploomber.exceptions.TaskBuildError: Error when executing task 'extract'\n"
-            "coincast.sources.coingecko.CoinGeckoError: cannot reach api.coingecko.com: no network?\nNeed help?")
-    assert _root_cause(text) == "CoinGeckoError: cannot reach api.coingecko.com: no network?"
-
-
-def test_build_hour_makes_each_new_hour_a_fresh_build():
-    from coincast.cli import with_build_hour
-
-    live = {"source": "coingecko", "replay_now": None, "build_hour": None}
-    assert with_build_hour(live, "2026-01-01T10:59Z")["build_hour"] == "2026-01-01T10:00:00+00:00"
-    assert with_build_hour(live, "2026-01-01T11:01Z")["build_hour"] == "2026-01-01T11:00:00+00:00"
-    fixed = {**live, "replay_now": "2025-06-01T12:00Z"}
-    assert with_build_hour(fixed)["build_hour"] is None  # a fixed clock: a second build is a no-op
-    assert with_build_hour({**live, "source": "replay"})["build_hour"] is None

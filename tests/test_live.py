@@ -243,12 +243,14 @@ def test_hourly_log_file_takes_debug_lines_only_when_verbose(tmp_path):
 
 
 def test_tick_result_separates_built_and_failed_coins():
+    from coincast.build import BuildResult
     from coincast.hourly import TickResult
 
-    r = TickResult(clock=None, results={"bitcoin": "ok (ran: extract)", "nosuchcoin": "build failed: 404"})
+    ok, failed = BuildResult("bitcoin", built=("extract",)), BuildResult("nosuchcoin", error="404")
+    r = TickResult(clock=None, results={"bitcoin": ok, "nosuchcoin": failed})
     assert r.built == ["bitcoin"] and r.failed == {"nosuchcoin": "build failed: 404"} and not r.ok
-    assert TickResult(clock=None, results={"bitcoin": "ok (ran: nothing, up to date)"}).ok
-    assert not TickResult(clock=None, results={"bitcoin": "ok"}, dvc="dvc failed: no remote").ok
+    assert TickResult(clock=None, results={"bitcoin": BuildResult("bitcoin")}).ok
+    assert not TickResult(clock=None, results={"bitcoin": ok}, dvc="dvc failed: no remote").ok
 
 
 # --- catch-up rows are made by the version in force at their hour (issue 14, item 5) ----------------------

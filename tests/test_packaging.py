@@ -74,7 +74,7 @@ def test_notebooks_have_no_injected_cells():
 
 
 def test_coin_workers_fork_with_everything_the_notebooks_import():
-    """cli.PRELOAD (coincast.patches.PIPELINE_MODULES) is imported, collector off, before notebooks run in-process
+    """build.PRELOAD (coincast.patches.PIPELINE_MODULES) is imported, collector off, before notebooks run in-process
     or coin workers fork; a notebook import missing from it is paid again (in every worker). Checked in a fresh
     interpreter: this one has imported most of the package already."""
     import ast
@@ -90,7 +90,8 @@ def test_coin_workers_fork_with_everything_the_notebooks_import():
             elif isinstance(node, ast.Import):
                 wanted |= {a.name for a in node.names}
     assert "coincast.registry" in wanted and "coincast.backtest" in wanted
-    code = ("import sys, json\nfrom coincast.cli import _preload\n_preload({'notebook_executor': 'ploomber-engine'})\n"
+    code = ("import sys, json\nfrom coincast.build import preload_build\n"
+            "preload_build({'notebook_executor': 'ploomber-engine'})\n"
             f"print(json.dumps(sorted(m for m in {sorted(wanted)!r} if m not in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr[-2000:]

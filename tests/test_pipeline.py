@@ -14,7 +14,7 @@ import yaml
 
 from cg_server import FakeCoinGecko
 from coincast.sources.simulated import simulate_hourly
-from conftest import BIN, BTC_CSV, DEMO_ARGS, coincast, need_shared, run
+from conftest import BIN, BTC_CSV, DEMO_ARGS, coincast, need_shared, progress, run, summary
 
 pytestmark = pytest.mark.pipeline
 
@@ -61,12 +61,32 @@ def assert_complete(project: Path, coin: str) -> dict:
     return meta
 
 
+NOISE = ("These parameters are not used", "Kernel is running over TCP", "cmdstanpy", "Executing", "INFO")
+
+
 def test_demo_simulated_two_coins_then_a_noop_build(demo: Path):
     """The session's demo build (conftest ``demo``: two coins side by side, coin_jobs=2, two worker processes, one
     new MLflow sqlite store), then the same command again: nothing runs, nothing is rewritten."""
     project = demo
+    result = json.loads((demo.parent / "outcome.json").read_text())  # what the demo build printed
+    # what a person reads: a line per coin and task, then the summary table; the known noise (render warnings,
+    # Stan's and the progress bars' lines) is not on the console (papermill's kernel noise: the live-path test)
+    console = result["stdout"] + result["stderr"]
+    tasks = ["extract", "validate", "features", "profile", "train", "forecast", "monitor", "publish"]
+    assert progress(result["stdout"]) == [(c, t, "done") for c in ("bitcoin", "ethereum") for t in tasks], console
+    assert len(console.splitlines()) < 25 and not result["stderr"], console
+    for noise in NOISE:
+        assert noise not in console, console
+    table = summary(result["stdout"])
     for coin in ("bitcoin", "ethereum"):
         meta = assert_complete(project, coin)
+        registry = json.loads((products(project, coin) / "registry.json").read_text())["champion"]
+        forecast = pd.read_parquet(products(project, coin) / "forecast.parquet").iloc[0]
+        assert table[coin] == {"coin": coin, "tasks run": "8 of 8", "gate": "passed",
+                               "champion": f"{registry['model_name']} v{registry['version']}",
+                               "next hour (UTC)": f"{forecast['target_time']:%Y-%m-%d %H:%M}",
+                               "forecast": f"{forecast['forecast']:,.6g}",
+                               "80 % interval": f"{forecast['lower_80']:,.6g} - {forecast['upper_80']:,.6g}"}
         assert meta["source"] == "simulated" and meta["simulated"] is True
         assert meta["last"] == "2025-06-01T12:00:00+00:00" and meta["rows"] == 30 * 24 + 1
         assert "SIMULATED" in (products(project, coin) / "profile.html").read_text()
@@ -79,7 +99,9 @@ def test_demo_simulated_two_coins_then_a_noop_build(demo: Path):
     stamps = {p: p.stat().st_mtime_ns for p in (project / "products").rglob("*") if p.is_file()}
     again = coincast(project, *DEMO_ARGS)
     assert again.returncode == 0, again.stderr[-3000:]
-    assert again.stdout.count("nothing, up to date") == 2, again.stdout[-2000:]
+    assert again.stdout.count("up to date: nothing to run") == 2, again.stdout[-2000:]
+    assert {coin: row["tasks run"] for coin, row in summary(again.stdout).items()} == {"bitcoin": "0 of 8",
+                                                                                       "ethereum": "0 of 8"}
     assert stamps == {p: p.stat().st_mtime_ns for p in (project / "products").rglob("*") if p.is_file()}
 
 
@@ -119,6 +141,10 @@ def test_live_path_against_a_local_coingecko_never_leaks_the_key(project: Path, 
                           "--set", "notebook_executor=papermill", env=env)
         seen = list(server.requests)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    console = result.stdout + result.stderr  # a kernel per notebook, and none of their start-up noise shown
+    assert len(progress(result.stdout)) == 8 and len(console.splitlines()) < 20, console
+    for noise in NOISE:
+        assert noise not in console, console
     meta = assert_complete(project, "bitcoin")
     assert meta["source"] == "coingecko" and meta["rows"] == 20 * 24 + 1
     assert seen and all(r.headers.get("x-cg-demo-api-key") == secret for r in seen)
@@ -140,15 +166,19 @@ def test_coins_side_by_side_one_failing_does_not_stop_the_other(project: Path, t
                           "--set", "coin_jobs=2", env=env)
     assert result.returncode == 1, result.stdout[-3000:] + result.stderr[-3000:]
     assert "building 2 coins, 2 at a time" in result.stdout
-    assert "coincast: bitcoin: ok (ran: extract," in result.stdout
+    lines = progress(result.stdout)
+    assert ("bitcoin", "extract", "done") in lines and ("bitcoin", "publish", "done") in lines
+    table = summary(result.stdout)
+    assert table["bitcoin"]["tasks run"] == "8 of 8" and table["bitcoin"]["gate"] == "passed"
+    assert table["nosuchcoin"]["tasks run"] == "0 of 8, extract failed" and table["nosuchcoin"]["gate"] == "-"
     failed = [line for line in result.stderr.splitlines() if line.startswith("coincast: nosuchcoin: ")]
     assert len(failed) == 1 and "build failed" in failed[0] and "not found" in failed[0], result.stderr[-3000:]
     meta = assert_complete(project, "bitcoin")
     assert meta["rows"] == 20 * 24 + 1
     assert not (products(project, "nosuchcoin") / "validation.json").exists()
-    # each coin's output printed whole, one coin after the other
-    out = result.stdout
-    assert out.index("building nosuchcoin") < out.index("building bitcoin") < out.index("coincast: bitcoin: ok")
+    # each coin's output printed whole, one coin after the other, then the summary
+    assert lines[0] == ("nosuchcoin", "extract", "FAILED") and all(coin == "bitcoin" for coin, _, _ in lines[1:])
+    assert result.stdout.index("  nosuchcoin ") < result.stdout.index("  bitcoin ") < result.stdout.index("\ncoin ")
 
 
 def test_no_network_fails_fast_with_a_hint(project: Path, tmp_path: Path):
@@ -222,6 +252,10 @@ def test_gate_stops_the_build_and_keeps_downstream_products(demo_copy: Path, tmp
     assert result.returncode == 1
     verdict = [line for line in result.stderr.splitlines() if "validation gate failed" in line]
     assert len(verdict) == 1 and "jumps (" in verdict[0], result.stderr[-2000:]
+    # the one-line reason, with no traceback above it (it goes to logs/build.log)
+    assert "Traceback" not in result.stdout + result.stderr and "DAG build failed" not in result.stderr
+    assert progress(result.stdout)[-1] == ("bitcoin", "validate", "FAILED")
+    assert summary(result.stdout)["bitcoin"]["gate"] == "FAILED"
     report = json.loads((out / "validation.json").read_text())
     assert report["failed"] == ["jumps"] and not report["passed"]
     assert before == {name: (out / name).read_bytes() for name in downstream}

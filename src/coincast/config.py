@@ -13,7 +13,7 @@ from typing import Any, Mapping
 import pandas as pd
 import yaml
 
-from coincast.timeseries import to_utc, utc_now  # noqa: F401  (utc_now: hourly.py imports it from here until the merge)
+from coincast.timeseries import to_utc
 
 logger = logging.getLogger(__name__)
 

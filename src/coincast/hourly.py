@@ -22,6 +22,8 @@ from typing import Any, Iterator, Mapping
 import pandas as pd
 from filelock import FileLock, Timeout
 
+from coincast.build import BuildResult, build, with_build_hour
+
 logger = logging.getLogger(__name__)
 
 #: Exit status of a tick that found another one running (EX_TEMPFAIL: "try again later").
@@ -41,22 +43,19 @@ class ReplayRefused(RuntimeError):
 @dataclass
 class TickResult:
     clock: pd.Timestamp | None
-    results: dict[str, str] = field(default_factory=dict)
+    results: dict[str, BuildResult] = field(default_factory=dict)
     dvc: str | None = None
     seconds: float = 0.0
 
     @property
     def built(self) -> list[str]:
         """The coins whose build succeeded."""
-        failed = self.failed
-        return [coin for coin in self.results if coin not in failed]
+        return [coin for coin, r in self.results.items() if r.ok]
 
     @property
     def failed(self) -> dict[str, str]:
         """The coins whose build failed, with their one-line error."""
-        from coincast.cli import failed_coins
-
-        return failed_coins(self.results)
+        return {coin: r.message for coin, r in self.results.items() if not r.ok}
 
     @property
     def ok(self) -> bool:
@@ -92,8 +91,6 @@ def file_logger(log_dir: str | os.PathLike, name: str = "hourly.log") -> logging
 
 def tick_env(env: Mapping[str, Any], clock: pd.Timestamp | None) -> dict[str, Any]:
     """The env of one tick: a replayed ``clock`` becomes ``replay_now``; a real one stamps ``build_hour``."""
-    from coincast.cli import with_build_hour
-
     out = dict(env)
     if clock is not None:
         out["replay_now"] = pd.Timestamp(clock).isoformat()
@@ -105,7 +102,6 @@ def run_tick(project: Path, env: Mapping[str, Any], clock: pd.Timestamp | None =
     """One tick under the lock (``locked``: the caller holds it): build every coin, then snapshot the data
     in DVC (``snapshot``: default env's dvc_snapshot). Raises AlreadyRunning if another tick holds the lock."""
     from coincast import versioning
-    from coincast.cli import build
 
     started = time.perf_counter()
     with contextlib.nullcontext() if locked else tick_lock(env["lock_file"]):
@@ -131,7 +127,7 @@ def run_tick(project: Path, env: Mapping[str, Any], clock: pd.Timestamp | None =
 
 def describe(result: TickResult) -> list[str]:
     clock = result.clock.isoformat() if result.clock is not None else "now"
-    lines = [f"tick {clock}: {coin}: {outcome}" for coin, outcome in result.results.items()]
+    lines = [f"tick {clock}: {coin}: {r.message}" for coin, r in result.results.items()]
     if result.dvc:
         lines.append(f"tick {clock}: {result.dvc}")
     lines.append(f"tick {clock}: {'ok' if result.ok else 'FAILED'} in {result.seconds:.1f} s")
@@ -142,7 +138,8 @@ def describe(result: TickResult) -> list[str]:
 def replay_start(env: Mapping[str, Any], hours: int, start: Any = None) -> pd.Timestamp:
     """The first tick's clock: ``start``, else ``hours - 1`` hours before the env's clock (replay_now, the
     replay file's end, or the real clock), at TICK_MINUTE past the hour."""
-    from coincast.config import parse_time, utc_now
+    from coincast.config import parse_time
+    from coincast.timeseries import utc_now
     from coincast.extract import resolve_clock
 
     if start is not None:
@@ -231,7 +228,7 @@ def _replay_ticks(project: Path, env: Mapping[str, Any], bar: Any, seconds: list
         for line in describe(result):
             logger.info(line)
         if not result.ok:
-            failed.append({"clock": clock.isoformat(), "results": result.results})
+            failed.append({"clock": clock.isoformat(), "results": {c: r.message for c, r in result.results.items()}})
             bar.write(f"tick {clock.isoformat()} failed: " + "; ".join(
                 f"{c}: {r}" for c, r in result.failed.items()))
     if not env.get("dvc_snapshot"):
@@ -248,12 +245,14 @@ def replay(project: Path, env: Mapping[str, Any], hours: int, start: Any = None,
     ReplayRefused, before any tick, if a coin's prediction log has already passed the first hour."""
     from tqdm.auto import tqdm
 
+    from coincast.patches import no_tqdm_monitor_thread
+
     first = replay_start(env, hours, start)
     clocks = [first + pd.Timedelta(hours=i) for i in range(hours)]
     failed: list[dict[str, Any]] = []
     started = time.perf_counter()
     seconds = []
-    tqdm.monitor_interval = 0  # no monitor thread: coins built side by side fork from this process
+    no_tqdm_monitor_thread()  # coins built side by side fork from this process
     bar = tqdm(clocks, desc="replay", unit="tick", disable=not progress, file=sys.stderr)
     with tick_lock(env["lock_file"]):
         refusal = replay_refusal(env, first)

@@ -26,8 +26,12 @@ from coincast.models.base import Forecaster, last_value
 from coincast.timeseries import HOUR, log_returns, naive_utc
 
 logger = logging.getLogger(__name__)
+# Stan logs two INFO lines per fit ("Chain [1] start/done processing"): hundreds per backtest. cmdstanpy sets
+# its logger to DEBUG with a console handler of its own on first use unless it finds a handler: the NullHandler
+# keeps this level (warnings still reach the root logger's handlers, or stderr).
 for _noisy in ("cmdstanpy", "prophet", "prophet.plot"):
     logging.getLogger(_noisy).setLevel(logging.WARNING)
+    logging.getLogger(_noisy).addHandler(logging.NullHandler())
 
 
 class _ProphetBase(Forecaster):
