@@ -25,13 +25,15 @@ def test_history_accumulates_and_is_never_lost(tmp_path: Path):
     first = extract("bitcoin", 10, "simulated", replay_now="2025-06-01T00:10Z", history_dir=tmp_path)
     path = tmp_path / "simulated" / "seed42" / "bitcoin-usd.parquet"
     assert first.rows_added == 241 and len(read_history(path)) == 241
+    assert first.added_hours.equals(pd.DatetimeIndex(first.data["timestamp"]))  # a first build: every hour is new
     stored_first = read_history(path)
     later = extract("bitcoin", 2, "simulated", replay_now="2025-06-03T00:10Z", history_dir=tmp_path)
     assert later.rows_added == 48 and later.history_rows == 241 + 48
     assert len(later.data) == 49  # the window is 2 days; the history keeps all 289 hours
+    assert later.added_hours.equals(pd.DatetimeIndex(later.data["timestamp"].iloc[1:]))  # what 01's chart marks
     pd.testing.assert_frame_equal(read_history(path).iloc[:241], stored_first)  # nothing stored was changed
     again = extract("bitcoin", 2, "simulated", replay_now="2025-06-03T00:10Z", history_dir=tmp_path)
-    assert again.rows_added == 0
+    assert again.rows_added == 0 and again.added_hours.empty
 
 
 def test_failed_fetch_leaves_history_untouched(tmp_path: Path):
@@ -78,6 +80,7 @@ def test_a_hole_inside_the_history_is_refetched(tmp_path: Path):
     write_parquet_atomic(full.drop(index=range(50, 60)), path)  # lose 10 hours in the middle
     again = extract("bitcoin", 5, "simulated", replay_now="2024-05-05T00:10Z", history_dir=tmp_path)
     assert again.rows_added == 10
+    assert again.added_hours.equals(pd.DatetimeIndex(full["timestamp"].iloc[50:60]))
     pd.testing.assert_frame_equal(read_history(path), full)
 
 

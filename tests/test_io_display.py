@@ -38,5 +38,5 @@ def test_checks_table():
     report = validate_data(hourly_frame(10), fail_on_error=False)
     table = display.checks_table(report)
     assert table.loc["min_rows", "passed"] == False  # noqa: E712
-    assert "10 rows" in table.loc["min_rows", "detail"]
+    assert "10 rows" in table.loc["min_rows", "message"]
 

@@ -388,3 +388,25 @@ def test_a_champion_of_another_series_or_from_the_future_is_retrained():
     assert "coingecko/api/eur" in trained_elsewhere({**champ, "vs_currency": "eur"}, meta)
     assert "after this build's clock" in trained_elsewhere({**champ, "data_through": "2026-01-03T00:00:00+00:00"}, meta)
     assert trained_elsewhere({"data_through": champ["data_through"]}, meta) is None  # an older version: no tags
+
+
+def test_accuracy_over_time_ends_at_the_window_score_and_says_too_few_before():
+    raw = hourly_frame(300)
+    now = raw["timestamp"].iloc[250] + pd.Timedelta(minutes=30)  # a build: data through the hour after the log's
+    log, _ = live.score(make_log(raw, 250, 60), live.observed_prices(raw.iloc[:251]), now)
+    log.loc[log.index[:4], "in_force"] = False  # made by a model trained after their hour: never scored
+    over = live.accuracy_over_time(log, [1, 24], window_hours=48, min_scored=20)
+    assert list(over.columns) == ["horizon", "target_time", "n", "rel_mae", "coverage_80", "coverage_95"]
+    for h in (1, 24):
+        g = over.loc[over["horizon"] == h]
+        assert g["target_time"].is_monotonic_increasing and g["target_time"].max() <= now
+        window = live.accuracy(log, h, now - pd.Timedelta(hours=48), min_scored=20)
+        last = g.iloc[-1]
+        assert last["n"] == window["n"]
+        for key in ("rel_mae", "coverage_80", "coverage_95"):  # live.json's window numbers, at the newest hour
+            assert last[key] == pytest.approx(window[key])
+        early = g.loc[g["n"] < 20]
+        assert len(early) and early[["rel_mae", "coverage_80", "coverage_95"]].isna().all().all()  # too few
+    all_time = live.accuracy_over_time(log, [1], window_hours=1000, min_scored=1)
+    assert all_time["n"].iloc[-1] == live.accuracy(log, 1)["n"] == 60 - 2  # rows not in force are left out
+    assert live.accuracy_over_time(live.empty_log(), [1, 24], 48, 20).empty

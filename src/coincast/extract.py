@@ -40,6 +40,8 @@ class Extraction:
     extra: dict[str, Any] = field(default_factory=dict)
     quarantined: pd.DataFrame = field(default_factory=empty_quarantine)  # this extraction's rejected rows
     build_id: str = ""  # this extraction's stamp (coincast.publish): set once, so every summary() agrees
+    # the window's hours this extraction added to the history (all of them without a history)
+    added_hours: pd.DatetimeIndex = field(default_factory=lambda: pd.DatetimeIndex([], tz="UTC"))
 
     def __post_init__(self) -> None:
         if not self.build_id:
@@ -127,12 +129,12 @@ def extract(
         obs = src.fetch(coin, start, now)
         hourly, bad = split_rows(align_to_hourly(obs))
         hourly["source"] = src.name
-        history, added = hourly, len(hourly)
+        history, added, stored_before = hourly, len(hourly), pd.DatetimeIndex([], tz="UTC")
         batches.append(quarantine_rows(bad, src.name, "standalone"))
     else:
         path = history_path(history_dir, src, coin, vs_currency)
         history, legacy = repair_history(path)  # bad rows of older versions out: their hours are refetched
-        added = 0
+        added, stored_before = 0, pd.DatetimeIndex(history["timestamp"])
         try:
             for lo, hi in missing_ranges(history, start, now):
                 stored = store_batch(path, src.fetch(coin, lo, hi), src.name)
@@ -151,7 +153,8 @@ def extract(
         extra["data_version"] = file_md5(path) if path.exists() else None
         extra["history_file"] = str(path)
         extra["quarantined_legacy"] = legacy
-    return Extraction(window, coin, src.name, now, start, added, len(history), extra, quarantined)
+    fetched = pd.DatetimeIndex(window["timestamp"]).difference(stored_before)
+    return Extraction(window, coin, src.name, now, start, added, len(history), extra, quarantined, added_hours=fetched)
 
 
 def history_file_for(env: Mapping[str, Any], coin: str) -> Path:

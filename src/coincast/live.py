@@ -310,6 +310,37 @@ def summary_table(live: Mapping[str, Any]) -> pd.DataFrame:
     return pd.DataFrame(rows).set_index(["horizon_h", "span"]) if rows else pd.DataFrame()
 
 
+def accuracy_over_time(log: pd.DataFrame, horizons: Sequence[int], window_hours: int,
+                       min_scored: int = 1) -> pd.DataFrame:
+    """Live accuracy as it stood at each scored hour: per horizon and target hour, what :func:`accuracy` gives
+    over the ``window_hours`` before it (n, rel_mae, coverage 80/95: the metrics module's definitions, summed
+    over a rolling window), each NaN ("too few to score") from fewer than ``min_scored`` rows. At the newest
+    data hour (a build scores up to it) that is live.json's window score. Columns: horizon, target_time, n,
+    rel_mae, coverage_80, coverage_95; no rows before anything is scored."""
+    columns = ["horizon", "target_time", "n", "rel_mae", *(f"coverage_{lv}" for lv in LEVELS)]
+    frames = []
+    for h in horizons:
+        g = in_force_rows(log, h)
+        g = g.loc[g["actual"].notna()].sort_values("target_time").set_index("target_time")
+        if g.empty:
+            continue
+        actual = g["actual"]
+        err, base = metrics.abs_errors(actual, g["forecast"]), metrics.abs_errors(actual, g["last_price"])
+        both = err.notna() & base.notna()  # rel_mae's rows: actual, forecast and naive all known
+        parts = pd.DataFrame({"row": 1.0, "err": err.where(both), "naive": base.where(both)})
+        for lv in LEVELS:  # coverage's rows: both bounds known
+            lo, hi = g[f"lower_{lv}"], g[f"upper_{lv}"]
+            parts[lv] = ((actual >= lo) & (actual <= hi)).astype(float).where(lo.notna() & hi.notna())
+        window = parts.rolling(f"{int(window_hours)}h")  # (t - window, t]: accuracy's "target_time > since"
+        sums, counts = window.sum(), window.count()
+        out = pd.DataFrame({"horizon": int(h), "target_time": parts.index, "n": sums["row"].to_numpy(),
+                            "rel_mae": (sums["err"] / sums["naive"].where(sums["naive"] > 0)).to_numpy(),
+                            **{f"coverage_{lv}": (sums[lv] / counts[lv]).to_numpy() for lv in LEVELS}})
+        out.loc[out["n"] < min_scored, columns[3:]] = np.nan
+        frames.append(out)
+    return pd.concat(frames, ignore_index=True)[columns] if frames else pd.DataFrame(columns=columns)
+
+
 # -- retraining -----------------------------------------------------------------------------------
 def retrain_decision(
     champion: Mapping[str, Any] | None,
@@ -372,7 +403,7 @@ def completeness(log: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, hori
 
 
 __all__ = [
-    "LOG_COLUMNS", "accuracy", "append", "completeness", "empty_log", "flat_live_metrics", "in_force_rows",
-    "live_metrics", "log_path", "models_for", "pending", "pending_origins", "predictions_at", "read_log",
-    "retrain_decision", "score", "too_few", "update_log", "with_in_force", "write_log",
+    "LOG_COLUMNS", "accuracy", "accuracy_over_time", "append", "completeness", "empty_log", "flat_live_metrics",
+    "in_force_rows", "live_metrics", "log_path", "models_for", "pending", "pending_origins", "predictions_at",
+    "read_log", "retrain_decision", "score", "too_few", "update_log", "with_in_force", "write_log",
 ]

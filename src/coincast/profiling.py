@@ -169,6 +169,25 @@ def profile_due(product: Mapping[str, Any], now: Any, every_hours: int | None) -
     return {"due": False, "reason": f"not due: last report is {age:.0f} h old (profile_every_hours {every_hours})"}
 
 
+def write_profile(decision: Mapping[str, Any], features: str | Path, meta: Mapping[str, Any],
+                  product: Mapping[str, Any], minimal: bool | None = True) -> dict[str, Any] | None:
+    """The profile task when ``decision`` (:func:`profile_due`) says it is due: profile the features frame at
+    ``features`` and write ``product["report"]`` and ``product["meta"]`` (returned; ``meta``: extract.json).
+    None when not due: the last report stays."""
+    if not decision["due"]:
+        return None
+    from coincast import io
+    from coincast.display import data_label
+
+    df = io.read_frame(features)
+    html = profile_html(df, title=f"coincast · {meta['coin']} features", minimal=minimal,
+                        description=data_label(meta["source"]) + f" Window {meta['first']} to {meta['last']}.")
+    io.write_text_atomic(html, product["report"])
+    made = {"data_through": meta["last"], "made_for": meta["now"], "rows": len(df)}
+    io.write_json_atomic(made, product["meta"])
+    return made
+
+
 def _as_bool(value: Any, default: bool) -> bool:
     """`minimal` as a bool: None -> default; "false"/"0"/"no" strings (e.g. from a CLI) -> False."""
     if value is None:

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from coincast.backtest import NAIVE, BacktestResult, served_model
+from coincast.backtest import NAIVE, BacktestResult, BacktestSettings, backtest, served_model
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,50 @@ def trained_elsewhere(champion: Mapping[str, Any] | None, meta: Mapping[str, Any
     if through and now and pd.Timestamp(through) > pd.Timestamp(now):
         return f"the champion was trained on data through {through}, after this build's clock {now}: retrain"
     return None
+
+
+def backtest_settings(*, backtest_days: float, calibration_days: float, calibration_window_days: float,
+                      horizons: Sequence[int], refit_every_hours: int, n_jobs: int) -> BacktestSettings:
+    """The walk-forward settings from the train task's params (env.yaml keys of the same names)."""
+    return BacktestSettings(backtest_days=backtest_days, calibration_days=calibration_days,
+                            calibration_window_days=calibration_window_days, horizons=tuple(int(h) for h in horizons),
+                            refit_every_hours=refit_every_hours, n_jobs=n_jobs)
+
+
+def run_artifacts(product: Mapping[str, Any], upstream: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """What a training's MLflow run keeps: the backtest and its figures, the gate's report, the profile and the
+    executed notebooks of the stages before training (``product`` / ``upstream``: the train task's)."""
+    return [product["backtest"], product["figures"], upstream["validate"]["report"], upstream["profile"]["report"],
+            *(upstream[task]["nb"] for task in ("extract", "validate", "features", "profile"))]
+
+
+def train(
+    decision: Mapping[str, Any],
+    y: pd.Series,
+    models: Sequence[Mapping[str, Any]],
+    settings: BacktestSettings,
+    meta: Mapping[str, Any],
+    product: Mapping[str, Any],
+    upstream: Mapping[str, Mapping[str, Any]],
+    project_root: str | Path,
+) -> dict[str, Any] | None:
+    """The train stage when ``decision`` (:func:`decide_retrain`) says it is due: backtest every model, write
+    backtest.json, the scored forecasts and backtest.html, log the run to MLflow, register and gate the champion,
+    write registry.json (the promotion and ``trained``: the decision). Returns registry.json's content; None when
+    not due (the products of the last training stay as they are)."""
+    if not decision["due"]:
+        return None
+    from coincast import io
+
+    result = backtest(y, models, settings)
+    report = backtest_report(result, meta)
+    save_backtest(result, report, product, meta["coin"])
+    params = {"models": models, **report["settings"], "coin": meta["coin"], "source": meta["source"]}
+    promotion = register_champion(meta["coin"], y, result, report, project_root, params,
+                                  run_artifacts(product, upstream))
+    registry_json = {**promotion, "trained": dict(decision)}
+    io.write_json_atomic(registry_json, product["registry"])
+    return registry_json
 
 
 def backtest_report(result: BacktestResult, meta: Mapping[str, Any]) -> dict[str, Any]:

@@ -297,6 +297,42 @@ def validate_data(
     return report
 
 
+#: checks that count offending rows or values: they pass only at 0 (key of the count in the check)
+_COUNTED = {"types": "failures", "positive_price": "failures", "non_negative_volume": "failures",
+            "unique_timestamps": "duplicates", "hourly_grid": "off_grid"}
+
+
+def _text(value: Any, spec: str = "", before: str = "", after: str = "") -> str:
+    return "" if value is None else f"{before}{format(value, spec)}{after}"
+
+
+def measured(check: Mapping[str, Any], limits: Mapping[str, Any]) -> tuple[str, str]:
+    """(what ``check`` measured, the limit it was held to) as short text for a table; "" where the check
+    (or a report of an older version) has no such number. ``limits``: the report's ``limits``."""
+    name, get = check["name"], check.get
+    if name in _COUNTED:
+        return _text(get(_COUNTED[name])), "0"
+    if name == "required_columns":
+        return ", ".join(get("missing") or []) or "none missing", "none missing"
+    if name == "min_rows":
+        return _text(get("rows")), _text(get("minimum", limits.get("min_rows")), before=">= ")
+    if name == "nulls":
+        worst = max((get("null_fraction") or {}).values(), default=None)
+        return _text(worst, ".2%"), _text(get("threshold", limits.get("null_threshold")), ".2%", "<= ")
+    if name == "gaps":
+        return (_text(get("missing_fraction"), ".2%", after=" missing")
+                + _text(get("longest_gap_hours"), before=", longest ", after=" h"),
+                _text(limits.get("max_missing_fraction"), ".2%", "<= ")
+                + _text(limits.get("max_gap_hours"), before=", <= ", after=" h"))
+    if name == "staleness":
+        return _text(get("age_hours"), ".1f", after=" h"), _text(get("limit_hours"), before="<= ", after=" h")
+    if name == "jumps":  # the largest new 1 h move, as a percentage like the message
+        worst, limit = get("max_abs_log_return"), get("limit", limits.get("max_abs_log_return"))
+        return (_text(None if worst is None else float(np.expm1(worst)), "+.1%"),
+                _text(None if limit is None else float(np.expm1(limit)), ".0%", "<= "))
+    return "", ""
+
+
 def enforce(report: dict[str, Any]) -> None:
     """Raise :class:`ValidationFailed` naming every failed check, if any failed."""
     if not report["passed"]:
