@@ -12,15 +12,25 @@
 
 # %% [markdown]
 # # 01 · Extract
-# Fetch the hours the raw history lacks from the source (CoinGecko, a replayed file or the simulator),
-# merge them into the immutable raw layer (`<history_dir>/<source>/<coin>.parquet`) and keep the last
-# `days` days before the clock as this build's raw window. Rows failing a row-level rule (price missing or
-# <= 0, volume missing or < 0) are quarantined instead: the gate judges them with the window. `extract.json`
-# gets this build's `build_id`: the later products carry it, and the last task publishes them only as one
-# whole, passed build.
+# ## What this stage does
+# Fetches the hours the raw history lacks from the source (CoinGecko, a replayed file or the simulator),
+# merges them into the raw layer (`<history_dir>/<source>/<series>/<coin>-<vs>.parquet`: rows are only ever
+# added) and keeps the last `days` days before the clock as this build's window. Rows failing a row-level rule
+# (price missing or <= 0, volume missing or < 0) are quarantined instead: the gate (02) judges them with the
+# window. `extract.json` gets this build's `build_id`: the later products carry it, and the last task publishes
+# them only as one whole, passed build.
+#
+# ## What to look at
+# - **The banner**: the coin, the window and where the data came from. Simulated or replayed data is labelled
+#   loudly: it is not a live price.
+# - **The chart**: the price over the window. Hours this build fetched are marked; on an hourly tick that is
+#   usually just the newest hour, on a first build every hour is new. A flat stretch or a cliff here is what the
+#   gate's `gaps` and `jumps` checks look for next.
+# - **The summary** (`extract.json`): `rows_added_to_history`, `quarantined` (bad rows kept out) and
+#   `data_version` (the MD5 of the raw history file: which data every later product was made from).
 
 # %%
-from coincast import display, io
+from coincast import display, figures, io
 from coincast.extract import extract
 
 display.setup_logging()
@@ -48,8 +58,20 @@ result = extract(
 meta = result.summary()  # carries this build's build_id (coincast.publish)
 display.banner(meta)
 
+# %% [markdown]
+# ## The price history
+
+# %%
+figures.embed(figures.price_history(result.data, result.added_hours, meta["coin"]), product["nb"])
+
+# %% [markdown]
+# ## The newest rows and the summary
+
 # %%
 result.data.tail()
+
+# %%
+meta
 
 # %%
 io.write_parquet_atomic(result.data, product["data"])

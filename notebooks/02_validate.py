@@ -12,10 +12,15 @@
 
 # %% [markdown]
 # # 02 · Validate
-# The gate: if any check fails, this notebook raises, the build stops with a non-zero exit naming
-# each failed check, and no downstream task runs (their previous products stay as they were).
-# Row-level checks also see the rows this extraction quarantined; `jumps` judges only moves not accepted
-# before (by an earlier passing gate, or by a person with `coincast accept`).
+# ## What this stage does
+# The gate. Every check runs on the window 01 extracted, and the row-level checks also on the rows it
+# quarantined. If any check fails, the last cell raises: the build stops with a non-zero exit naming each failed
+# check, no downstream task runs and what is published stays as it was. `jumps` judges only 1-hour moves not
+# accepted before (by an earlier passing gate, or by a person with `coincast accept COIN TIME --reason ...`).
+#
+# ## What to look at
+# The table: one row per check with the value it measured, the limit it was held to (env.yaml) and a one-line
+# message. A `False` in `passed` is why this build stopped. Warnings (zero-volume hours) pass but are listed.
 
 # %%
 from coincast import display, gate, io, publish
@@ -48,11 +53,22 @@ report = publish.stamp(gate.judge(
 ), meta)
 io.write_json_atomic(report, product["report"])
 
+# %% [markdown]
+# ## The checks
+
 # %%
-display.checks_table(report)
+display.checks_view(report)
+
+# %% [markdown]
+# ## Warnings (pass, but reported)
 
 # %%
 report["warnings"]
+
+# %% [markdown]
+# ## The verdict
+# A passing gate adds the window's hours to the hours already accepted (kept beside the raw history), so a real
+# extreme hour is judged once, not on every build. A failing gate raises here.
 
 # %%
 gate.record_pass(report, raw, meta)

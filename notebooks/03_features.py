@@ -12,8 +12,13 @@
 
 # %% [markdown]
 # # 03 · Features
-# Lags, rolling statistics, calendar terms and the target (the price `target_horizon` hours later),
-# on the complete hourly grid. No feature at time t uses data after t (tests/test_features.py proves it).
+# ## What this stage does
+# Lags, rolling statistics, calendar terms and the target (the price `target_horizon` hours later), on the
+# complete hourly grid. No feature at time t uses data after t (tests/test_features.py proves it).
+#
+# ## What to look at
+# The last rows: the newest hours have no target yet (it lies in the future), so their `target_price_*` is empty.
+# The profile (04) describes every column; the models in 05 forecast from the hourly price series itself.
 
 # %%
 from coincast import display, io
@@ -31,6 +36,9 @@ target_horizon = None
 # %%
 raw = io.read_frame(upstream["extract"]["data"])
 display.banner(io.read_json(upstream["extract"]["meta"]))
+
+# %% [markdown]
+# ## The newest features
 
 # %%
 features = transform_data(raw, lags=lags, windows=rolling_windows, target_horizon=target_horizon)

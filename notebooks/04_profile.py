@@ -12,12 +12,17 @@
 
 # %% [markdown]
 # # 04 · Profile
-# A ydata-profiling report of the features, in a fast configuration (see `coincast.profiling`).
-# Made at most every `profile_every_hours` hours (0 = every build), so hourly ticks stay light.
+# ## What this stage does
+# A ydata-profiling report of the features (`profile.html`), in a fast configuration (see
+# `coincast.profiling`). Made at most every `profile_every_hours` hours (0 = every build), so hourly ticks
+# stay light.
+#
+# ## What to look at
+# The decision below says whether the report was remade this build. Open `profile.html` beside this notebook
+# for distributions, missing values and correlations; the training run in MLflow keeps a copy.
 
 # %%
-from coincast import display, io
-from coincast.profiling import profile_due, profile_html
+from coincast import display, io, profiling
 
 display.setup_logging()
 
@@ -31,19 +36,12 @@ profile_every_hours = None
 meta = io.read_json(upstream["extract"]["meta"])
 display.banner(meta)
 
+# %% [markdown]
+# ## Is a new report due?
+
 # %%
-decision = profile_due(product, meta["now"], profile_every_hours)
+decision = profiling.profile_due(product, meta["now"], profile_every_hours)
 decision
 
 # %%
-if decision["due"]:
-    features = io.read_frame(upstream["features"]["data"])
-    html = profile_html(
-        features,
-        title=f"coincast · {meta['coin']} features",
-        description=display.data_label(meta["source"]) + f" Window {meta['first']} to {meta['last']}.",
-        minimal=minimal,
-    )
-    io.write_text_atomic(html, product["report"])
-    io.write_json_atomic({"data_through": meta["last"], "made_for": meta["now"], "rows": len(features)},
-                         product["meta"])
+profiling.write_profile(decision, upstream["features"]["data"], meta, product, minimal)

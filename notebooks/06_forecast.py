@@ -12,11 +12,19 @@
 
 # %% [markdown]
 # # 06 · Forecast
-# The champion (`models:/coincast-<coin>@champion`) forecasts the next `forecast_hours` hours from the
-# latest data, with 80 % and 95 % intervals calibrated out of sample.
+# ## What this stage does
+# The champion (`models:/coincast-<coin>@champion`) forecasts the next `forecast_hours` hours from the latest
+# data, with 80 % and 95 % intervals calibrated out of sample (on the backtest's errors, scaled by the recent
+# volatility).
+#
+# ## What to look at
+# The fan: the recent price, the forecast line and its 80 % / 95 % bands, and the naive line (the price stays
+# where it is). The bands are the useful part: at one hour ahead the point forecast of any model sits close to
+# the last price (the 05 backtest shows none reliably beats naive), while the bands say how far the price
+# plausibly moves. If the champion is naive, the forecast line *is* the naive line.
 
 # %%
-from coincast import display, io, publish, registry
+from coincast import display, figures, io, publish, registry
 from coincast.forecast import make_forecast
 
 display.setup_logging()
@@ -29,14 +37,20 @@ project_root = None
 
 # %%
 meta = io.read_json(upstream["extract"]["meta"])
+raw = io.read_frame(upstream["extract"]["data"])
 registry.configure(project_root)
 served, version = registry.load_champion(meta["coin"])
 display.banner(meta)
 
+# %% [markdown]
+# ## The forecast
+
 # %%
-forecast = make_forecast(served, {**version, "coin": meta["coin"]}, io.read_frame(upstream["extract"]["data"]),
-                         hours=forecast_hours)
+forecast = make_forecast(served, {**version, "coin": meta["coin"]}, raw, hours=forecast_hours)
 forecast
+
+# %%
+figures.embed(figures.forecast_figure(raw, forecast, meta["coin"]), product["nb"])
 
 # %%
 io.write_parquet_atomic(publish.stamp(forecast, meta), product["data"])

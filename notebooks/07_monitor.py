@@ -12,14 +12,20 @@
 
 # %% [markdown]
 # # 07 · Monitor
-# The prediction log: forecasts from every hour not yet logged (a missed tick is caught up, flagged `late`),
+# ## What this stage does
+# Keeps the prediction log: forecasts from every hour not yet logged (a missed tick is caught up, flagged `late`),
 # each by the registered version that was champion at that hour (never a model trained on data after it) and
 # with the data version it was made from; every logged prediction whose actual price is now known is scored.
-# Live accuracy, relative to the naive forecast on the same origins, goes to MLflow (run `live-<coin>`) and to
-# `live.json` ("too few to score" below `min_scored_rows` scored rows).
+# Live accuracy goes to MLflow (run `live-<coin>`) and to `live.json`.
+#
+# ## What the numbers mean
+# As in the backtest, `rel_mae` is relative to naive on the same hours (< 1 beats naive, and at one hour ahead
+# expect about 1), and coverage should be near 0.80 / 0.95. A score from fewer than `min_scored_rows` scored
+# predictions is not given: it says "too few to score". A first build logs one prediction per horizon and can
+# score nothing yet; hourly operation (`coincast hourly`, cron) fills the log, one hour at a time.
 
 # %%
-from coincast import display, io, live, publish, registry
+from coincast import display, figures, io, live, publish, registry
 from coincast.serving import hourly_series
 
 display.setup_logging()
@@ -42,6 +48,9 @@ served, version = registry.load_champion(meta["coin"])
 path = live.log_path(predictions_dir, meta)
 display.banner(meta)
 
+# %% [markdown]
+# ## This build's predictions and scores
+
 # %%
 with live.log_lock(path):
     log, summary = live.update_log(
@@ -52,11 +61,26 @@ with live.log_lock(path):
     live.write_log(log, path)
 summary
 
+# %% [markdown]
+# ## Live accuracy
+# All time and over the last `live_window_hours`, per horizon.
+
 # %%
 metrics = live.live_metrics(log, hourly_series(raw), meta["now"], log_horizons, live_window_hours, min_scored_rows)
 registry.log_live(meta["coin"], live.flat_live_metrics(metrics), meta["now"],
                   {"model_version": version["version"], "data_version": meta.get("data_version")})
 live.summary_table(metrics)
+
+# %% [markdown]
+# ## Live accuracy over time
+# Each point is the score over the `live_window_hours` before it: at the newest scored hour, the window row
+# above. Until enough predictions are scored, bars show how many are and how many are needed.
+
+# %%
+over_time = live.accuracy_over_time(log, log_horizons, live_window_hours, min_scored_rows)
+
+# %%
+figures.embed(figures.live_accuracy(over_time, log_horizons, min_scored_rows, live_window_hours), product["nb"])
 
 # %%
 io.write_json_atomic(publish.stamp({**metrics, "tick": summary}, meta), product["live"])

@@ -140,3 +140,22 @@ def summary(stdout: str) -> dict[str, dict[str, str]]:
     lines = stdout[stdout.rindex("\ncoin ") + 1:].splitlines()
     header = re.split(r" {2,}", lines[0].strip())
     return {row[0]: dict(zip(header, row)) for row in (re.split(r" {2,}", line.strip()) for line in lines[1:] if line)}
+
+
+# --- headless Chromium (the dashboard's and the executed notebooks' browser tests) ---------------------------------
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser():
+    if not CHROMIUM.exists():
+        pytest.skip("/usr/bin/chromium is absent: the browser tests need Debian's chromium (apt-get install chromium)")
+    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        try:
+            yield b
+        finally:
+            b.close()

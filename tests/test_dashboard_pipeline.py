@@ -27,9 +27,6 @@ from coincast.dashboard import app, data
 from conftest import BIN, coincast, copy_built, copy_project
 from dashboard_products import fmt2, publish_products, span, widget_text, write_products
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
 # Voila's lab template links Font Awesome from cdn.jsdelivr.net; offline that request fails
 # ("Failed to load resource"). It is Voila's page head, not the dashboard; every other console error fails.
 TOLERATED_CONSOLE_URLS = ("https://cdn.jsdelivr.net/npm/@fortawesome/",)
@@ -144,19 +141,6 @@ class Dashboard:
                 self.proc.wait(5)
             except ProcessLookupError:
                 pass
-
-
-@pytest.fixture(scope="module")
-def browser():
-    if not CHROMIUM.exists():
-        pytest.skip("/usr/bin/chromium is absent: the browser tests need Debian's chromium (apt-get install chromium)")
-    sync_api = pytest.importorskip("playwright.sync_api", reason="playwright (dev extra) is not installed")
-    with sync_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        try:
-            yield b
-        finally:
-            b.close()
 
 
 def _open(browser, viewport=(1300, 900)):

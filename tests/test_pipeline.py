@@ -147,6 +147,8 @@ def test_live_path_against_a_local_coingecko_never_leaks_the_key(project: Path, 
         assert noise not in console, console
     meta = assert_complete(project, "bitcoin")
     assert meta["source"] == "coingecko" and meta["rows"] == 20 * 24 + 1
+    fan = (project / "products" / "bitcoin" / "06_forecast.html").read_text()  # a kernel's plot: inline, offline
+    assert "plotly-graph-div" in fan and "window.Plotly" in fan
     assert seen and all(r.headers.get("x-cg-demo-api-key") == secret for r in seen)
     # a clock in the past: /range (market_chart?days counts back from the real present), integer UNIX bounds
     assert seen[0].path == "/coins/bitcoin/market_chart/range"
