@@ -82,7 +82,7 @@ REGISTRY = {"registered_model": "coincast-bitcoin",
 def extract_dict(source: str = "simulated", now: str = "2025-06-01T12:30:00+00:00", last: pd.Timestamp = T_LAST) -> dict:
     return {"coin": "bitcoin", "source": source, "simulated": source == "simulated", "now": now,
             "first": (last - pd.Timedelta(hours=199)).isoformat(), "last": last.isoformat(), "rows": 200,
-            "build_id": publish.new_build_id(source, now)}
+            "build_id": io.new_build_id(source, now)}
 
 
 def write_products(products: Path, coin: str = "bitcoin", source: str = "simulated", now: str | None = None,
@@ -120,7 +120,7 @@ def write_failed_build(folder: Path, source: str = "coingecko", rows: int = 0, g
     """The working products of a later build that failed (issue 14: a live build with 0 rows after a simulated
     one): a new extract.json and raw.parquet, and its gate report when ``gate``; nothing published."""
     ext = {**extract_dict(source, "2025-06-01T13:30:00+00:00"), "rows": rows, "first": None, "last": None,
-           "build_id": publish.new_build_id(source, "2025-06-01T13:30:00+00:00")}
+           "build_id": io.new_build_id(source, "2025-06-01T13:30:00+00:00")}
     io.write_parquet_atomic(raw_frame().iloc[:rows], folder / "raw.parquet")
     io.write_json_atomic(ext, folder / "extract.json")
     if gate:

@@ -17,7 +17,7 @@ from mlflow.tracking import MlflowClient
 from cg_server import FakeCoinGecko
 from coincast import live
 from coincast.sources.simulated import simulate_hourly
-from coincast.versioning import file_md5
+from coincast.io import file_md5
 from conftest import BIN, MLFLOW_EXPORTS, copy_project, run
 
 pytestmark = pytest.mark.pipeline

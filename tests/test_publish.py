@@ -35,7 +35,7 @@ def write_build(folder: Path, source: str = "simulated", passed: bool = True, se
     """One build's products, written as the tasks write them (atomically); returns its build_id."""
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"coin": "bitcoin", "source": source, "now": CLOCK, "rows": 200, "series": "s", "vs_currency": "usd",
-            "build_id": publish.new_build_id(source, CLOCK)}
+            "build_id": io.new_build_id(source, CLOCK)}
     raw = hourly_frame(seed=seed)
     io.write_parquet_atomic(raw, folder / "raw.parquet")
     io.write_json_atomic(meta, folder / "extract.json")
@@ -62,11 +62,11 @@ def digest(folder: Path) -> dict[str, str]:
 
 # --- stamps ------------------------------------------------------------------------------------------------------
 def test_build_id_names_source_and_clock_and_is_unique():
-    a = publish.new_build_id("simulated", "2025-06-01T14:30:00+02:00")
-    b = publish.new_build_id("simulated", "2025-06-01T12:30:00Z")
+    a = io.new_build_id("simulated", "2025-06-01T14:30:00+02:00")
+    b = io.new_build_id("simulated", "2025-06-01T12:30:00Z")
     assert re.fullmatch(r"simulated-20250601T123000Z-[0-9a-f]{8}", a) and a != b
-    assert publish.new_build_id("coingecko", pd.Timestamp("2025-06-01 12:30")).startswith("coingecko-20250601T123000Z-")
-    assert len({publish.new_build_id("replay", CLOCK) for _ in range(200)}) == 200
+    assert io.new_build_id("coingecko", pd.Timestamp("2025-06-01 12:30")).startswith("coingecko-20250601T123000Z-")
+    assert len({io.new_build_id("replay", CLOCK) for _ in range(200)}) == 200
 
 
 def test_extraction_summary_carries_one_build_id(tmp_path):
@@ -242,7 +242,7 @@ def test_build_status(tmp_path):
     assert (st["published_source"], st["published_clock"]) == ("simulated", CLOCK)
     assert st["reason"] == publish.gate_reason(io.read_json(folder / "validation.json"))
     # a new extraction whose gate has not reported (validation.json is still the previous build's)
-    meta = {**io.read_json(folder / "extract.json"), "build_id": publish.new_build_id("coingecko", CLOCK)}
+    meta = {**io.read_json(folder / "extract.json"), "build_id": io.new_build_id("coingecko", CLOCK)}
     io.write_json_atomic(meta, folder / "extract.json")
     st = publish.build_status(folder)
     assert st["failed"] and st["gate"] is None and st["reason"].startswith("did not finish: it stopped before")

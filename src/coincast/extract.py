@@ -14,14 +14,13 @@ from typing import Any, Mapping
 import pandas as pd
 
 from coincast.config import parse_time
+from coincast.io import file_md5, new_build_id
 from coincast.history import (
     align_to_hourly, empty_quarantine, missing_ranges, quarantine_rows, repair_history, split_rows, store_batch,
 )
-from coincast.publish import new_build_id
 from coincast.sources import make_source
 from coincast.sources.base import Source, SourceError
 from coincast.timeseries import utc_now
-from coincast.versioning import file_md5
 
 logger = logging.getLogger(__name__)
 

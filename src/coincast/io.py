@@ -1,16 +1,18 @@
 """File edges: atomic writes (temp file in the same folder, fsync, rename) and reads of products."""
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import tempfile
+import uuid
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
 
 import pandas as pd
 
-from coincast.timeseries import utc_times
+from coincast.timeseries import to_utc, utc_now, utc_times
 
 
 @contextmanager
@@ -87,3 +89,20 @@ def read_store(
         if c not in df.columns:
             df[c] = pd.Series(pd.NA, index=df.index, dtype="object")
     return df[list(columns)]
+
+
+# --- what identifies a file and a build ---------------------------------------------------------------------
+def file_md5(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """md5 of the file's bytes, as DVC 3 computes it (a raw history's data version)."""
+    digest = hashlib.md5()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def new_build_id(source: str, clock: Any = None) -> str:
+    """``<source>-<clock as YYYYmmddTHHMMSSZ>-<8 hex>``: unique per extraction, readable, safe in a file name
+    (every product of the build carries it: coincast.publish.stamp)."""
+    t = to_utc(clock) if clock is not None else utc_now()
+    return f"{source}-{t:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"

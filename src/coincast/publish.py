@@ -1,6 +1,6 @@
 """Build stamps and the published snapshot: what the dashboard (and a person) reads is one whole, successful build.
 
-Every extraction gets a ``build_id`` (source, clock, a random part: :func:`new_build_id`) written to
+Every extraction gets a ``build_id`` (source, clock, a random part: :func:`coincast.io.new_build_id`) written to
 ``extract.json``; the per-build products after it carry it too (:func:`stamp`: ``validation.json``,
 ``forecast.parquet``, ``live.json``). The working products under ``products/<coin>/`` are what the tasks write,
 so after a failed build they mix two builds (the new extract and gate report beside the previous forecast).
@@ -30,7 +30,6 @@ from typing import Any, Iterable, Mapping
 import pandas as pd
 
 from coincast import io
-from coincast.timeseries import to_utc, utc_now
 
 POINTER = "published"
 SNAPSHOT_PREFIX = ".published-"
@@ -44,12 +43,6 @@ class PublishError(RuntimeError):
 
 
 # --- build stamps -------------------------------------------------------------------------------------------
-def new_build_id(source: str, clock: Any = None) -> str:
-    """``<source>-<clock as YYYYmmddTHHMMSSZ>-<8 hex>``: unique per extraction, readable, safe in a file name."""
-    t = to_utc(clock) if clock is not None else utc_now()
-    return f"{source}-{t:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"
-
-
 def stamp(obj: Any, meta: Mapping[str, Any] | None) -> Any:
     """``obj`` (a dict or a DataFrame) with the build's ``build_id`` (from ``extract.json``'s ``meta``) added."""
     build_id = (meta or {}).get("build_id")
@@ -303,5 +296,5 @@ def record_failure(folder: str | os.PathLike, reason: str | None, source: str | 
 
 
 __all__ = ["FAILURE", "KEEP", "MANIFEST", "POINTER", "PublishError", "build_status", "check_build",
-           "describe_status", "gate_reason", "new_build_id", "publish", "publish_files", "published_folder",
+           "describe_status", "gate_reason", "publish", "publish_files", "published_folder",
            "record_failure", "stamp"]

@@ -1,12 +1,11 @@
 """Data versions: the DVC hash of a raw-history file, and DVC snapshots of the data layer.
 
-``file_md5`` is the hash DVC 3 records for a file (the md5 of its bytes): the same value appears in
+``coincast.io.file_md5`` is the hash DVC 3 records for a file (the md5 of its bytes): the same value appears in
 ``dvc.lock`` / the directory manifest once the history is committed, and names the file's copy in the
 DVC cache and remote. Every MLflow run and every logged prediction carries it as ``data_version``.
 """
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
 import shutil
@@ -19,15 +18,6 @@ logger = logging.getLogger(__name__)
 
 #: The DVC stage (dvc.yaml) that owns each source's raw history and prediction log.
 DVC_STAGES = {"simulated": "build@simulated", "coingecko": "build@coingecko"}
-
-
-def file_md5(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """md5 of the file's bytes, as DVC 3 computes it."""
-    digest = hashlib.md5()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def dvc_executable() -> str:
