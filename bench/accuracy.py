@@ -20,9 +20,9 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from coincast.backtest import NAIVE, BacktestSettings, backtest, best_model
-from coincast.serving import hourly_series
-from coincast.sources.replay import load_replay_file
+from coincast.forecasting.backtest import NAIVE, BacktestSettings, backtest, best_model
+from coincast.forecasting.serving import hourly_series
+from coincast.data.sources.replay import load_replay_file
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data"

@@ -17,15 +17,16 @@ from pathlib import Path
 
 def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     """One coin, every stage; returns seconds per stage."""
-    from coincast import io, live, publish, registry, training
-    from coincast.backtest import BacktestSettings, backtest
-    from coincast.extract import extract
-    from coincast.features import transform_data
-    from coincast.forecast import make_forecast
-    from coincast.profiling import profile_due, profile_html
-    from coincast.serving import hourly_series
-    from coincast.gate import judge, record_pass
-    from coincast.validation import enforce
+    from coincast import files, registry
+    from coincast.operations import live, publish, training
+    from coincast.forecasting.backtest import BacktestSettings, backtest
+    from coincast.data.extract import extract
+    from coincast.data.features import transform_data
+    from coincast.forecasting.forecast import make_forecast
+    from coincast.data.profiling import profile_due, profile_html
+    from coincast.forecasting.serving import hourly_series
+    from coincast.data.gate import judge, record_pass
+    from coincast.data.validation import enforce
 
     out.mkdir(parents=True, exist_ok=True)
     p = {name: out / name for name in ("raw.parquet", "quarantine.parquet", "extract.json", "validation.json", "features.parquet",
@@ -45,9 +46,9 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
                      replay_file=env["replay_file"], replay_now=env["replay_now"],
                      history_dir=env["history_dir"], seed=env["seed"])
     meta = result.summary()
-    io.write_parquet_atomic(result.data, p["raw.parquet"])
-    io.write_parquet_atomic(result.quarantined, p["quarantine.parquet"])
-    io.write_json_atomic(meta, p["extract.json"])
+    files.write_parquet_atomic(result.data, p["raw.parquet"])
+    files.write_parquet_atomic(result.quarantined, p["quarantine.parquet"])
+    files.write_json_atomic(meta, p["extract.json"])
     raw = result.data
     lap("extract")
 
@@ -56,21 +57,21 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
                                  max_missing_fraction=env["max_missing_fraction"],
                                  max_gap_hours=env["max_gap_hours"], max_staleness_hours=env["max_staleness_hours"],
                                  max_abs_log_return=env["max_abs_log_return"]), meta)
-    io.write_json_atomic(report, p["validation.json"])
+    files.write_json_atomic(report, p["validation.json"])
     record_pass(report, raw, meta)
     enforce(report)
     lap("validate")
 
     features = transform_data(raw, lags=env["lags"], windows=env["rolling_windows"],
                               target_horizon=env["target_horizon"])
-    io.write_parquet_atomic(features, p["features.parquet"])
+    files.write_parquet_atomic(features, p["features.parquet"])
     lap("features")
 
     product = {"report": p["profile.html"], "meta": p["profile.json"]}
     if profile_due(product, meta["now"], env["profile_every_hours"])["due"]:
         html = profile_html(features, title=f"coincast · {coin} features", minimal=env["profile_minimal"])
-        io.write_text_atomic(html, p["profile.html"])
-        io.write_json_atomic({"data_through": meta["last"], "made_for": meta["now"], "rows": len(features)},
+        files.write_text_atomic(html, p["profile.html"])
+        files.write_json_atomic({"data_through": meta["last"], "made_for": meta["now"], "rows": len(features)},
                              p["profile.json"])
     lap("profile")
 
@@ -94,13 +95,13 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
             coin, y, bt, report, env["project_root"],
             params={"models": env["models"], **report["settings"], "coin": coin, "source": meta["source"]},
             artifacts=[p["backtest.json"], p["backtest.html"], p["validation.json"], p["profile.html"]])
-        io.write_json_atomic({**promotion, "trained": decision}, p["registry.json"])
+        files.write_json_atomic({**promotion, "trained": decision}, p["registry.json"])
     lap("train")
 
     registry.configure(env["project_root"])
     served, version = registry.load_champion(coin)
     forecast = make_forecast(served, {**version, "coin": coin}, raw, hours=env["forecast_hours"])
-    io.write_parquet_atomic(publish.stamp(forecast, meta), p["forecast.parquet"])
+    files.write_parquet_atomic(publish.stamp(forecast, meta), p["forecast.parquet"])
     lap("forecast")
 
     served, version = registry.load_champion(coin)
@@ -114,8 +115,8 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
                                 env["min_scored_rows"])
     registry.log_live(coin, live.flat_live_metrics(metrics), meta["now"],
                       {"model_version": version["version"], "data_version": meta.get("data_version")})
-    io.write_json_atomic(publish.stamp({**metrics, "tick": summary}, meta), p["live.json"])
-    io.write_parquet_atomic(log, p["predictions.parquet"])
+    files.write_json_atomic(publish.stamp({**metrics, "tick": summary}, meta), p["live.json"])
+    files.write_parquet_atomic(log, p["predictions.parquet"])
     lap("monitor")
 
     publish.publish_files(out, [path for path in p.values() if path.exists()])

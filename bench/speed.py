@@ -242,7 +242,7 @@ def ticks(b: Bench, reps: int) -> dict[str, Any]:
 
 
 IMPORTS = {  # what a tick process imports before any work (as each does it): the pipeline's path vs the plain script's
-    "imports_tick_coincast": ("from coincast.build import preload_build; "
+    "imports_tick_coincast": ("from coincast.operations.build import preload_build; "
                               "preload_build({'notebook_executor': 'ploomber-engine'})"),
     "imports_tick_plain": "from coincast.patches import PIPELINE_MODULES, preload; preload(PIPELINE_MODULES)",
 }
@@ -256,12 +256,12 @@ def imports(reps: int, smoke: bool = False) -> dict[str, Any]:
 
 BACKTEST = """
 import sys, time, json
-from coincast import io
-from coincast.backtest import BacktestSettings, backtest
+from coincast import files
+from coincast.forecasting.backtest import BacktestSettings, backtest
 from coincast.config import load_env
-from coincast.serving import hourly_series
+from coincast.forecasting.serving import hourly_series
 env = load_env(sys.argv[1] + "/env.yaml", [sys.argv[1] + "/env.bench.yaml"])
-y = hourly_series(io.read_frame(sys.argv[1] + "/products/bitcoin/raw.parquet"))
+y = hourly_series(files.read_frame(sys.argv[1] + "/products/bitcoin/raw.parquet"))
 s = BacktestSettings(backtest_days=env["backtest_days"], calibration_days=env["calibration_days"],
                      horizons=tuple(env["horizons"]), refit_every_hours=env["refit_every_hours"], n_jobs=env["n_jobs"],
                      calibration_window_days=env["calibration_window_days"])
@@ -271,9 +271,9 @@ print(json.dumps({"backtest_seconds": dt, "origins": int(env["backtest_days"]) *
 
 PROFILE = """
 import sys, time, json
-from coincast import io
-from coincast.profiling import profile_html
-f = io.read_frame(sys.argv[1] + "/products/bitcoin/features.parquet")
+from coincast import files
+from coincast.data.profiling import profile_html
+f = files.read_frame(sys.argv[1] + "/products/bitcoin/features.parquet")
 t = time.perf_counter(); html = profile_html(f, title="bench"); dt = time.perf_counter() - t
 print(json.dumps({"report_seconds": dt, "rows": len(f), "columns": f.shape[1]}))
 """

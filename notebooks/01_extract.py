@@ -30,8 +30,8 @@
 #   `data_version` (the MD5 of the raw history file: which data every later product was made from).
 
 # %%
-from coincast import display, figures, io
-from coincast.extract import extract
+from coincast import display, figures, files
+from coincast.data.extract import extract
 
 display.setup_logging()
 
@@ -55,7 +55,7 @@ result = extract(
 )
 
 # %%
-meta = result.summary()  # carries this build's build_id (coincast.publish)
+meta = result.summary()  # carries this build's build_id (coincast.operations.publish)
 display.banner(meta)
 
 # %% [markdown]
@@ -74,6 +74,6 @@ result.data.tail()
 meta
 
 # %%
-io.write_parquet_atomic(result.data, product["data"])
-io.write_parquet_atomic(result.quarantined, product["quarantine"])
-io.write_json_atomic(meta, product["meta"])
+files.write_parquet_atomic(result.data, product["data"])
+files.write_parquet_atomic(result.quarantined, product["quarantine"])
+files.write_json_atomic(meta, product["meta"])

@@ -23,8 +23,10 @@
 # message. A `False` in `passed` is why this build stopped. Warnings (zero-volume hours) pass but are listed.
 
 # %%
-from coincast import display, gate, io, publish
-from coincast.validation import enforce
+from coincast import display, files
+from coincast.data import gate
+from coincast.operations import publish
+from coincast.data.validation import enforce
 
 display.setup_logging()
 
@@ -39,9 +41,9 @@ max_staleness_hours = None
 max_abs_log_return = None
 
 # %%
-raw = io.read_frame(upstream["extract"]["data"])
-quarantined = io.read_frame(upstream["extract"]["quarantine"])
-meta = io.read_json(upstream["extract"]["meta"])
+raw = files.read_frame(upstream["extract"]["data"])
+quarantined = files.read_frame(upstream["extract"]["quarantine"])
+meta = files.read_json(upstream["extract"]["meta"])
 display.banner(meta)
 
 # %%
@@ -51,7 +53,7 @@ report = publish.stamp(gate.judge(
     max_gap_hours=max_gap_hours, max_staleness_hours=max_staleness_hours,
     max_abs_log_return=max_abs_log_return,
 ), meta)
-io.write_json_atomic(report, product["report"])
+files.write_json_atomic(report, product["report"])
 
 # %% [markdown]
 # ## The checks

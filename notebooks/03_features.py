@@ -21,8 +21,8 @@
 # The profile (04) describes every column; the models in 05 forecast from the hourly price series itself.
 
 # %%
-from coincast import display, io
-from coincast.features import transform_data
+from coincast import display, files
+from coincast.data.features import transform_data
 
 display.setup_logging()
 
@@ -34,8 +34,8 @@ rolling_windows = None
 target_horizon = None
 
 # %%
-raw = io.read_frame(upstream["extract"]["data"])
-display.banner(io.read_json(upstream["extract"]["meta"]))
+raw = files.read_frame(upstream["extract"]["data"])
+display.banner(files.read_json(upstream["extract"]["meta"]))
 
 # %% [markdown]
 # ## The newest features
@@ -45,4 +45,4 @@ features = transform_data(raw, lags=lags, windows=rolling_windows, target_horizo
 features.tail()
 
 # %%
-io.write_parquet_atomic(features, product["data"])
+files.write_parquet_atomic(features, product["data"])

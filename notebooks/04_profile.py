@@ -14,7 +14,7 @@
 # # 04 · Profile
 # ## What this stage does
 # A ydata-profiling report of the features (`profile.html`), in a fast configuration (see
-# `coincast.profiling`). Made at most every `profile_every_hours` hours (0 = every build), so hourly ticks
+# `coincast.data.profiling`). Made at most every `profile_every_hours` hours (0 = every build), so hourly ticks
 # stay light.
 #
 # ## What to look at
@@ -22,7 +22,8 @@
 # for distributions, missing values and correlations; the training run in MLflow keeps a copy.
 
 # %%
-from coincast import display, io, profiling
+from coincast import display, files
+from coincast.data import profiling
 
 display.setup_logging()
 
@@ -33,7 +34,7 @@ minimal = None
 profile_every_hours = None
 
 # %%
-meta = io.read_json(upstream["extract"]["meta"])
+meta = files.read_json(upstream["extract"]["meta"])
 display.banner(meta)
 
 # %% [markdown]

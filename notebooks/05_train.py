@@ -32,8 +32,9 @@
 # and 0.95 means the intervals are honest.
 
 # %%
-from coincast import display, figures, io, live, training
-from coincast.serving import hourly_series
+from coincast import display, figures, files
+from coincast.operations import live, training
+from coincast.forecasting.serving import hourly_series
 
 display.setup_logging()
 
@@ -52,8 +53,8 @@ predictions_dir = None
 schedule = None
 
 # %%
-meta = io.read_json(upstream["extract"]["meta"])
-y = hourly_series(io.read_frame(upstream["extract"]["data"]))
+meta = files.read_json(upstream["extract"]["meta"])
+y = hourly_series(files.read_frame(upstream["extract"]["data"]))
 settings = training.backtest_settings(
     backtest_days=backtest_days, calibration_days=calibration_days, calibration_window_days=calibration_window_days,
     horizons=horizons, refit_every_hours=refit_every_hours, n_jobs=n_jobs,
@@ -80,7 +81,7 @@ training.train(decision, y, models, settings, meta, product, upstream, project_r
 # `backtest.html` beside this notebook has the errors by origin and by hour of day for every horizon.
 
 # %%
-standing, registered = io.read_json(product["backtest"]), io.read_json(product["registry"])
+standing, registered = files.read_json(product["backtest"]), files.read_json(product["registry"])
 display.training_note(decision, registered, standing)
 
 # %%

@@ -24,8 +24,9 @@
 # plausibly moves. If the champion is naive, the forecast line *is* the naive line.
 
 # %%
-from coincast import display, figures, io, publish, registry
-from coincast.forecast import make_forecast
+from coincast import display, figures, files, registry
+from coincast.operations import publish
+from coincast.forecasting.forecast import make_forecast
 
 display.setup_logging()
 
@@ -36,8 +37,8 @@ forecast_hours = None
 project_root = None
 
 # %%
-meta = io.read_json(upstream["extract"]["meta"])
-raw = io.read_frame(upstream["extract"]["data"])
+meta = files.read_json(upstream["extract"]["meta"])
+raw = files.read_frame(upstream["extract"]["data"])
 registry.configure(project_root)
 served, version = registry.load_champion(meta["coin"])
 display.banner(meta)
@@ -53,4 +54,4 @@ forecast
 figures.embed(figures.forecast_figure(raw, forecast, meta["coin"]), product["nb"])
 
 # %%
-io.write_parquet_atomic(publish.stamp(forecast, meta), product["data"])
+files.write_parquet_atomic(publish.stamp(forecast, meta), product["data"])

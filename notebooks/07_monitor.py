@@ -25,8 +25,9 @@
 # score nothing yet; hourly operation (`coincast hourly`, cron) fills the log, one hour at a time.
 
 # %%
-from coincast import display, figures, io, live, publish, registry
-from coincast.serving import hourly_series
+from coincast import display, figures, files, registry
+from coincast.operations import live, publish
+from coincast.forecasting.serving import hourly_series
 
 display.setup_logging()
 
@@ -41,8 +42,8 @@ min_scored_rows = None
 project_root = None
 
 # %%
-meta = io.read_json(upstream["extract"]["meta"])
-raw = io.read_frame(upstream["extract"]["data"])
+meta = files.read_json(upstream["extract"]["meta"])
+raw = files.read_frame(upstream["extract"]["data"])
 registry.configure(project_root)
 served, version = registry.load_champion(meta["coin"])
 path = live.log_path(predictions_dir, meta)
@@ -83,5 +84,5 @@ over_time = live.accuracy_over_time(log, log_horizons, live_window_hours, min_sc
 figures.embed(figures.live_accuracy(over_time, log_horizons, min_scored_rows, live_window_hours), product["nb"])
 
 # %%
-io.write_json_atomic(publish.stamp({**metrics, "tick": summary}, meta), product["live"])
-io.write_parquet_atomic(log, product["predictions"])
+files.write_json_atomic(publish.stamp({**metrics, "tick": summary}, meta), product["live"])
+files.write_parquet_atomic(log, product["predictions"])

@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from coincast import io, live, publish
+from coincast import files
+from coincast.operations import live, publish
 from conftest import hourly_frame
 
 T_LAST = pd.Timestamp("2025-06-01T12:00Z")
@@ -82,27 +83,27 @@ REGISTRY = {"registered_model": "coincast-bitcoin",
 def extract_dict(source: str = "simulated", now: str = "2025-06-01T12:30:00+00:00", last: pd.Timestamp = T_LAST) -> dict:
     return {"coin": "bitcoin", "source": source, "simulated": source == "simulated", "now": now,
             "first": (last - pd.Timedelta(hours=199)).isoformat(), "last": last.isoformat(), "rows": 200,
-            "build_id": io.new_build_id(source, now)}
+            "build_id": files.new_build_id(source, now)}
 
 
 def write_products(products: Path, coin: str = "bitcoin", source: str = "simulated", now: str | None = None,
                    last: pd.Timestamp = T_LAST, seed: int = 0) -> dict:
     """A complete synthetic products/<coin>/ folder of one build, published as the pipeline's last task does
-    (coincast.publish); returns the frames written. Written atomically, as the tasks write: the snapshot holds
-    hard links, so a later rewrite must replace a file (io.write_*_atomic), never write into it."""
+    (coincast.operations.publish); returns the frames written. Written atomically, as the tasks write: the snapshot holds
+    hard links, so a later rewrite must replace a file (files.write_*_atomic), never write into it."""
     folder = products / coin
     folder.mkdir(parents=True, exist_ok=True)
     ext = extract_dict(source, now or (last + pd.Timedelta(minutes=30)).isoformat(), last)
     raw = raw_frame(last, seed=seed, source=source)
     fc = publish.stamp(forecast_frame(raw), ext)
-    io.write_parquet_atomic(raw, folder / "raw.parquet")
-    io.write_parquet_atomic(fc, folder / "forecast.parquet")
-    io.write_parquet_atomic(backtest_forecasts(raw), folder / "backtest_forecasts.parquet")
-    io.write_json_atomic(ext, folder / "extract.json")
-    io.write_json_atomic(publish.stamp(validation_dict(True), ext), folder / "validation.json")
-    io.write_json_atomic(backtest_dict(), folder / "backtest.json")
-    io.write_json_atomic(REGISTRY, folder / "registry.json")
-    io.write_text_atomic("<!doctype html><html><body><h1>Overview</h1><p>profile</p></body></html>",
+    files.write_parquet_atomic(raw, folder / "raw.parquet")
+    files.write_parquet_atomic(fc, folder / "forecast.parquet")
+    files.write_parquet_atomic(backtest_forecasts(raw), folder / "backtest_forecasts.parquet")
+    files.write_json_atomic(ext, folder / "extract.json")
+    files.write_json_atomic(publish.stamp(validation_dict(True), ext), folder / "validation.json")
+    files.write_json_atomic(backtest_dict(), folder / "backtest.json")
+    files.write_json_atomic(REGISTRY, folder / "registry.json")
+    files.write_text_atomic("<!doctype html><html><body><h1>Overview</h1><p>profile</p></body></html>",
                          folder / "profile.html")
     publish_products(folder)
     return {"raw": raw, "forecast": fc, "extract": ext}
@@ -120,11 +121,11 @@ def write_failed_build(folder: Path, source: str = "coingecko", rows: int = 0, g
     """The working products of a later build that failed (issue 14: a live build with 0 rows after a simulated
     one): a new extract.json and raw.parquet, and its gate report when ``gate``; nothing published."""
     ext = {**extract_dict(source, "2025-06-01T13:30:00+00:00"), "rows": rows, "first": None, "last": None,
-           "build_id": io.new_build_id(source, "2025-06-01T13:30:00+00:00")}
-    io.write_parquet_atomic(raw_frame().iloc[:rows], folder / "raw.parquet")
-    io.write_json_atomic(ext, folder / "extract.json")
+           "build_id": files.new_build_id(source, "2025-06-01T13:30:00+00:00")}
+    files.write_parquet_atomic(raw_frame().iloc[:rows], folder / "raw.parquet")
+    files.write_json_atomic(ext, folder / "extract.json")
     if gate:
-        io.write_json_atomic(publish.stamp(validation_dict(False), ext), folder / "validation.json")
+        files.write_json_atomic(publish.stamp(validation_dict(False), ext), folder / "validation.json")
     return ext
 
 
@@ -167,15 +168,15 @@ def prediction_log(raw: pd.DataFrame) -> pd.DataFrame:
 
 
 def live_json(log: pd.DataFrame, raw: pd.DataFrame, min_scored: int, horizons=(1,)) -> dict:
-    """What the monitor stage writes to live.json for ``log`` (coincast.live.live_metrics), read back as JSON."""
+    """What the monitor stage writes to live.json for ``log`` (coincast.operations.live.live_metrics), read back as JSON."""
     y = raw.set_index("timestamp")["price"]
     return json.loads(json.dumps(live.live_metrics(log, y, T_LAST, list(horizons), 168, min_scored)))
 
 
 def write_live(folder: Path, log: pd.DataFrame, metrics: dict) -> None:
     """The monitor stage's products (predictions.parquet, live.json) in a coin's working folder."""
-    io.write_parquet_atomic(log, folder / "predictions.parquet")
-    io.write_json_atomic(metrics, folder / "live.json")
+    files.write_parquet_atomic(log, folder / "predictions.parquet")
+    files.write_json_atomic(metrics, folder / "live.json")
 
 
 def walk(widget):

@@ -2,9 +2,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast.backtest import BacktestSettings, backtest, best_model, plan_origins, run_forecasts
-from coincast.calibration import calibrate, conformal_quantile
-from coincast.sources.simulated import simulate_hourly
+from coincast.forecasting.backtest import BacktestSettings, backtest, best_model, plan_origins, run_forecasts
+from coincast.forecasting.calibration import calibrate, conformal_quantile
+from coincast.data.sources.simulated import simulate_hourly
 from coincast.timeseries import hourly_series, realized_vol
 
 SMALL = BacktestSettings(backtest_days=3, calibration_days=3, horizons=(1, 24), refit_every_hours=24, n_jobs=2,
@@ -139,7 +139,7 @@ def test_missing_hours_are_not_scored_and_long_windows_get_enough_history(y):
 def test_save_backtest_writes_its_three_products(result, tmp_path):
     import json
 
-    from coincast.training import backtest_report, save_backtest
+    from coincast.operations.training import backtest_report, save_backtest
 
     report = backtest_report(result, {"coin": "bitcoin", "source": "simulated"})
     paths = {"backtest": tmp_path / "b.json", "forecasts": tmp_path / "f.parquet", "figures": tmp_path / "f.html"}

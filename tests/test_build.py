@@ -1,4 +1,4 @@
-"""coincast.build and coincast.console: a build's typed result, read from the DAG's task status and its products;
+"""coincast.operations.build and coincast.console: a build's typed result, read from the DAG's task status and its products;
 the progress lines and the summary table a person reads; the known noise kept off the console."""
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ploomber.products import File
 from ploomber.tasks import PythonCallable
 
 from coincast import console
-from coincast.build import BuildResult, NextHour, outcome, report_progress, root_cause, with_build_hour
+from coincast.operations.build import BuildResult, NextHour, outcome, report_progress, root_cause, with_build_hour
 from conftest import progress, summary
 
 GATE = {"passed": False, "build_id": "b1", "checks": [{"name": "jumps", "passed": False, "message": "+60% at 16:00"},
@@ -179,7 +179,7 @@ def test_notebooks_run_without_progress_bars_and_kernels_log_errors_only():
 
 def test_build_root_cause_line():
     text = ("ploomber.exceptions.TaskBuildError: Error when executing task 'extract'\n"
-            "coincast.sources.coingecko.CoinGeckoError: cannot reach api.coingecko.com: no network?\nNeed help?")
+            "coincast.data.sources.coingecko.CoinGeckoError: cannot reach api.coingecko.com: no network?\nNeed help?")
     assert root_cause(text) == "CoinGeckoError: cannot reach api.coingecko.com: no network?"
 
 

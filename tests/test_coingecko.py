@@ -13,8 +13,8 @@ import pandas as pd
 import pytest
 
 from cg_server import FakeCoinGecko
-from coincast.sources.base import OBSERVATION_COLUMNS, parse_market_chart
-from coincast.sources.coingecko import (
+from coincast.data.sources.base import OBSERVATION_COLUMNS, parse_market_chart
+from coincast.data.sources.coingecko import (
     PRO_BASE_URL,
     PUBLIC_BASE_URL,
     CoinGeckoClient,
@@ -169,7 +169,7 @@ def test_429_honours_retry_after(fake_coingecko):
 
 def test_429_without_retry_after_backs_off_and_recovers(fake_coingecko, caplog):
     fake_coingecko.queue(429, {"status": {"error_code": 429}}, times=2)
-    with caplog.at_level(logging.WARNING, logger="coincast.sources.coingecko"):
+    with caplog.at_level(logging.WARNING, logger="coincast.data.sources.coingecko"):
         df = source(fake_coingecko).fetch("bitcoin", NOW - pd.Timedelta(days=2), NOW)
     assert len(fake_coingecko.requests) == 3 and not df.empty
     assert sum("rate limited" in r.getMessage() and "retry" in r.getMessage() for r in caplog.records) == 2
@@ -268,7 +268,7 @@ def test_unknown_coin_404(fake_coingecko):
 
 def test_empty_arrays_give_empty_frame(fake_coingecko, caplog):
     fake_coingecko.queue(200, {"prices": [], "market_caps": [], "total_volumes": []})
-    with caplog.at_level(logging.WARNING, logger="coincast.sources.coingecko"):
+    with caplog.at_level(logging.WARNING, logger="coincast.data.sources.coingecko"):
         df = source(fake_coingecko).fetch("bitcoin", NOW - pd.Timedelta(days=2), NOW)
     assert df.empty and list(df.columns) == OBSERVATION_COLUMNS and str(df["timestamp"].dt.tz) == "UTC"
     assert "no bitcoin/usd data" in caplog.text

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast import io, patches
+from coincast import files, patches
 from coincast.dashboard import app, render, serve
 from conftest import ROOT
 from dashboard_products import (T_LAST, find, fmt2, live_json, outputs, prediction_log, publish_products, raw_frame,
@@ -45,7 +45,7 @@ def test_app_reads_products_and_refresh(tmp_path, monkeypatch):
     assert len(outputs(page)) == 2  # the forecast chart and the error by hour
     # refresh re-reads products: a new forecast appears
     new = frames["forecast"].assign(forecast=frames["forecast"]["forecast"] + 100.0)
-    io.write_parquet_atomic(new, products / "bitcoin" / "forecast.parquet")
+    files.write_parquet_atomic(new, products / "bitcoin" / "forecast.parquet")
     assert span(widget_text(page), "cc-forecast")[0] == fmt2(fc["forecast"].iloc[0])  # read once per render
     publish_products(products / "bitcoin")
     refresh = find(page, lambda w: "cc-refresh" in getattr(w, "_dom_classes", ()))

@@ -22,7 +22,7 @@ import pandas as pd
 import pytest
 
 from cg_server import FakeCoinGecko
-from coincast import io
+from coincast import files
 from coincast.dashboard import app, data
 from conftest import BIN, coincast, copy_built, copy_project
 from dashboard_products import fmt2, publish_products, span, widget_text, write_products
@@ -227,7 +227,7 @@ def test_dashboard_in_the_browser(built, browser, tmp_path):
 
         # refresh re-reads the products: a newly published forecast appears
         new = fc.assign(forecast=fc["forecast"] + 123.0)
-        io.write_parquet_atomic(new, built / "products" / "bitcoin" / "forecast.parquet")
+        files.write_parquet_atomic(new, built / "products" / "bitcoin" / "forecast.parquet")
         try:
             publish_products(built / "products" / "bitcoin")
             page.click(".cc-refresh")
@@ -235,7 +235,7 @@ def test_dashboard_in_the_browser(built, browser, tmp_path):
             assert page.inner_text(".cc-forecast") == fmt2(new["forecast"].iloc[0])
             page.wait_for_selector(".cc-forecast-chart .js-plotly-plot .main-svg", timeout=30_000)
         finally:
-            io.write_parquet_atomic(fc, built / "products" / "bitcoin" / "forecast.parquet")
+            files.write_parquet_atomic(fc, built / "products" / "bitcoin" / "forecast.parquet")
             publish_products(built / "products" / "bitcoin")
 
         # the coin selector: litecoin was added after the kernel was pre-heated, so products are read per page
@@ -280,7 +280,7 @@ def failed_live(built, tmp_path_factory) -> tuple[Path, dict[str, str]]:
     """A copy of ``built`` (a successful simulated build, published), then a live build against the local
     CoinGecko whose data ends 10.5 h before the clock: its gate fails (staleness). Returns the project and the
     published snapshot's file digests from before the live build."""
-    from coincast.sources.simulated import simulate_hourly
+    from coincast.data.sources.simulated import simulate_hourly
 
     project = tmp_path_factory.mktemp("failed-live") / "project"
     shutil.copytree(built, project, symlinks=True)
@@ -302,7 +302,7 @@ def failed_live(built, tmp_path_factory) -> tuple[Path, dict[str, str]]:
 def test_failed_live_build_after_a_simulated_one(failed_live):
     project, before = failed_live
     out = project / "products" / "bitcoin"
-    latest, shown = io.read_json(out / "extract.json"), io.read_json(out / "published" / "extract.json")
+    latest, shown = files.read_json(out / "extract.json"), files.read_json(out / "published" / "extract.json")
     assert latest["source"] == "coingecko" and shown["source"] == "simulated"  # the working products mix builds
     assert _digests(out / "published") == before  # the failed build changed nothing that is published
     raw = pd.read_parquet(out / "published" / "raw.parquet")

@@ -5,7 +5,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast import live
+from coincast.operations import live
 from coincast.dashboard import render, summary
 from dashboard_products import (REGISTRY, T_LAST, backtest_dict, extract_dict, fmt2, forecast_frame, live_json,
                                 prediction_log, raw_frame, span, validation_dict)

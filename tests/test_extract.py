@@ -6,10 +6,10 @@ import pytest
 
 from cg_server import FakeCoinGecko
 from coincast import extract_data
-from coincast.extract import extract
-from coincast.history import read_history
-from coincast.sources.base import SourceError
-from coincast.sources.simulated import simulate_hourly
+from coincast.data.extract import extract
+from coincast.data.history import read_history
+from coincast.data.sources.base import SourceError
+from coincast.data.sources.simulated import simulate_hourly
 
 NOW = "2025-06-01T12:30:00Z"
 
@@ -37,7 +37,7 @@ def test_history_accumulates_and_is_never_lost(tmp_path: Path):
 
 
 def test_failed_fetch_leaves_history_untouched(tmp_path: Path):
-    from coincast.sources.coingecko import CoinGeckoConfig, CoinGeckoSource
+    from coincast.data.sources.coingecko import CoinGeckoConfig, CoinGeckoSource
 
     series = {"bitcoin": simulate_hourly("bitcoin", 24 * 200)}
     with FakeCoinGecko(series) as server:
@@ -72,7 +72,7 @@ def test_different_series_never_share_a_history(tmp_path: Path):
 
 
 def test_a_hole_inside_the_history_is_refetched(tmp_path: Path):
-    from coincast.history import read_history, write_parquet_atomic
+    from coincast.data.history import read_history, write_parquet_atomic
 
     extract("bitcoin", 5, "simulated", replay_now="2024-05-05T00:10Z", history_dir=tmp_path)
     path = tmp_path / "simulated" / "seed42" / "bitcoin-usd.parquet"
@@ -86,7 +86,7 @@ def test_a_hole_inside_the_history_is_refetched(tmp_path: Path):
 
 def test_a_slow_api_says_what_timed_out_and_that_nothing_was_lost(tmp_path: Path):
     """Not `TimeoutError: timed out`: what timed out, after how long, the history unchanged, when the next try is."""
-    from coincast.sources.coingecko import CoinGeckoConfig, CoinGeckoError, CoinGeckoSource
+    from coincast.data.sources.coingecko import CoinGeckoConfig, CoinGeckoError, CoinGeckoSource
 
     with FakeCoinGecko({"bitcoin": simulate_hourly("bitcoin", 24 * 200)}) as server:
         cfg = CoinGeckoConfig(base_url=server.url, backoff_base=0.01, calls_per_minute=0, max_retries=1,
@@ -117,8 +117,8 @@ def test_a_bad_batch_is_quarantined_and_the_healed_source_repairs_the_window(tmp
     gate as this extraction's quarantined rows; the next extraction refetches exactly those hours."""
     import numpy as np
 
-    from coincast.history import read_quarantine
-    from coincast.sources.coingecko import CoinGeckoConfig, CoinGeckoSource
+    from coincast.data.history import read_quarantine
+    from coincast.data.sources.coingecko import CoinGeckoConfig, CoinGeckoSource
 
     good = simulate_hourly("bitcoin", 24 * 40)
     bad = good.copy()

@@ -2,7 +2,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast.features import target_column, transform_data
+from coincast.data.features import target_column, transform_data
 from conftest import hourly_frame
 
 EXPECTED = (
@@ -73,7 +73,7 @@ def test_empty_frame_is_an_error():
 
 
 def test_provenance_label_travels_to_the_feature_file(frame, tmp_path):
-    from coincast.io import read_frame, write_parquet_atomic
+    from coincast.files import read_frame, write_parquet_atomic
 
     frame["source"] = "simulated"
     write_parquet_atomic(transform_data(frame), tmp_path / "f.parquet")

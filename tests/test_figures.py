@@ -9,8 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast import display, figures, profiling, training
-from coincast.validation import measured, validate_data
+from coincast import display, figures
+from coincast.data import profiling
+from coincast.operations import training
+from coincast.data.validation import measured, validate_data
 from conftest import hourly_frame
 
 CLOCK = pd.Timestamp("2025-06-01T12:30Z")

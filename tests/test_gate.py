@@ -1,4 +1,4 @@
-"""coincast.gate: the hours a passing gate accepted and the hours a person accepted, kept beside the history."""
+"""coincast.data.gate: the hours a passing gate accepted and the hours a person accepted, kept beside the history."""
 import json
 import re
 from pathlib import Path
@@ -7,9 +7,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast import gate
-from coincast.extract import extract
-from coincast.history import read_history, store_batch
+from coincast.data import gate
+from coincast.data.extract import extract
+from coincast.data.history import read_history, store_batch
 from conftest import BIN, copy_project, hourly_frame, run
 
 NOW = pd.Timestamp("2024-01-09T07:30Z")  # 30 min after the last of 200 hours from 2024-01-01

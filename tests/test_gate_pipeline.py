@@ -15,8 +15,8 @@ import pandas as pd
 import pytest
 
 from cg_server import FakeCoinGecko
-from coincast.history import read_history, read_quarantine
-from coincast.sources.simulated import simulate_hourly
+from coincast.data.history import read_history, read_quarantine
+from coincast.data.sources.simulated import simulate_hourly
 from conftest import BIN, SHARED_DATA, coincast, need_shared, progress, run
 
 pytestmark = pytest.mark.pipeline

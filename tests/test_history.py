@@ -7,12 +7,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast.history import (
+from coincast.data.history import (
     HISTORY_COLUMNS, LEGACY_BATCH, QUARANTINE_COLUMNS, HistoryError, align_to_hourly, merge_history, missing_ranges,
     quarantine_path, read_history, read_quarantine, repair_history, row_problems, split_rows, store_batch,
 )
-from coincast.io import write_parquet_atomic
-from coincast.sources.base import OBSERVATION_COLUMNS
+from coincast.files import write_parquet_atomic
+from coincast.data.sources.base import OBSERVATION_COLUMNS
 from conftest import hourly_frame
 
 
@@ -102,7 +102,7 @@ def test_a_killed_writer_leaves_the_old_file_intact(tmp_path: Path):
     store_batch(path, hourly_frame(100), "simulated")
     before = read_history(path)
     code = (
-        "import sys; from conftest import hourly_frame; from coincast.history import store_batch\n"
+        "import sys; from conftest import hourly_frame; from coincast.data.history import store_batch\n"
         f"p = {str(path)!r}\n"
         "for i in range(10_000):\n"
         "    store_batch(p, hourly_frame(100 + i, seed=0), 'simulated')\n"

@@ -15,9 +15,9 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cg_server import FakeCoinGecko
-from coincast import live
-from coincast.sources.simulated import simulate_hourly
-from coincast.io import file_md5
+from coincast.operations import live
+from coincast.data.sources.simulated import simulate_hourly
+from coincast.files import file_md5
 from conftest import BIN, MLFLOW_EXPORTS, copy_project, run
 
 pytestmark = pytest.mark.pipeline

@@ -5,25 +5,25 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast import display, io
-from coincast.validation import validate_data
+from coincast import display, files
+from coincast.data.validation import validate_data
 from conftest import hourly_frame
 
 
 def test_atomic_writes_round_trip(tmp_path: Path):
     df = hourly_frame(5)
-    io.write_parquet_atomic(df, tmp_path / "a" / "x.parquet")
-    pd.testing.assert_frame_equal(io.read_frame(tmp_path / "a" / "x.parquet"), df)
-    io.write_json_atomic({"t": pd.Timestamp("2024-01-01", tz="UTC"), "n": np.int64(3)}, tmp_path / "x.json")
-    assert io.read_json(tmp_path / "x.json") == {"t": "2024-01-01T00:00:00+00:00", "n": 3}
+    files.write_parquet_atomic(df, tmp_path / "a" / "x.parquet")
+    pd.testing.assert_frame_equal(files.read_frame(tmp_path / "a" / "x.parquet"), df)
+    files.write_json_atomic({"t": pd.Timestamp("2024-01-01", tz="UTC"), "n": np.int64(3)}, tmp_path / "x.json")
+    assert files.read_json(tmp_path / "x.json") == {"t": "2024-01-01T00:00:00+00:00", "n": 3}
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "x.json", "x.parquet"]  # no temp files left
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path: Path):
     target = tmp_path / "x.json"
-    io.write_json_atomic({"v": 1}, target)
+    files.write_json_atomic({"v": 1}, target)
     with pytest.raises(TypeError):
-        io.write_json_atomic({"v": object()}, target)
+        files.write_json_atomic({"v": object()}, target)
     assert json.loads(target.read_text()) == {"v": 1} and len(list(tmp_path.iterdir())) == 1
 
 

@@ -9,11 +9,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast import cron, live
-from coincast.calibration import LEVELS, level_key
-from coincast.models import make_model
-from coincast.profiling import profile_due
-from coincast.serving import ServedForecaster
+from coincast.operations import cron, live
+from coincast.forecasting.calibration import LEVELS, level_key
+from coincast.forecasting.models import make_model
+from coincast.data.profiling import profile_due
+from coincast.forecasting.serving import ServedForecaster
 from coincast.timeseries import observed_prices
 from conftest import hourly_frame
 
@@ -225,8 +225,8 @@ def test_hourly_log_file_takes_debug_lines_only_when_verbose(tmp_path):
             for n in names:
                 logging.getLogger(n).handlers = saved[n][0][:]
             _hourly_logging({"log_dir": str(tmp_path / folder)}, verbose)
-            logging.getLogger("coincast.hourly").debug("build output: details")
-            logging.getLogger("coincast.hourly").info("tick: ok")
+            logging.getLogger("coincast.operations.hourly").debug("build output: details")
+            logging.getLogger("coincast.operations.hourly").info("tick: ok")
             for n in names:
                 for h in logging.getLogger(n).handlers:
                     h.flush()
@@ -243,8 +243,8 @@ def test_hourly_log_file_takes_debug_lines_only_when_verbose(tmp_path):
 
 
 def test_tick_result_separates_built_and_failed_coins():
-    from coincast.build import BuildResult
-    from coincast.hourly import TickResult
+    from coincast.operations.build import BuildResult
+    from coincast.operations.hourly import TickResult
 
     ok, failed = BuildResult("bitcoin", built=("extract",)), BuildResult("nosuchcoin", error="404")
     r = TickResult(clock=None, results={"bitcoin": ok, "nosuchcoin": failed})
@@ -342,7 +342,7 @@ def test_a_score_from_too_few_rows_is_too_few_to_score_in_live_json_and_mlflow()
 
 
 def test_replay_report_says_too_few_to_score():
-    from coincast.hourly import format_report
+    from coincast.operations.hourly import format_report
 
     entry = {"completeness": {"hours": 24, "missed": {"1": 0}, "unscored_known": 0}, "late_rows": 0,
              "not_in_force_rows": 3, "accuracy": {
@@ -356,7 +356,7 @@ def test_replay_report_says_too_few_to_score():
 
 
 def test_a_replay_over_hours_the_log_already_holds_is_refused(tmp_path):
-    from coincast.hourly import replay_log_path, replay_refusal
+    from coincast.operations.hourly import replay_log_path, replay_refusal
 
     env = {"coins": ["bitcoin"], "source": "simulated", "vs_currency": "usd", "seed": 42, "replay_file": None,
            "history_dir": str(tmp_path / "history"), "predictions_dir": str(tmp_path / "predictions")}
@@ -378,7 +378,7 @@ def test_a_replay_over_hours_the_log_already_holds_is_refused(tmp_path):
 def test_a_champion_of_another_series_or_from_the_future_is_retrained():
     """One registry per coin: a champion trained on simulated data must not forecast live prices, nor one
     trained on later data forecast a replay of the past."""
-    from coincast.training import trained_elsewhere
+    from coincast.operations.training import trained_elsewhere
 
     meta = {"source": "coingecko", "series": "api", "vs_currency": "usd", "now": "2026-01-02T10:05:00+00:00"}
     champ = {"source": "coingecko", "series": "api", "vs_currency": "usd", "data_through": "2026-01-02T09:00:00+00:00"}

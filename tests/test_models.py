@@ -4,8 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast.models import KINDS, make_model
-from coincast.serving import ServedForecaster
+from coincast.forecasting.models import KINDS, make_model
+from coincast.forecasting.serving import ServedForecaster
 from coincast.timeseries import hourly_series
 from conftest import hourly_frame
 

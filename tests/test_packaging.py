@@ -89,8 +89,8 @@ def test_coin_workers_fork_with_everything_the_notebooks_import():
                 wanted |= {top} if top else {f"coincast.{a.name}" for a in node.names}
             elif isinstance(node, ast.Import):
                 wanted |= {a.name for a in node.names}
-    assert "coincast.registry" in wanted and "coincast.training" in wanted
-    code = ("import sys, json\nfrom coincast.build import preload_build\n"
+    assert "coincast.registry" in wanted and "coincast.operations.training" in wanted
+    code = ("import sys, json\nfrom coincast.operations.build import preload_build\n"
             "preload_build({'notebook_executor': 'ploomber-engine'})\n"
             f"print(json.dumps(sorted(m for m in {sorted(wanted)!r} if m not in sys.modules)))")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=ROOT)

@@ -13,7 +13,7 @@ import pytest
 import yaml
 
 from cg_server import FakeCoinGecko
-from coincast.sources.simulated import simulate_hourly
+from coincast.data.sources.simulated import simulate_hourly
 from conftest import BIN, BTC_CSV, DEMO_ARGS, coincast, need_shared, progress, run, summary
 
 pytestmark = pytest.mark.pipeline

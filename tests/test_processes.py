@@ -28,7 +28,7 @@ def test_workers_are_forked_only_from_a_process_without_threads():
 BACKTEST_IN_A_THREADED_PROCESS = """
 import threading, time
 import numpy as np, pandas as pd
-from coincast.backtest import run_forecasts
+from coincast.forecasting.backtest import run_forecasts
 threading.Thread(target=time.sleep, args=(60,), daemon=True).start()  # as in a Jupyter kernel
 y = pd.Series(100 * np.exp(np.cumsum(np.random.default_rng(0).normal(0, 0.01, 400))),
               index=pd.date_range("2024-01-01", periods=400, freq="h", tz="UTC"))
@@ -59,8 +59,9 @@ def test_a_registration_waits_for_the_other_writer(tmp_path: Path):
     from filelock import FileLock
     from mlflow.tracking import MlflowClient
 
-    from coincast import registry, training
-    from coincast.backtest import BacktestSettings, backtest
+    from coincast import registry
+    from coincast.operations import training
+    from coincast.forecasting.backtest import BacktestSettings, backtest
 
     y = pd.Series(100 * np.exp(np.cumsum(np.random.default_rng(1).normal(0, 0.01, 24 * 12))),
                   index=pd.date_range("2024-01-01", periods=24 * 12, freq="h", tz="UTC"))

@@ -1,4 +1,4 @@
-"""coincast.profiling: the fast ydata-profiling report is valid, self-contained and shows what matters.
+"""coincast.data.profiling: the fast ydata-profiling report is valid, self-contained and shows what matters.
 
 No timing assertions here (speed targets are checked by benchmarks, never by timed tests).
 """
@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast import profiling
-from coincast.profiling import profile_config, profile_html
+from coincast.data import profiling
+from coincast.data.profiling import profile_config, profile_html
 
 TITLE = "coincast · bitcoin features"
 DESCRIPTION = "SIMULATED data from the built-in simulator. Window 2026-01-01 to 2026-03-31."

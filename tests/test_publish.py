@@ -1,4 +1,4 @@
-"""coincast.publish: build stamps, the published snapshot and its atomic switch (issue 14, item 3).
+"""coincast.operations.publish: build stamps, the published snapshot and its atomic switch (issue 14, item 3).
 
 Unit tests on real files in a temporary folder (atomic writes, hard links, symlinks, a concurrent reader), then
 end to end: real builds (the publish task in pipeline.yaml), a forced rebuild whose atomic rewrites leave the
@@ -17,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from coincast import io, publish
+from coincast import files
+from coincast.operations import publish
 from conftest import BIN, coincast, hourly_frame, run
 
 CLOCK = "2025-06-01T12:30:00+00:00"
@@ -35,16 +36,16 @@ def write_build(folder: Path, source: str = "simulated", passed: bool = True, se
     """One build's products, written as the tasks write them (atomically); returns its build_id."""
     folder.mkdir(parents=True, exist_ok=True)
     meta = {"coin": "bitcoin", "source": source, "now": CLOCK, "rows": 200, "series": "s", "vs_currency": "usd",
-            "build_id": io.new_build_id(source, CLOCK)}
+            "build_id": files.new_build_id(source, CLOCK)}
     raw = hourly_frame(seed=seed)
-    io.write_parquet_atomic(raw, folder / "raw.parquet")
-    io.write_json_atomic(meta, folder / "extract.json")
-    io.write_json_atomic(publish.stamp(gate(passed), meta), folder / "validation.json")
+    files.write_parquet_atomic(raw, folder / "raw.parquet")
+    files.write_json_atomic(meta, folder / "extract.json")
+    files.write_json_atomic(publish.stamp(gate(passed), meta), folder / "validation.json")
     fc = pd.DataFrame({"horizon": [1, 2], "forecast": [float(raw["price"].iloc[-1])] * 2})
-    io.write_parquet_atomic(publish.stamp(fc, {"build_id": forecast_build or meta["build_id"]}),
+    files.write_parquet_atomic(publish.stamp(fc, {"build_id": forecast_build or meta["build_id"]}),
                             folder / "forecast.parquet")
-    io.write_json_atomic(publish.stamp({"scored": 0}, meta), folder / "live.json")
-    io.write_text_atomic(f"<html>executed notebook of {meta['build_id']}</html>", folder / "01_extract.html")
+    files.write_json_atomic(publish.stamp({"scored": 0}, meta), folder / "live.json")
+    files.write_text_atomic(f"<html>executed notebook of {meta['build_id']}</html>", folder / "01_extract.html")
     return meta["build_id"]
 
 
@@ -62,15 +63,15 @@ def digest(folder: Path) -> dict[str, str]:
 
 # --- stamps ------------------------------------------------------------------------------------------------------
 def test_build_id_names_source_and_clock_and_is_unique():
-    a = io.new_build_id("simulated", "2025-06-01T14:30:00+02:00")
-    b = io.new_build_id("simulated", "2025-06-01T12:30:00Z")
+    a = files.new_build_id("simulated", "2025-06-01T14:30:00+02:00")
+    b = files.new_build_id("simulated", "2025-06-01T12:30:00Z")
     assert re.fullmatch(r"simulated-20250601T123000Z-[0-9a-f]{8}", a) and a != b
-    assert io.new_build_id("coingecko", pd.Timestamp("2025-06-01 12:30")).startswith("coingecko-20250601T123000Z-")
-    assert len({io.new_build_id("replay", CLOCK) for _ in range(200)}) == 200
+    assert files.new_build_id("coingecko", pd.Timestamp("2025-06-01 12:30")).startswith("coingecko-20250601T123000Z-")
+    assert len({files.new_build_id("replay", CLOCK) for _ in range(200)}) == 200
 
 
 def test_extraction_summary_carries_one_build_id(tmp_path):
-    from coincast.extract import extract
+    from coincast.data.extract import extract
 
     result = extract("bitcoin", 10, "simulated", replay_now=CLOCK, history_dir=tmp_path / "h")
     first, second = result.summary(), result.summary()
@@ -162,13 +163,13 @@ def test_a_failed_or_mixed_build_never_changes_the_published_snapshot(tmp_path):
     write_build(folder, forecast_build=a)  # a forecast of the earlier build beside a new extraction
     refused(r"forecast.parquet is from build simulated-.* the products mix builds")
     write_build(folder)
-    io.write_json_atomic(publish.stamp(gate(True), {"build_id": b}), folder / "validation.json")
+    files.write_json_atomic(publish.stamp(gate(True), {"build_id": b}), folder / "validation.json")
     refused("the gate did not judge this data")
     (folder / "validation.json").unlink()
     refused("validation.json missing")
     write_build(folder)
-    meta = io.read_json(folder / "extract.json")
-    io.write_json_atomic({k: v for k, v in meta.items() if k != "build_id"}, folder / "extract.json")
+    meta = files.read_json(folder / "extract.json")
+    files.write_json_atomic({k: v for k, v in meta.items() if k != "build_id"}, folder / "extract.json")
     refused("extract.json has no build_id")
     (folder / "published").unlink()
     (folder / "published").mkdir()
@@ -240,14 +241,14 @@ def test_build_status(tmp_path):
     st = publish.build_status(folder)
     assert st["failed"] and st["latest_build_id"] == b and st["published_build_id"] == a
     assert (st["published_source"], st["published_clock"]) == ("simulated", CLOCK)
-    assert st["reason"] == publish.gate_reason(io.read_json(folder / "validation.json"))
+    assert st["reason"] == publish.gate_reason(files.read_json(folder / "validation.json"))
     # a new extraction whose gate has not reported (validation.json is still the previous build's)
-    meta = {**io.read_json(folder / "extract.json"), "build_id": io.new_build_id("coingecko", CLOCK)}
-    io.write_json_atomic(meta, folder / "extract.json")
+    meta = {**files.read_json(folder / "extract.json"), "build_id": files.new_build_id("coingecko", CLOCK)}
+    files.write_json_atomic(meta, folder / "extract.json")
     st = publish.build_status(folder)
     assert st["failed"] and st["gate"] is None and st["reason"].startswith("did not finish: it stopped before")
     # passed the gate, not published: a later task failed (or runs)
-    io.write_json_atomic(publish.stamp(gate(True), meta), folder / "validation.json")
+    files.write_json_atomic(publish.stamp(gate(True), meta), folder / "validation.json")
     assert publish.build_status(folder)["reason"].startswith("did not finish: a task after the validation gate")
     # products from before build stamps
     legacy = publish.describe_status(None, {"source": "simulated", "now": CLOCK}, None)
@@ -269,7 +270,7 @@ def test_a_build_that_failed_before_its_extraction_is_reported(tmp_path):
 
 def test_replay_report_reads_the_published_build(tmp_path):
     """hourly.replay_report finds the prediction log from the last successful tick, not from a failed one."""
-    from coincast.hourly import replay_report
+    from coincast.operations.hourly import replay_report
 
     folder = tmp_path / "products" / "bitcoin"
     env = {"coins": ["bitcoin"], "predictions_dir": str(tmp_path / "predictions"), "log_horizons": [1],
@@ -306,15 +307,15 @@ def test_builds_publish_whole_builds_only(project: Path):
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
     assert re.search(r"^publish\s+True", first.stdout, re.M), first.stdout[-2000:]
     snap_a = publish.published_folder(out)
-    meta_a = io.read_json(out / "extract.json")
-    assert snap_a.name == f".published-{meta_a['build_id']}" and io.read_json(snap_a / "extract.json") == meta_a
-    assert set(io.read_json(out / "published.json")["files"]) == {
+    meta_a = files.read_json(out / "extract.json")
+    assert snap_a.name == f".published-{meta_a['build_id']}" and files.read_json(snap_a / "extract.json") == meta_a
+    assert set(files.read_json(out / "published.json")["files"]) == {
         "01_extract.ipynb", "02_validate.ipynb", "03_features.ipynb", "04_profile.ipynb", "05_train.ipynb",
         "06_forecast.ipynb", "07_monitor.ipynb", "raw.parquet", "quarantine.parquet", "extract.json", "validation.json",
         "features.parquet", "profile.html", "profile.json", "backtest.json", "backtest.html", "backtest_forecasts.parquet",
         "registry.json", "forecast.parquet", "live.json", "predictions.parquet"}
     assert set(pd.read_parquet(snap_a / "forecast.parquet")["build_id"]) == {meta_a["build_id"]}
-    assert io.read_json(snap_a / "live.json")["build_id"] == meta_a["build_id"]
+    assert files.read_json(snap_a / "live.json")["build_id"] == meta_a["build_id"]
     before = digest(snap_a)
 
     # every task runs again and rewrites its products: the previous snapshot keeps its content
@@ -323,7 +324,7 @@ def test_builds_publish_whole_builds_only(project: Path):
     assert again.stdout.rstrip().endswith("monitor, publish)"), again.stdout[-500:]  # the eighth task runs last
     snap_b = publish.published_folder(out)
     assert snap_b != snap_a and snap_a.is_dir() and digest(snap_a) == before
-    assert io.read_json(snap_b / "extract.json")["build_id"] != meta_a["build_id"]
+    assert files.read_json(snap_b / "extract.json")["build_id"] != meta_a["build_id"]
 
     # the task on its own (an Airflow step: `ploomber task publish`) publishes the up-to-date build again
     alone = run([str(BIN / "ploomber"), "task", "publish", "--force"], cwd=project)
@@ -334,7 +335,7 @@ def test_builds_publish_whole_builds_only(project: Path):
     # a build that fails its gate leaves the published snapshot as it was
     failed = coincast(project, "--force", "--set", "min_rows=100000")
     assert failed.returncode == 1 and "validation gate failed: min_rows" in failed.stderr, failed.stderr[-2000:]
-    assert io.read_json(out / "extract.json")["build_id"] != io.read_json(snap_b / "extract.json")["build_id"]
+    assert files.read_json(out / "extract.json")["build_id"] != files.read_json(snap_b / "extract.json")["build_id"]
     assert state() == published
     status = publish.build_status(out)
     assert status["failed"] and status["reason"].startswith("validation gate failed: min_rows")

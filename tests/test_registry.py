@@ -28,9 +28,9 @@ import mlflow  # noqa: E402  (conftest switched telemetry off first)
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 from coincast import registry  # noqa: E402
-from coincast.models import make_model  # noqa: E402
+from coincast.forecasting.models import make_model  # noqa: E402
 from coincast.registry import tracking, versions  # noqa: E402
-from coincast.serving import ServedForecaster, hourly_series  # noqa: E402
+from coincast.forecasting.serving import ServedForecaster, hourly_series  # noqa: E402
 
 QUANTILES = {1: {"80": 1.3, "95": 2.0}, 24: {"80": 1.3, "95": 2.1}}
 SPECS = {

@@ -4,9 +4,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast.sources import SourceError, make_source, parse_market_chart
-from coincast.sources.replay import ReplaySource, guess_coin_id, load_replay_file
-from coincast.sources.simulated import SimulatedSource, simulate_hourly
+from coincast.data.sources import SourceError, make_source, parse_market_chart
+from coincast.data.sources.replay import ReplaySource, guess_coin_id, load_replay_file
+from coincast.data.sources.simulated import SimulatedSource, simulate_hourly
 from conftest import BTC_CSV, CHART_JSON, CHART_WRAPPED, need_shared
 
 T = pd.Timestamp

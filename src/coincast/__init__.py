@@ -12,26 +12,28 @@ the processes it starts (:func:`coincast.patches.telemetry_off`; a variable alre
 """
 from __future__ import annotations
 
+from coincast import compat
 from coincast.patches import telemetry_off
 
 __version__ = "0.1.0"
 
 telemetry_off()  # before anything imports ploomber, mlflow, dvc or ydata_profiling: offline hosts hang on them
+compat.install()  # model versions registered before the layers name the old module paths
 
 __all__ = ["extract_data", "validate_data", "transform_data", "__version__"]
 
 
 def __getattr__(name: str):  # lazy: importing coincast stays cheap for the CLI
     if name == "extract_data":
-        from coincast.extract import extract_data
+        from coincast.data.extract import extract_data
 
         return extract_data
     if name == "validate_data":
-        from coincast.validation import validate_data
+        from coincast.data.validation import validate_data
 
         return validate_data
     if name == "transform_data":
-        from coincast.features import transform_data
+        from coincast.data.features import transform_data
 
         return transform_data
     raise AttributeError(f"module 'coincast' has no attribute {name!r}")

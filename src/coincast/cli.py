@@ -1,5 +1,5 @@
-"""The ``coincast`` command: parses, calls the build (:mod:`coincast.build`) or the hourly operation
-(:mod:`coincast.hourly`), prints.
+"""The ``coincast`` command: parses, calls the build (:mod:`coincast.operations.build`) or the hourly operation
+(:mod:`coincast.operations.hourly`), prints.
 
 ``pipeline.yaml`` describes one coin's task set; ``coincast build`` loads env.yaml (plus a variant
 file and overrides), then builds that DAG for each coin in ``coins``: a line per task, then a summary table.
@@ -41,7 +41,7 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
             raise ConfigError(f"--coins names no coin ({args.coins!r}): give comma-separated CoinGecko ids, "
                               "e.g. --coins bitcoin,ethereum, or leave it out for env.yaml's coins")
     elif args.replay_file:
-        from coincast.sources.replay import guess_coin_id
+        from coincast.data.sources.replay import guess_coin_id
 
         guessed = guess_coin_id(args.replay_file)
         if guessed:
@@ -66,7 +66,8 @@ def _load(args: argparse.Namespace, defaults: Sequence[str] = ()) -> tuple[Path,
 
 
 def _build_command(args: argparse.Namespace) -> int:
-    from coincast import build, console
+    from coincast.operations import build
+    from coincast import console
 
     project, env = _load(args)
     env = build.with_build_hour(env)
@@ -80,7 +81,7 @@ def _build_command(args: argparse.Namespace) -> int:
 
 
 def _accept_command(args: argparse.Namespace) -> int:
-    from coincast import gate
+    from coincast.data import gate
 
     project, env = _load(args)
     try:
@@ -95,7 +96,7 @@ def _accept_command(args: argparse.Namespace) -> int:
 
 
 def _hourly_logging(env: Mapping[str, Any], verbose: bool) -> None:
-    from coincast.hourly import file_logger
+    from coincast.operations.hourly import file_logger
 
     handler = file_logger(env["log_dir"])
     for name, level in (("coincast", logging.INFO), ("ploomber", logging.WARNING)):
@@ -106,7 +107,7 @@ def _hourly_logging(env: Mapping[str, Any], verbose: bool) -> None:
 
 
 def _hourly_command(args: argparse.Namespace) -> int:
-    from coincast import hourly
+    from coincast.operations import hourly
 
     project, env = _load(args, defaults=[] if args.no_cron_env else ["env.cron.yaml"])
     os.chdir(project)
@@ -119,13 +120,13 @@ def _hourly_command(args: argparse.Namespace) -> int:
         print(f"coincast hourly: {exc}", file=sys.stderr)
         return hourly.EXIT_BUSY
     for line in hourly.describe(result):
-        logging.getLogger("coincast.hourly").log(logging.INFO if result.ok else logging.ERROR, line)
+        logging.getLogger("coincast.operations.hourly").log(logging.INFO if result.ok else logging.ERROR, line)
         print(f"coincast {line}", file=sys.stdout if result.ok else sys.stderr)
     return 0 if result.ok else 1
 
 
 def _replay_command(args: argparse.Namespace) -> int:
-    from coincast import hourly
+    from coincast.operations import hourly
 
     project, env = _load(args, defaults=[] if args.no_cron_env else ["env.cron.yaml"])
     if args.hours < 1:
@@ -146,7 +147,7 @@ def _replay_command(args: argparse.Namespace) -> int:
 
 
 def _cron_command(args: argparse.Namespace) -> int:
-    from coincast import cron
+    from coincast.operations import cron
 
     project = Path(args.project).resolve()
     try:

@@ -4,8 +4,8 @@ noise kept off the console (here, in one place).
 The noise: Ploomber's render warnings about ``build_hour`` (a notebook parameter on purpose, see env.yaml) and
 about env.yaml keys the pipeline does not use (env.yaml holds every knob), per-cell progress bars, and each
 Jupyter kernel's warning that it talks to papermill over TCP on 127.0.0.1. Everything else Ploomber and papermill
-say goes to ``logs/build.log`` (:func:`coincast.build.build_log`); Stan's chatter is quieted where Prophet is
-used (:mod:`coincast.models.prophet_models`).
+say goes to ``logs/build.log`` (:func:`coincast.operations.build.build_log`); Stan's chatter is quieted where Prophet is
+used (:mod:`coincast.forecasting.models.prophet_models`).
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ import warnings
 from typing import TYPE_CHECKING, Any, Iterable
 
 if TYPE_CHECKING:
-    from coincast.build import BuildResult
+    from coincast.operations.build import BuildResult
 
 #: Ploomber warnings that are true by design (matched at the start of the warning's text).
 KNOWN_WARNINGS = (

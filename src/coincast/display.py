@@ -51,7 +51,7 @@ def show(*objects: Any) -> None:
 
 def checks_table(report: Mapping[str, Any]) -> pd.DataFrame:
     """The gate's checks as a table: check, passed, the value measured, its limit, the one-line message."""
-    from coincast.validation import measured
+    from coincast.data.validation import measured
 
     limits = report.get("limits") or {}
     rows = [{"check": c["name"], "passed": c["passed"], **dict(zip(("value", "limit"), measured(c, limits))),

@@ -18,7 +18,7 @@ import pandas as pd
 import plotly.graph_objects as go
 import plotly.io as pio
 
-from coincast.backtest import NAIVE, BacktestResult
+from coincast.forecasting.backtest import NAIVE, BacktestResult
 from coincast.metrics import mae_by_hour, scored_errors
 from coincast.timeseries import naive_utc, utc_times
 
@@ -193,7 +193,7 @@ def forecast_figure(raw: pd.DataFrame | None, forecast: pd.DataFrame | None, coi
 
 
 def live_accuracy(over_time: pd.DataFrame, horizons: Sequence[int], min_scored: int, window_hours: int) -> go.Figure:
-    """``coincast.live.accuracy_over_time`` in two panels: rolling rel_mae per horizon against naive's 1, and
+    """``coincast.operations.live.accuracy_over_time`` in two panels: rolling rel_mae per horizon against naive's 1, and
     rolling interval coverage against its 80 % / 95 % targets. Until some horizon has ``min_scored`` scored
     predictions in a window: bars of the scored predictions per horizon against the number needed, titled
     "too few to score"."""

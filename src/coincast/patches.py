@@ -112,9 +112,9 @@ def lighten_ploomber_engine() -> bool:
 # -- the garbage collector ------------------------------------------------------------------------------------
 #: What the notebooks (and bench/plain.py, the same computation as a plain script) import, plus MLflow's sqlite
 #: stores (~1 s of imports and ORM mapping on first use). tests/test_packaging.py checks it covers every notebook.
-PIPELINE_MODULES = ("coincast.backtest", "coincast.display", "coincast.extract", "coincast.features",
-                    "coincast.figures", "coincast.gate", "coincast.forecast", "coincast.live", "coincast.profiling",
-                    "coincast.publish", "coincast.registry", "coincast.training", "coincast.validation",
+PIPELINE_MODULES = ("coincast.forecasting.backtest", "coincast.display", "coincast.data.extract", "coincast.data.features",
+                    "coincast.figures", "coincast.data.gate", "coincast.forecasting.forecast", "coincast.operations.live", "coincast.data.profiling",
+                    "coincast.operations.publish", "coincast.registry", "coincast.operations.training", "coincast.data.validation",
                     "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store")
 
 

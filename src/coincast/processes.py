@@ -2,7 +2,7 @@
 
 Forking copies one thread: a lock another thread held at that moment (logging's, a queue's, ZeroMQ's in a Jupyter
 kernel) stays locked forever in the child. coincast starts workers in two places, the coins of a build
-(:func:`coincast.build.build`, ``coin_jobs``) and the backtest's models (:func:`coincast.backtest.run_forecasts`,
+(:func:`coincast.operations.build.build`, ``coin_jobs``) and the backtest's models (:func:`coincast.forecasting.backtest.run_forecasts`,
 ``n_jobs``), from processes that may have threads: a Jupyter kernel always does (heartbeat, IOPub, control),
 and so does a long-lived caller such as a replay or a test. :func:`pool_context` forks when the process has no
 other Python thread (the coincast command's own process: fastest, the children share its imports) and otherwise

@@ -120,7 +120,7 @@ class Settings(BaseModel):
     @field_validator("models")
     @classmethod
     def _models(cls, v: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        from coincast.models import make_model
+        from coincast.forecasting.models import make_model
 
         if not v:
             raise ValueError(BAD)

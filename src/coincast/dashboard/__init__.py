@@ -1,6 +1,6 @@
 """The Voila dashboard (``notebooks/dashboard.ipynb``, ``make dashboard``): what a person looks at every hour.
 
-It only *reads*: each coin's published snapshot ``products/<coin>/published/`` (``coincast.publish``: the last
+It only *reads*: each coin's published snapshot ``products/<coin>/published/`` (``coincast.operations.publish``: the last
 whole, successful build, every number and chart from it, labelled with that build's own source), the latest
 build's status beside it (a warning when it failed) and, for the champion's promotion time, the MLflow registry
 when there is one. It never trains, fetches or scores: live accuracy is the monitor stage's ``live.json``.

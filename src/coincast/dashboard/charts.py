@@ -6,7 +6,7 @@ from typing import Any
 
 import pandas as pd
 
-from coincast.backtest import NAIVE
+from coincast.forecasting.backtest import NAIVE
 from coincast.figures import figure_bundle, forecast_figure
 
 

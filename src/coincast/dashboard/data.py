@@ -18,7 +18,7 @@ import pandas as pd
 from coincast.timeseries import utc_times
 
 PROJECT_ENV = "COINCAST_PROJECT"
-# files that make a folder under products/ a coin's products (or its published snapshot: coincast.publish)
+# files that make a folder under products/ a coin's products (or its published snapshot: coincast.operations.publish)
 PRODUCT_FILES = ("published", "failed.json", "extract.json", "validation.json", "raw.parquet", "forecast.parquet",
                  "backtest.json", "registry.json", "profile.html", "predictions.parquet")
 JSON_PRODUCTS = (("extract", "extract.json"), ("validation", "validation.json"), ("backtest", "backtest.json"),
@@ -85,7 +85,7 @@ class CoinProducts:
     profile_bytes: int | None = None
     registry_written: pd.Timestamp | None = None
     problems: list[str] = field(default_factory=list)
-    status: dict[str, Any] = field(default_factory=dict)  # coincast.publish.build_status: published vs latest
+    status: dict[str, Any] = field(default_factory=dict)  # coincast.operations.publish.build_status: published vs latest
 
 
 def read_frame(path: Path, time_columns: tuple[str, ...]) -> pd.DataFrame:
@@ -100,7 +100,7 @@ def read_frame(path: Path, time_columns: tuple[str, ...]) -> pd.DataFrame:
 def load_coin(products_dir: str | os.PathLike, coin: str) -> CoinProducts:
     """Read the published snapshot of ``products_dir/<coin>/`` (resolved once, so one build's files) and the
     status of the latest build (``cp.status``). ``cp.folder`` is None when no build has been published yet."""
-    from coincast.publish import build_status
+    from coincast.operations.publish import build_status
 
     status = build_status(Path(products_dir) / coin)
     folder = status["snapshot"]

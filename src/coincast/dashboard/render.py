@@ -19,7 +19,7 @@ import jinja2
 import pandas as pd
 from markupsafe import Markup
 
-from coincast.backtest import NAIVE
+from coincast.forecasting.backtest import NAIVE
 from coincast.dashboard.data import CoinProducts
 from coincast.dashboard.summary import backtest_table
 from coincast.display import data_label
@@ -161,7 +161,7 @@ def source_banner_html(extract: Mapping[str, Any] | None) -> str:
 
 
 def build_status_html(status: Mapping[str, Any] | None) -> str:
-    """The latest build vs the published one (``coincast.publish.build_status``): a warning naming the failed
+    """The latest build vs the published one (``coincast.operations.publish.build_status``): a warning naming the failed
     build, its source, clock and one-line reason, and which successful build is shown instead; "" when the
     latest build is the published one."""
     status = status or {}

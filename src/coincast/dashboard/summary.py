@@ -1,7 +1,7 @@
 """The numbers the page shows, taken from the products (pure: dicts / DataFrames in, dicts / DataFrames out).
 
 Nothing is scored here: the backtest's numbers are ``backtest.json``'s, live accuracy is ``live.json``'s (the
-monitor stage's, :func:`coincast.live.live_metrics`), so the page cannot disagree with the products.
+monitor stage's, :func:`coincast.operations.live.live_metrics`), so the page cannot disagree with the products.
 """
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from coincast.backtest import NAIVE
-from coincast.live import too_few
+from coincast.forecasting.backtest import NAIVE
+from coincast.operations.live import too_few
 from coincast.timeseries import to_utc, utc_now, utc_times
 
 DEFAULT_STALENESS_HOURS = 3.0

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Mapping
 
-from coincast.backtest import NAIVE, best_model
+from coincast.forecasting.backtest import NAIVE, best_model
 
 
 class Rule(str, Enum):
@@ -111,7 +111,7 @@ def explain(d: Decision) -> str:
 
 
 def pick_challenger(models: Mapping[str, Mapping[str, Any]]) -> str:
-    """The best model of the build: :func:`coincast.backtest.best_model` at 1 h (one rule everywhere)."""
+    """The best model of the build: :func:`coincast.forecasting.backtest.best_model` at 1 h (one rule everywhere)."""
     return best_model(models, 1)
 
 

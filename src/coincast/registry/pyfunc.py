@@ -1,4 +1,4 @@
-"""The MLflow face of a :class:`~coincast.serving.ServedForecaster`: what a registered version stores.
+"""The MLflow face of a :class:`~coincast.forecasting.serving.ServedForecaster`: what a registered version stores.
 
 ``mlflow models serve -m models:/coincast-<coin>@champion`` serves it over HTTP (:class:`CoincastPyfunc`).
 Versions registered before the registry became a package pickled the class as ``coincast.registry.CoincastPyfunc``:
@@ -15,7 +15,7 @@ import pandas as pd
 from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
-from coincast.serving import FORECAST_COLUMNS, ServedForecaster
+from coincast.forecasting.serving import FORECAST_COLUMNS, ServedForecaster
 from coincast.timeseries import to_utc
 
 HORIZONS = tuple(range(1, 25))

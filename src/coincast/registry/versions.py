@@ -21,12 +21,12 @@ import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
-from coincast.backtest import NAIVE
+from coincast.forecasting.backtest import NAIVE
 from coincast.config import ConfigError, parse_time
 from coincast.registry import tracking
 from coincast.registry.promotion import decide, explain, finite, metric, pick_challenger
 from coincast.registry.pyfunc import load_served, log_pyfunc
-from coincast.serving import ServedForecaster
+from coincast.forecasting.serving import ServedForecaster
 from coincast.timeseries import utc_now
 
 logger = logging.getLogger(__name__)

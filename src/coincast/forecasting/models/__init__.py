@@ -1,11 +1,11 @@
-"""Models: baselines and Prophet variants behind one interface (see :mod:`coincast.models.base`)."""
+"""Models: baselines and Prophet variants behind one interface (see :mod:`coincast.forecasting.models.base`)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
-from coincast.models.base import Forecaster
-from coincast.models.baselines import Drift, Naive, SeasonalNaive
-from coincast.models.prophet_models import ProphetDefault, ProphetReturns, ProphetSeasonal
+from coincast.forecasting.models.base import Forecaster
+from coincast.forecasting.models.baselines import Drift, Naive, SeasonalNaive
+from coincast.forecasting.models.prophet_models import ProphetDefault, ProphetReturns, ProphetSeasonal
 
 KINDS: dict[str, type[Forecaster]] = {
     cls.kind: cls for cls in (Naive, SeasonalNaive, Drift, ProphetDefault, ProphetSeasonal, ProphetReturns)

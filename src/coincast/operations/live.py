@@ -24,9 +24,10 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
-from coincast import calibration, metrics
-from coincast.io import read_store, write_parquet_atomic
-from coincast.serving import ServedForecaster
+from coincast.forecasting import calibration
+from coincast import metrics
+from coincast.files import read_store, write_parquet_atomic
+from coincast.forecasting.serving import ServedForecaster
 from coincast.timeseries import HOUR, hourly_series, latest_realized_vol, observed_prices, utc_times
 
 logger = logging.getLogger(__name__)

@@ -1,6 +1,6 @@
 """Data versions: the DVC hash of a raw-history file, and DVC snapshots of the data layer.
 
-``coincast.io.file_md5`` is the hash DVC 3 records for a file (the md5 of its bytes): the same value appears in
+``coincast.files.file_md5`` is the hash DVC 3 records for a file (the md5 of its bytes): the same value appears in
 ``dvc.lock`` / the directory manifest once the history is committed, and names the file's copy in the
 DVC cache and remote. Every MLflow run and every logged prediction carries it as ``data_version``.
 """

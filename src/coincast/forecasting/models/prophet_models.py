@@ -22,7 +22,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from coincast.models.base import Forecaster, last_value
+from coincast.forecasting.models.base import Forecaster, last_value
 from coincast.timeseries import HOUR, log_returns, naive_utc
 
 logger = logging.getLogger(__name__)

@@ -7,7 +7,7 @@ value being the price at the forecast origin) and forecasts the price ``h`` hour
 * ``predict(y, horizons)`` gives point forecasts from the *latest* history, reusing the last fit.
 
 The backtest refits on a cadence and predicts at every origin, so fitting stays rare and prediction
-cheap. Intervals are not the model's business: :mod:`coincast.calibration` adds them out of sample.
+cheap. Intervals are not the model's business: :mod:`coincast.forecasting.calibration` adds them out of sample.
 """
 from __future__ import annotations
 

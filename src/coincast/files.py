@@ -103,6 +103,6 @@ def file_md5(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
 
 def new_build_id(source: str, clock: Any = None) -> str:
     """``<source>-<clock as YYYYmmddTHHMMSSZ>-<8 hex>``: unique per extraction, readable, safe in a file name
-    (every product of the build carries it: coincast.publish.stamp)."""
+    (every product of the build carries it: coincast.operations.publish.stamp)."""
     t = to_utc(clock) if clock is not None else utc_now()
     return f"{source}-{t:%Y%m%dT%H%M%SZ}-{uuid.uuid4().hex[:8]}"

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from coincast.sources.base import OBSERVATION_COLUMNS, SourceError, clip_window, parse_market_chart
+from coincast.data.sources.base import OBSERVATION_COLUMNS, SourceError, clip_window, parse_market_chart
 from coincast.timeseries import utc_times
 
 logger = logging.getLogger(__name__)

@@ -5,7 +5,7 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from coincast.serving import ServedForecaster
+from coincast.forecasting.serving import ServedForecaster
 
 
 def make_forecast(

@@ -11,7 +11,7 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from coincast.backtest import NAIVE, BacktestResult, BacktestSettings, backtest, served_model
+from coincast.forecasting.backtest import NAIVE, BacktestResult, BacktestSettings, backtest, served_model
 
 logger = logging.getLogger(__name__)
 
@@ -24,10 +24,11 @@ def decide_retrain(
     project_root: str | Path,
     schedule: Mapping[str, Any],
 ) -> dict[str, Any]:
-    """Whether this build retrains (see :func:`coincast.live.retrain_decision`); also due when the
+    """Whether this build retrains (see :func:`coincast.operations.live.retrain_decision`); also due when the
     products of the last training (other than the executed notebook) are missing. ``schedule``:
     retrain_every_hours and the drift_* knobs."""
-    from coincast import live, registry
+    from coincast.operations import live
+    from coincast import registry
 
     registry.configure(Path(project_root))
     try:
@@ -102,7 +103,7 @@ def train(
     not due (the products of the last training stay as they are)."""
     if not decision["due"]:
         return None
-    from coincast import io
+    from coincast import files
 
     result = backtest(y, models, settings)
     report = backtest_report(result, meta)
@@ -111,7 +112,7 @@ def train(
     promotion = register_champion(meta["coin"], y, result, report, project_root, params,
                                   run_artifacts(product, upstream))
     registry_json = {**promotion, "trained": dict(decision)}
-    io.write_json_atomic(registry_json, product["registry"])
+    files.write_json_atomic(registry_json, product["registry"])
     return registry_json
 
 
@@ -131,11 +132,11 @@ def backtest_report(result: BacktestResult, meta: Mapping[str, Any]) -> dict[str
 def save_backtest(result: BacktestResult, report: Mapping[str, Any], paths: Mapping[str, Any], coin: str) -> None:
     """Write a backtest's products, each atomically: ``paths["backtest"]`` (the report as JSON),
     ``paths["forecasts"]`` (every scored forecast, parquet) and ``paths["figures"]`` (plotly HTML)."""
-    from coincast import figures, io
+    from coincast import figures, files
 
-    io.write_json_atomic(report, paths["backtest"])
-    io.write_parquet_atomic(result.forecasts, paths["forecasts"])
-    io.write_text_atomic(figures.backtest_html(result, f"coincast · {coin} backtest"), paths["figures"])
+    files.write_json_atomic(report, paths["backtest"])
+    files.write_parquet_atomic(result.forecasts, paths["forecasts"])
+    files.write_text_atomic(figures.backtest_html(result, f"coincast · {coin} backtest"), paths["figures"])
 
 
 def summary_table(report: Mapping[str, Any]) -> pd.DataFrame:

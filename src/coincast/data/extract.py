@@ -14,12 +14,12 @@ from typing import Any, Mapping
 import pandas as pd
 
 from coincast.config import parse_time
-from coincast.io import file_md5, new_build_id
-from coincast.history import (
+from coincast.files import file_md5, new_build_id
+from coincast.data.history import (
     align_to_hourly, empty_quarantine, missing_ranges, quarantine_rows, repair_history, split_rows, store_batch,
 )
-from coincast.sources import make_source
-from coincast.sources.base import Source, SourceError
+from coincast.data.sources import make_source
+from coincast.data.sources.base import Source, SourceError
 from coincast.timeseries import utc_now
 
 logger = logging.getLogger(__name__)
@@ -38,7 +38,7 @@ class Extraction:
     history_rows: int
     extra: dict[str, Any] = field(default_factory=dict)
     quarantined: pd.DataFrame = field(default_factory=empty_quarantine)  # this extraction's rejected rows
-    build_id: str = ""  # this extraction's stamp (coincast.publish): set once, so every summary() agrees
+    build_id: str = ""  # this extraction's stamp (coincast.operations.publish): set once, so every summary() agrees
     # the window's hours this extraction added to the history (all of them without a history)
     added_hours: pd.DatetimeIndex = field(default_factory=lambda: pd.DatetimeIndex([], tz="UTC"))
 

@@ -1,6 +1,6 @@
 """Build stamps and the published snapshot: what the dashboard (and a person) reads is one whole, successful build.
 
-Every extraction gets a ``build_id`` (source, clock, a random part: :func:`coincast.io.new_build_id`) written to
+Every extraction gets a ``build_id`` (source, clock, a random part: :func:`coincast.files.new_build_id`) written to
 ``extract.json``; the per-build products after it carry it too (:func:`stamp`: ``validation.json``,
 ``forecast.parquet``, ``live.json``). The working products under ``products/<coin>/`` are what the tasks write,
 so after a failed build they mix two builds (the new extract and gate report beside the previous forecast).
@@ -10,7 +10,7 @@ DAG succeeded), checks that the products are one passed build (:func:`check_buil
 ``products/<coin>/.published-<build_id>/`` and switches the pointer ``products/<coin>/published`` (a relative
 symlink, replaced with one ``os.replace``) to it; ``products/<coin>/published.json`` (the task's product) describes
 the snapshot. Data products are hard links: every one is written by temp file + rename
-(``coincast.io.write_*_atomic``), so a later build replaces the working file with a new inode and the snapshot's
+(``coincast.files.write_*_atomic``), so a later build replaces the working file with a new inode and the snapshot's
 link keeps the old content. Executed notebooks are copied (papermill / ploomber-engine write an ``.ipynb`` product
 in place). The snapshot in use and the one before it are kept (a reader that resolved the pointer just before a
 switch still finds its files); older ones are removed.
@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from coincast import io
+from coincast import files
 
 POINTER = "published"
 SNAPSHOT_PREFIX = ".published-"
@@ -182,14 +182,14 @@ def publish_files(folder: str | os.PathLike, files: Iterable[str | os.PathLike],
                 "simulated": meta.get("simulated"), "clock": meta.get("now"), "last": meta.get("last"),
                 "published_at": pd.Timestamp.now(tz="UTC").isoformat(), "snapshot": name,
                 "files": {n: {"bytes": (tmp / n).stat().st_size, "how": h} for n, h in sorted(how.items())}}
-        io.write_json_atomic(info, tmp / MANIFEST)
+        files.write_json_atomic(info, tmp / MANIFEST)
         os.rename(tmp, folder / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     previous = _current(folder)
     _switch(folder, name)
-    io.write_json_atomic(info, manifest if manifest is not None else folder / MANIFEST)
+    files.write_json_atomic(info, manifest if manifest is not None else folder / MANIFEST)
     _prune(folder, {name, previous or name})
     return info
 
@@ -291,7 +291,7 @@ def record_failure(folder: str | os.PathLike, reason: str | None, source: str | 
     if reason is None:
         path.unlink(missing_ok=True)
         return
-    io.write_json_atomic({"reason": reason, "source": source, "clock": None if clock is None else str(clock),
+    files.write_json_atomic({"reason": reason, "source": source, "clock": None if clock is None else str(clock),
                           "at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")}, path)
 
 

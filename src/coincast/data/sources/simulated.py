@@ -17,7 +17,7 @@ import zlib
 import numpy as np
 import pandas as pd
 
-from coincast.sources.base import OBSERVATION_COLUMNS, clip_window, empty_observations
+from coincast.data.sources.base import OBSERVATION_COLUMNS, clip_window, empty_observations
 
 logger = logging.getLogger(__name__)
 

@@ -22,7 +22,7 @@ from typing import Any, Iterator, Mapping
 import pandas as pd
 from filelock import FileLock, Timeout
 
-from coincast.build import BuildResult, build, with_build_hour
+from coincast.operations.build import BuildResult, build, with_build_hour
 
 logger = logging.getLogger(__name__)
 
@@ -101,7 +101,7 @@ def run_tick(project: Path, env: Mapping[str, Any], clock: pd.Timestamp | None =
              quiet: bool = False, locked: bool = False, snapshot: bool | None = None) -> TickResult:
     """One tick under the lock (``locked``: the caller holds it): build every coin, then snapshot the data
     in DVC (``snapshot``: default env's dvc_snapshot). Raises AlreadyRunning if another tick holds the lock."""
-    from coincast import versioning
+    from coincast.operations import versioning
 
     started = time.perf_counter()
     with contextlib.nullcontext() if locked else tick_lock(env["lock_file"]):
@@ -140,7 +140,7 @@ def replay_start(env: Mapping[str, Any], hours: int, start: Any = None) -> pd.Ti
     replay file's end, or the real clock), at TICK_MINUTE past the hour."""
     from coincast.config import parse_time
     from coincast.timeseries import utc_now
-    from coincast.extract import resolve_clock
+    from coincast.data.extract import resolve_clock
 
     if start is not None:
         first = parse_time(start, "start")
@@ -157,8 +157,8 @@ def replay_start(env: Mapping[str, Any], hours: int, start: Any = None) -> pd.Ti
 
 def replay_log_path(env: Mapping[str, Any], coin: str) -> Path:
     """The prediction log a replay of ``coin`` under ``env`` writes to (the series' own, as the extract names it)."""
-    from coincast import live
-    from coincast.extract import history_file_for
+    from coincast.operations import live
+    from coincast.data.extract import history_file_for
 
     history = history_file_for(env, coin)  # <history_dir>/<source>/<series>/<coin>-<vs>.parquet
     return live.log_path(env["predictions_dir"], {"source": history.parent.parent.name, "series": history.parent.name,
@@ -171,7 +171,7 @@ def replay_refusal(env: Mapping[str, Any], first: pd.Timestamp) -> str | None:
     before the last logged one) is not logged again, and the report would count "missed hours" and score the
     few rows left. The registry is not read here (no MLflow in a process that forks the coins' workers): a
     champion trained after a replayed hour is not used for it (see ``live.update_log``)."""
-    from coincast import live
+    from coincast.operations import live
 
     hour = pd.Timestamp(first).floor("h")
     found = []
@@ -196,8 +196,8 @@ def replay_refusal(env: Mapping[str, Any], first: pd.Timestamp) -> str | None:
 def replay_report(project: Path, env: Mapping[str, Any], first: pd.Timestamp, last: pd.Timestamp) -> dict[str, Any]:
     """Per coin: missed hours and unscored predictions over the replay, and the live accuracy of the
     predictions logged for origins inside it."""
-    from coincast import io as cio
-    from coincast import live
+    from coincast import files as cio
+    from coincast.operations import live
 
     out: dict[str, Any] = {}
     for coin in env["coins"]:
@@ -220,7 +220,7 @@ def replay_report(project: Path, env: Mapping[str, Any], first: pd.Timestamp, la
 def _replay_ticks(project: Path, env: Mapping[str, Any], bar: Any, seconds: list[float],
                   failed: list[dict[str, Any]]) -> str | None:
     """The replay's ticks (lock held); one DVC snapshot at the end rather than one per replayed hour."""
-    from coincast import versioning
+    from coincast.operations import versioning
 
     for clock in bar:
         result = run_tick(project, env, clock, quiet=True, locked=True, snapshot=False)
@@ -274,7 +274,7 @@ def replay(project: Path, env: Mapping[str, Any], hours: int, start: Any = None,
         "coins": replay_report(project, env, clocks[0], clocks[-1]),
     }
     path = Path(env["log_dir"]) / f"replay-{clocks[0]:%Y%m%dT%H%M}-{hours}h.json"
-    from coincast.io import write_json_atomic
+    from coincast.files import write_json_atomic
 
     write_json_atomic(report, path)
     report["report_path"] = str(path)

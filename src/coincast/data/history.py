@@ -25,8 +25,8 @@ import numpy as np
 import pandas as pd
 from filelock import FileLock
 
-from coincast.io import read_store, write_parquet_atomic
-from coincast.sources.base import OBSERVATION_COLUMNS
+from coincast.files import read_store, write_parquet_atomic
+from coincast.data.sources.base import OBSERVATION_COLUMNS
 from coincast.timeseries import HOUR, utc_times
 
 logger = logging.getLogger(__name__)

@@ -12,8 +12,8 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from coincast.calibration import LEVELS, level_key, quantile_for
-from coincast.models import Forecaster
+from coincast.forecasting.calibration import LEVELS, level_key, quantile_for
+from coincast.forecasting.models import Forecaster
 from coincast.timeseries import hourly_series, realized_vol
 
 FORECAST_COLUMNS = ["horizon", "target_time", "forecast"] + [

@@ -1,6 +1,6 @@
 """One coin's build: pipeline.yaml's Ploomber DAG for a coin -> a typed :class:`BuildResult`.
 
-``coincast build`` (:mod:`coincast.cli`), the hourly tick and the replay (:mod:`coincast.hourly`) build coins
+``coincast build`` (:mod:`coincast.cli`), the hourly tick and the replay (:mod:`coincast.operations.hourly`) build coins
 here. A coin whose build fails does not stop the others. The console gets one line per task as it completes
 (:mod:`coincast.console`); Ploomber's and papermill's messages, tracebacks included, go to
 ``<log_dir>/build.log`` (and to the console too with ``coincast build -v``).
@@ -108,7 +108,7 @@ def with_build_hour(env: dict[str, Any], now: Any = None) -> dict[str, Any]:
 
 def gate_failed_last(project: Path, coin: str) -> bool:
     """True when the coin's last validation report (products/<coin>/validation.json) says the gate failed."""
-    from coincast.io import read_json
+    from coincast.files import read_json
 
     try:
         return read_json(project / "products" / coin / "validation.json").get("passed") is False
@@ -128,7 +128,7 @@ def coin_env(env: Mapping[str, Any], coin: str, project: Path) -> dict[str, Any]
     return out
 
 
-_LOGGERS = ("ploomber", "papermill", "coincast.build")
+_LOGGERS = ("ploomber", "papermill", "coincast.operations.build")
 
 
 def log_target(env: Mapping[str, Any]) -> Path | None:
@@ -175,7 +175,7 @@ def build_log(env: Mapping[str, Any], verbose: bool = False) -> Iterator[str | N
 def record_outcome(folder: Path, result: BuildResult, env: Mapping[str, Any]) -> None:
     """The dashboard's record of a failed build (products/<coin>/failed.json, removed when the coin builds
     again); never raises."""
-    from coincast.publish import FAILURE, record_failure
+    from coincast.operations.publish import FAILURE, record_failure
 
     reason = None if result.ok else result.message
     try:
@@ -209,8 +209,8 @@ def gate_verdict(dag: Any) -> tuple[bool | None, str | None]:
     judged this build's extraction (their build ids agree); (None, None) when the gate did not judge it."""
     from ploomber.constants import TaskStatus
 
-    from coincast.io import read_json
-    from coincast.publish import gate_reason
+    from coincast.files import read_json
+    from coincast.operations.publish import gate_reason
 
     if GATE_TASK not in dag:
         return None, None
@@ -230,7 +230,7 @@ def gate_verdict(dag: Any) -> tuple[bool | None, str | None]:
 
 def read_outlook(dag: Any) -> tuple[str | None, NextHour | None]:
     """The champion (registry.json of the train task) and its next-hour forecast (the forecast task's data)."""
-    from coincast.io import read_frame, read_json
+    from coincast.files import read_frame, read_json
 
     champion, next_hour = None, None
     try:

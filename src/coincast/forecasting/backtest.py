@@ -19,10 +19,10 @@ import numpy as np
 import pandas as pd
 
 from coincast import metrics
-from coincast.calibration import LEVELS, calibrate, latest_quantiles, level_key
-from coincast.models import make_model
+from coincast.forecasting.calibration import LEVELS, calibrate, latest_quantiles, level_key
+from coincast.forecasting.models import make_model
 from coincast.processes import pool_context
-from coincast.serving import ServedForecaster
+from coincast.forecasting.serving import ServedForecaster
 from coincast.timeseries import HOUR, on_hourly_grid, realized_vol
 
 logger = logging.getLogger(__name__)
@@ -106,7 +106,7 @@ def run_forecasts(
             tasks.append((dict(spec), y, origins[a:b], a, refit_every, tuple(horizons)))
     tasks.sort(key=lambda t: not str(t[0].get("kind", "")).startswith("prophet"))  # heavy first
     if n_jobs > 1 and len(tasks) > 1:
-        ctx = pool_context(preload=("coincast.backtest",))  # a Jupyter kernel has threads: no plain fork there
+        ctx = pool_context(preload=("coincast.forecasting.backtest",))  # a Jupyter kernel has threads: no plain fork there
         with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
             results = list(pool.map(_forecast_chunk, tasks))
     else:

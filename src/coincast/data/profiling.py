@@ -15,7 +15,7 @@ timestamp + 35 numeric features; report build only, import excluded; the host is
 
 Importing ydata_profiling costs another ~2.5 s with compiled bytecode (the install compiles it), 6-9 s
 without (every process then recompiles scipy, statsmodels, matplotlib, numba, ...). The import is done
-lazily, inside `profile_html`, so `import coincast.profiling` stays cheap.
+lazily, inside `profile_html`, so `import coincast.data.profiling` stays cheap.
 """
 from __future__ import annotations
 
@@ -176,15 +176,15 @@ def write_profile(decision: Mapping[str, Any], features: str | Path, meta: Mappi
     None when not due: the last report stays."""
     if not decision["due"]:
         return None
-    from coincast import io
+    from coincast import files
     from coincast.display import data_label
 
-    df = io.read_frame(features)
+    df = files.read_frame(features)
     html = profile_html(df, title=f"coincast · {meta['coin']} features", minimal=minimal,
                         description=data_label(meta["source"]) + f" Window {meta['first']} to {meta['last']}.")
-    io.write_text_atomic(html, product["report"])
+    files.write_text_atomic(html, product["report"])
     made = {"data_through": meta["last"], "made_for": meta["now"], "rows": len(df)}
-    io.write_json_atomic(made, product["meta"])
+    files.write_json_atomic(made, product["meta"])
     return made
 
 

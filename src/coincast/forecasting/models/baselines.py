@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from coincast.models.base import Forecaster, last_value
+from coincast.forecasting.models.base import Forecaster, last_value
 
 
 class Naive(Forecaster):

@@ -2,7 +2,7 @@
 
 A source returns *observations*: one row per sample the source has, with the time the price
 was observed (UTC), not aligned to any grid. Aligning to the hourly grid happens once, in
-:mod:`coincast.history`, so the live API, a replayed file and the simulator are treated alike.
+:mod:`coincast.data.history`, so the live API, a replayed file and the simulator are treated alike.
 """
 from __future__ import annotations
 

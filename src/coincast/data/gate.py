@@ -19,12 +19,12 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-from coincast.extract import history_file_for
-from coincast.history import HistoryError, history_lock, read_history
-from coincast.io import write_json_atomic
-from coincast.sources.base import SourceError
+from coincast.data.extract import history_file_for
+from coincast.data.history import HistoryError, history_lock, read_history
+from coincast.files import write_json_atomic
+from coincast.data.sources.base import SourceError
 from coincast.timeseries import to_utc, utc_times
-from coincast.validation import hour_ranges, validate_data
+from coincast.data.validation import hour_ranges, validate_data
 
 logger = logging.getLogger(__name__)
 

@@ -23,7 +23,7 @@ import requests
 from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_before_delay, wait_exponential
 
 from coincast import __version__
-from coincast.sources.base import OBSERVATION_COLUMNS, SourceError, clip_window, empty_observations, parse_market_chart
+from coincast.data.sources.base import OBSERVATION_COLUMNS, SourceError, clip_window, empty_observations, parse_market_chart
 from coincast.timeseries import to_utc
 
 logger = logging.getLogger(__name__)
