@@ -132,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     parser.add_argument("--now", help="the clock (replay_now)")
     args = parser.parse_args(argv)
-    from coincast.config import load_env, parse_value, resolve_root
+    from coincast.config import parse_value, resolve_root
+    from coincast.settings import load_env
     from coincast.patches import PIPELINE_MODULES, preload
 
     preload(PIPELINE_MODULES)  # as coincast's builds do (collector off while importing, then frozen): a fair limit

@@ -30,7 +30,8 @@
 #   `data_version` (the MD5 of the raw history file: which data every later product was made from).
 
 # %%
-from coincast import display, figures, files
+from coincast import display, files
+from coincast.forecasting import figures
 from coincast.data.extract import extract
 
 display.setup_logging()

@@ -32,7 +32,8 @@
 # and 0.95 means the intervals are honest.
 
 # %%
-from coincast import display, figures, files
+from coincast import display, files
+from coincast.forecasting import figures
 from coincast.operations import live, training
 from coincast.forecasting.serving import hourly_series
 

@@ -24,7 +24,8 @@
 # plausibly moves. If the champion is naive, the forecast line *is* the naive line.
 
 # %%
-from coincast import display, figures, files, registry
+from coincast import display, files, registry
+from coincast.forecasting import figures
 from coincast.operations import publish
 from coincast.forecasting.forecast import make_forecast
 

@@ -25,7 +25,8 @@
 # score nothing yet; hourly operation (`coincast hourly`, cron) fills the log, one hour at a time.
 
 # %%
-from coincast import display, figures, files, registry
+from coincast import display, files, registry
+from coincast.forecasting import figures
 from coincast.operations import live, publish
 from coincast.forecasting.serving import hourly_series
 

@@ -111,9 +111,9 @@ def write_products(products: Path, coin: str = "bitcoin", source: str = "simulat
 
 def publish_products(folder: Path) -> dict:
     """Publish a products folder as it is (what the publish task does at the end of a successful build)."""
-    files = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
+    products = [p for p in sorted(folder.iterdir()) if p.is_file() and not p.name.startswith(".")
              and p.name != publish.MANIFEST]
-    return publish.publish_files(folder, files, copies=[p for p in files if p.suffix in (".html", ".ipynb")
+    return publish.publish_files(folder, products, copies=[p for p in products if p.suffix in (".html", ".ipynb")
                                                         and p.name[:2].isdigit()])
 
 

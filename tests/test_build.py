@@ -1,4 +1,4 @@
-"""coincast.operations.build and coincast.console: a build's typed result, read from the DAG's task status and its products;
+"""coincast.operations.build and coincast.operations.console: a build's typed result, read from the DAG's task status and its products;
 the progress lines and the summary table a person reads; the known noise kept off the console."""
 from __future__ import annotations
 
@@ -17,7 +17,7 @@ from ploomber.executors import Serial
 from ploomber.products import File
 from ploomber.tasks import PythonCallable
 
-from coincast import console
+from coincast.operations import console
 from coincast.operations.build import BuildResult, NextHour, outcome, report_progress, root_cause, with_build_hour
 from conftest import progress, summary
 

@@ -3,7 +3,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from coincast.config import ConfigError, load_dotenv_file, load_env, parse_time, parse_value
+from coincast.config import ConfigError, load_dotenv_file, parse_time, parse_value
+from coincast.settings import load_env
 from conftest import ROOT
 
 

@@ -1,4 +1,4 @@
-"""What the executed notebooks show, on in-memory data: the figures (coincast.figures), the checks table, the
+"""What the executed notebooks show, on in-memory data: the figures (coincast.forecasting.figures), the checks table, the
 train notebook's note and the stage helpers the notebooks call (training, profiling)."""
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast import display, figures
+from coincast import display
+from coincast.forecasting import figures
 from coincast.data import profiling
 from coincast.operations import training
 from coincast.data.validation import measured, validate_data

@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any, Mapping, Sequence
 
 # (importing coincast turned telemetry off: coincast.patches.telemetry_off)
-from coincast.config import ConfigError, load_dotenv_file, load_env, parse_time, parse_value, resolve_root
+from coincast.config import ConfigError, load_dotenv_file, parse_time, parse_value, resolve_root
+from coincast.settings import load_env
 
 logger = logging.getLogger(__name__)
 
@@ -67,7 +68,7 @@ def _load(args: argparse.Namespace, defaults: Sequence[str] = ()) -> tuple[Path,
 
 def _build_command(args: argparse.Namespace) -> int:
     from coincast.operations import build
-    from coincast import console
+    from coincast.operations import console
 
     project, env = _load(args)
     env = build.with_build_hour(env)

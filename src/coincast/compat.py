@@ -39,6 +39,7 @@ class OldPaths(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def install() -> None:
-    """Add the finder once (idempotent)."""
+    """Put the finder first, once: an old package's submodule would otherwise be found again on the moved
+    package's ``__path__`` and loaded a second time, as a different module."""
     if not any(isinstance(f, OldPaths) for f in sys.meta_path):
-        sys.meta_path.append(OldPaths())
+        sys.meta_path.insert(0, OldPaths())

@@ -60,13 +60,13 @@ def parse_value(text: str) -> Any:
     return yaml.safe_load(text)
 
 
-def load_env(
+def merge_env(
     path: str | os.PathLike = "env.yaml",
     variant: str | os.PathLike | list[str | os.PathLike] | None = None,
     overrides: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """env.yaml, then the keys of each ``variant`` file (in order) and ``overrides`` on top; unknown keys
-    are errors."""
+    are errors. Not checked: :func:`coincast.settings.load_env` checks every value."""
     base_path = Path(path)
     env = _read_yaml(base_path)
     layers: list[tuple[str, Mapping[str, Any]]] = []
@@ -80,7 +80,6 @@ def load_env(
         if unknown:
             raise ConfigError(f"{name}: unknown key(s) {', '.join(unknown)} (not in {base_path.name})")
         env.update(layer)
-    check_env(env)
     return env
 
 
@@ -88,13 +87,6 @@ def resolve_root(env: Mapping[str, Any], root: str | os.PathLike) -> dict[str, A
     """``{{root}}`` in string values -> the project folder, as Ploomber does, for the keys coincast itself
     reads outside a build (lock_file, log_dir, predictions_dir, ...)."""
     return {k: v.replace("{{root}}", str(root)) if isinstance(v, str) else v for k, v in env.items()}
-
-
-def check_env(env: Mapping[str, Any]) -> None:
-    """Raise ConfigError naming the first bad value (every key: :mod:`coincast.settings`)."""
-    from coincast.settings import check
-
-    check(env)
 
 
 def parse_time(value: Any, name: str = "time") -> pd.Timestamp:

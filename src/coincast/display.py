@@ -7,11 +7,8 @@ from typing import Any, Mapping
 
 import pandas as pd
 
-_LABELS = {
-    "simulated": "SIMULATED data from coincast's built-in market simulator: not real prices.",
-    "replay": "REPLAYED data from a recorded file at a simulated clock: not live prices.",
-    "coingecko": "Live data provided by CoinGecko.",
-}
+from coincast.data.sources.base import data_label
+
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -23,10 +20,6 @@ def setup_logging(level: int = logging.INFO) -> None:
         handler._coincast = True  # type: ignore[attr-defined]
         root.addHandler(handler)
     root.setLevel(level)
-
-
-def data_label(source: str | None) -> str:
-    return _LABELS.get(source or "", f"data from {source}")
 
 
 def banner(summary: Mapping[str, Any]) -> Any:

@@ -112,9 +112,10 @@ def lighten_ploomber_engine() -> bool:
 # -- the garbage collector ------------------------------------------------------------------------------------
 #: What the notebooks (and bench/plain.py, the same computation as a plain script) import, plus MLflow's sqlite
 #: stores (~1 s of imports and ORM mapping on first use). tests/test_packaging.py checks it covers every notebook.
-PIPELINE_MODULES = ("coincast.forecasting.backtest", "coincast.display", "coincast.data.extract", "coincast.data.features",
-                    "coincast.figures", "coincast.data.gate", "coincast.forecasting.forecast", "coincast.operations.live", "coincast.data.profiling",
-                    "coincast.operations.publish", "coincast.registry", "coincast.operations.training", "coincast.data.validation",
+PIPELINE_MODULES = ("coincast.data.extract", "coincast.data.features", "coincast.data.gate", "coincast.data.profiling",
+                    "coincast.data.validation", "coincast.display", "coincast.forecasting.backtest",
+                    "coincast.forecasting.figures", "coincast.forecasting.forecast", "coincast.operations.live",
+                    "coincast.operations.publish", "coincast.operations.training", "coincast.registry",
                     "mlflow.store.tracking.sqlalchemy_store", "mlflow.store.model_registry.sqlalchemy_store")
 
 

@@ -7,9 +7,12 @@ is due. A bad value is one line naming the key, what it accepts and what it got.
 """
 from __future__ import annotations
 
+import os
 from typing import Any, Literal, Mapping, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from coincast.config import ConfigError, merge_env, parse_time, read_env_file
 
 SOURCES = ("coingecko", "replay", "simulated")
 
@@ -112,7 +115,6 @@ class Settings(BaseModel):
     @classmethod
     def _clock(cls, v: Optional[str]) -> Optional[str]:
         if v is not None:
-            from coincast.config import parse_time
 
             parse_time(v, "replay_now")  # ConfigError names the key
         return v
@@ -172,8 +174,6 @@ def _message(exc: ValidationError, values: Mapping[str, Any]) -> str:
 
 def check(values: Mapping[str, Any]) -> None:
     """Raise :class:`coincast.config.ConfigError` (one line) for the first bad setting in ``values``."""
-    from coincast.config import ConfigError
-
     data = _coerce(values)
     try:
         Settings.model_validate(data)
@@ -207,8 +207,6 @@ def check_dag(dag: Any) -> None:
     project's env.yaml (for the keys no task receives), then checked like ``coincast build`` does."""
     from pathlib import Path
 
-    from coincast.config import read_env_file
-
     values: dict[str, Any] = {}
     for name in dag:
         loc = getattr(dag[name].source, "loc", None)
@@ -217,3 +215,15 @@ def check_dag(dag: Any) -> None:
             break
     values.update(task_settings(dag))
     check(values)
+
+
+def load_env(
+    path: str | os.PathLike = "env.yaml",
+    variant: str | os.PathLike | list[str | os.PathLike] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """env.yaml, its variants and ``overrides`` merged (:func:`coincast.config.merge_env`), every value checked:
+    a bad one raises ConfigError naming the key."""
+    env = merge_env(path, variant, overrides)
+    check(env)
+    return env

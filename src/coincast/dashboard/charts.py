@@ -1,4 +1,4 @@
-"""The page's plotly figures: recent prices with the forecast fan (:func:`coincast.figures.forecast_figure`, shared
+"""The page's plotly figures: recent prices with the forecast fan (:func:`coincast.forecasting.figures.forecast_figure`, shared
 with the forecast notebook), and the backtest's error by hour of day."""
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Any
 import pandas as pd
 
 from coincast.forecasting.backtest import NAIVE
-from coincast.figures import figure_bundle, forecast_figure
+from coincast.forecasting.figures import figure_bundle, forecast_figure
 
 
 def error_by_hour_figure(table: pd.DataFrame, champion: str | None = None, horizon: int = 1,

@@ -22,7 +22,7 @@ from markupsafe import Markup
 from coincast.forecasting.backtest import NAIVE
 from coincast.dashboard.data import CoinProducts
 from coincast.dashboard.summary import backtest_table
-from coincast.display import data_label
+from coincast.data.sources.base import data_label
 from coincast.timeseries import to_utc, utc_now
 
 SOURCE_NAMES = {"coingecko": "live CoinGecko", "simulated": "simulated", "replay": "replayed"}

@@ -177,7 +177,7 @@ def write_profile(decision: Mapping[str, Any], features: str | Path, meta: Mappi
     if not decision["due"]:
         return None
     from coincast import files
-    from coincast.display import data_label
+    from coincast.data.sources.base import data_label
 
     df = files.read_frame(features)
     html = profile_html(df, title=f"coincast · {meta['coin']} features", minimal=minimal,

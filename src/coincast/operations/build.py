@@ -2,7 +2,7 @@
 
 ``coincast build`` (:mod:`coincast.cli`), the hourly tick and the replay (:mod:`coincast.operations.hourly`) build coins
 here. A coin whose build fails does not stop the others. The console gets one line per task as it completes
-(:mod:`coincast.console`); Ploomber's and papermill's messages, tracebacks included, go to
+(:mod:`coincast.operations.console`); Ploomber's and papermill's messages, tracebacks included, go to
 ``<log_dir>/build.log`` (and to the console too with ``coincast build -v``).
 """
 from __future__ import annotations
@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, TextIO
 
-from coincast import console
+from coincast.operations import console
 from coincast.patches import PIPELINE_MODULES, lighten_ploomber_engine, preload
 
 if TYPE_CHECKING:
@@ -187,7 +187,7 @@ def record_outcome(folder: Path, result: BuildResult, env: Mapping[str, Any]) ->
 
 # --- reading the DAG after it ran -----------------------------------------------------------------------
 def report_progress(dag: Any, coin: str, out: TextIO) -> None:
-    """Print :func:`coincast.console.progress_line` as each task of ``dag`` finishes or fails (its seconds:
+    """Print :func:`coincast.operations.console.progress_line` as each task of ``dag`` finishes or fails (its seconds:
     since the previous line; the first also counts Ploomber's render)."""
     last = [time.perf_counter()]
 

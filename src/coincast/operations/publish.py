@@ -29,7 +29,7 @@ from typing import Any, Iterable, Mapping
 
 import pandas as pd
 
-from coincast import files
+from coincast import files as fileio  # (`files` names the products this module publishes)
 
 POINTER = "published"
 SNAPSHOT_PREFIX = ".published-"
@@ -182,14 +182,14 @@ def publish_files(folder: str | os.PathLike, files: Iterable[str | os.PathLike],
                 "simulated": meta.get("simulated"), "clock": meta.get("now"), "last": meta.get("last"),
                 "published_at": pd.Timestamp.now(tz="UTC").isoformat(), "snapshot": name,
                 "files": {n: {"bytes": (tmp / n).stat().st_size, "how": h} for n, h in sorted(how.items())}}
-        files.write_json_atomic(info, tmp / MANIFEST)
+        fileio.write_json_atomic(info, tmp / MANIFEST)
         os.rename(tmp, folder / name)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     previous = _current(folder)
     _switch(folder, name)
-    files.write_json_atomic(info, manifest if manifest is not None else folder / MANIFEST)
+    fileio.write_json_atomic(info, manifest if manifest is not None else folder / MANIFEST)
     _prune(folder, {name, previous or name})
     return info
 
@@ -291,7 +291,7 @@ def record_failure(folder: str | os.PathLike, reason: str | None, source: str | 
     if reason is None:
         path.unlink(missing_ok=True)
         return
-    files.write_json_atomic({"reason": reason, "source": source, "clock": None if clock is None else str(clock),
+    fileio.write_json_atomic({"reason": reason, "source": source, "clock": None if clock is None else str(clock),
                           "at": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")}, path)
 
 

@@ -132,7 +132,8 @@ def backtest_report(result: BacktestResult, meta: Mapping[str, Any]) -> dict[str
 def save_backtest(result: BacktestResult, report: Mapping[str, Any], paths: Mapping[str, Any], coin: str) -> None:
     """Write a backtest's products, each atomically: ``paths["backtest"]`` (the report as JSON),
     ``paths["forecasts"]`` (every scored forecast, parquet) and ``paths["figures"]`` (plotly HTML)."""
-    from coincast import figures, files
+    from coincast.forecasting import figures
+    from coincast import files
 
     files.write_json_atomic(report, paths["backtest"])
     files.write_parquet_atomic(result.forecasts, paths["forecasts"])

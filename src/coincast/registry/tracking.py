@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import logging
 import math
@@ -78,7 +79,7 @@ def configure(root: Path, experiment: str = EXPERIMENT) -> str:
         root.mkdir(parents=True, exist_ok=True)
     # Coins built side by side (coin_jobs) may open a new sqlite store at the same moment: MLflow creates its
     # tables on first use, which two processes must not do at once.
-    with write_lock(uri=uri):
+    with write_lock(uri=uri), quiet_mlflow():
         experiment_id = _ensure_experiment(MlflowClient(uri), root, experiment, _is_local(uri))
     _configured.update(uri=uri, experiment_id=experiment_id)
     logger.info("MLflow experiment %r (id %s) at %s", experiment, experiment_id, redact_uri(uri))
@@ -127,11 +128,29 @@ def fluent(uri: str | None = None) -> Iterator[str]:
     saved = os.environ.get("MLFLOW_TRACKING_URI")
     mlflow.set_tracking_uri(uri)
     try:
-        yield uri
+        with quiet_mlflow():
+            yield uri
     finally:
         mlflow.set_tracking_uri(None)  # also unsets MLFLOW_TRACKING_URI
         if saved is not None:
             os.environ["MLFLOW_TRACKING_URI"] = saved
+
+
+@contextlib.contextmanager
+def quiet_mlflow() -> Iterator[None]:
+    """MLflow's own console lines (creating the store's tables, notes while logging a model, "Successfully
+    registered model ...") go to coincast's log, not to the console a person reads; its errors still show."""
+    mlflow_logger = logging.getLogger("mlflow")
+    level = mlflow_logger.level
+    mlflow_logger.setLevel(logging.ERROR)
+    printed = io.StringIO()
+    try:
+        with contextlib.redirect_stderr(printed):
+            yield
+    finally:
+        mlflow_logger.setLevel(level)
+        if printed.getvalue().strip():
+            logger.info("MLflow: %s", printed.getvalue().strip())
 
 
 def write_lock(timeout: float = 600, uri: str | None = None) -> Any:

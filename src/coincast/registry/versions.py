@@ -23,7 +23,7 @@ from mlflow.tracking import MlflowClient
 
 from coincast.forecasting.backtest import NAIVE
 from coincast.config import ConfigError, parse_time
-from coincast.registry import tracking
+import coincast.registry.tracking as tracking
 from coincast.registry.promotion import decide, explain, finite, metric, pick_challenger
 from coincast.registry.pyfunc import load_served, log_pyfunc
 from coincast.forecasting.serving import ServedForecaster

@@ -72,3 +72,16 @@ def clip_window(df: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp) -> pd.
     """Rows with start <= timestamp <= end."""
     mask = (df["timestamp"] >= start) & (df["timestamp"] <= end)
     return df.loc[mask].reset_index(drop=True)
+
+
+#: what a reader is told about where the data came from (notebooks, profile, dashboard)
+SOURCE_LABELS = {
+    "simulated": "SIMULATED data from coincast's built-in market simulator: not real prices.",
+    "replay": "REPLAYED data from a recorded file at a simulated clock: not live prices.",
+    "coingecko": "Live data provided by CoinGecko.",
+}
+
+
+def data_label(source: str | None) -> str:
+    """The one line telling a reader where the data came from (simulated and replayed data say so loudly)."""
+    return SOURCE_LABELS.get(source or "", f"data from {source}")
