@@ -46,7 +46,7 @@ def test_speed_benchmark_harness(tmp_path):
     assert r["plain_forecast_max_rel_diff"] < 1e-6  # the limit is measured on the same computation
     assert r["backtest"]["origins"]["median"] == SMOKE["backtest_days"] * 24
     assert set(r["growth"]["coins"]) == {"2"} and r["growth"]["days"] == {}  # the smallest sizes with every branch
-    assert r["growth"]["coins"]["2"]["build_serial_seconds"] > 0 and r["growth"]["coins"]["2"]["tick_seconds"] > 0
+    assert r["growth"]["coins"]["2"]["build_seconds"] > 0 and r["growth"]["coins"]["2"]["tick_serial_seconds"] > 0
     assert res["ratios"]["tick_ratio"] > 0 and res["machine"]["cores"] >= 1
     assert res["ratios"]["tick_cpu_ratio_paired"]["median"] > 0
     assert "first_render_seconds" in r["dashboard"] or "skipped" in r["dashboard"]
