@@ -7,6 +7,7 @@ import pandas as pd
 import pytest
 
 from coincast.dashboard import charts
+from coincast.forecasting import figures
 from coincast.metrics import mae_by_hour
 from dashboard_products import backtest_forecasts, forecast_frame, raw_frame
 
@@ -14,7 +15,7 @@ from dashboard_products import backtest_forecasts, forecast_frame, raw_frame
 def test_forecast_figure():
     raw = raw_frame()
     fc = forecast_frame(raw)
-    fig = charts.forecast_figure(raw, fc, "bitcoin", history_hours=48)
+    fig = figures.forecast_figure(raw, fc, "bitcoin", history_hours=48)
     names = [t.name for t in fig.data]
     assert names[0] == "price" and "95 % interval" in names and "80 % interval" in names
     assert "forecast (drift)" in names and "naive (price stays)" in names
@@ -26,12 +27,12 @@ def test_forecast_figure():
     naive = next(t for t in fig.data if t.name.startswith("naive"))
     assert list(naive.y) == pytest.approx([raw["price"].iloc[-1]] * 2)
     assert pd.Timestamp(naive.x[1]) == pd.Timestamp("2025-06-02T12:00")  # 24 h ahead, UTC without a zone
-    bundle = charts.figure_bundle(fig)
+    bundle = figures.figure_bundle(fig)
     json.dumps(bundle)  # JSON-clean for the kernel protocol
     assert bundle["application/vnd.plotly.v1+json"]["data"][0]["name"] == "price"
     # only history (the forecast stage did not run) or nothing at all: still a figure
-    assert [t.name for t in charts.forecast_figure(raw, None).data] == ["price"]
-    assert len(charts.forecast_figure(None, None).data) == 0
+    assert [t.name for t in figures.forecast_figure(raw, None).data] == ["price"]
+    assert len(figures.forecast_figure(None, None).data) == 0
 
 
 def test_error_by_hour():

@@ -4,7 +4,6 @@ import pandas as pd
 import pytest
 
 from coincast.data.validation import DEFAULTS, ValidationFailed, enforce, validate_data
-from conftest import hourly_frame
 
 NOW = pd.Timestamp("2024-01-09T07:30Z")  # 30 min after the last of 200 hours from 2024-01-01
 

@@ -22,6 +22,7 @@ import pandas as pd
 from coincast.dashboard import charts, render
 from coincast.dashboard.data import find_project, list_coins, load_coin, mlflow_champion, read_profile, read_settings
 from coincast.dashboard.summary import champion_name, freshness, headline, live_accuracy, staleness_limit
+from coincast.forecasting import figures
 from coincast.metrics import mae_by_hour
 
 logger = logging.getLogger(__name__)
@@ -89,7 +90,7 @@ def figure_output(fig: Any, cls: str | None = None) -> Any:
     # set the outputs directly rather than `with out: display(...)`: capturing sets the widget's msg_id,
     # which makes the executing client (Voila's nbclient) send comm messages back to the kernel mid-cell;
     # under Voila 0.5.13 that intermittently left the page spinning on "Executing 2 of 2"
-    out.outputs = ({"output_type": "display_data", "data": charts.figure_bundle(fig), "metadata": {}},)
+    out.outputs = ({"output_type": "display_data", "data": figures.figure_bundle(fig), "metadata": {}},)
     return out
 
 
@@ -200,7 +201,7 @@ def coin_panel(products_dir: str | os.PathLike, coin: str, project_root: str | o
         + _safe("live accuracy", lambda: render.live_accuracy_html(live_accuracy(cp.live)))
         + (h("Recent history and the next 24 hours") if has_chart else ""), "cc-head")]
     if has_chart:
-        parts += _safe_figure("the forecast chart", lambda: charts.forecast_figure(cp.raw, cp.forecast, coin),
+        parts += _safe_figure("the forecast chart", lambda: figures.forecast_figure(cp.raw, cp.forecast, coin),
                               "cc-forecast-chart")
     parts.append(_html_widget(h("Backtest: champion vs naive vs the other models")
                               + _safe("the backtest", lambda: render.backtest_html(cp.backtest, champ)), "cc-backtest"))

@@ -1,5 +1,5 @@
-"""The page's plotly figures: recent prices with the forecast fan (:func:`coincast.forecasting.figures.forecast_figure`, shared
-with the forecast notebook), and the backtest's error by hour of day."""
+"""The page's own plotly figure: the backtest's error by hour of day (the forecast fan is
+:func:`coincast.forecasting.figures.forecast_figure`, shared with the forecast notebook)."""
 from __future__ import annotations
 
 from typing import Any
@@ -7,7 +7,6 @@ from typing import Any
 import pandas as pd
 
 from coincast.forecasting.backtest import NAIVE
-from coincast.forecasting.figures import figure_bundle, forecast_figure
 
 
 def error_by_hour_figure(table: pd.DataFrame, champion: str | None = None, horizon: int = 1,
@@ -34,4 +33,4 @@ def error_by_hour_figure(table: pd.DataFrame, champion: str | None = None, horiz
     return fig
 
 
-__all__ = ["error_by_hour_figure", "figure_bundle", "forecast_figure"]
+__all__ = ["error_by_hour_figure"]
