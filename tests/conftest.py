@@ -88,7 +88,8 @@ def coincast(project: Path, *args: str, env: dict | None = None) -> subprocess.C
 
 
 # --- the demo project, built once per test session ------------------------------------------------------------
-DEMO_ARGS = ("--env", "env.test.yaml", "--coins", "bitcoin,ethereum", "--set", "coin_jobs=2")
+DEMO_ARGS = ("--env", "env.test.yaml", "--coins", "bitcoin,ethereum", "--set", "coin_jobs=2",
+             "--set", "executed_format=html")  # as make demo writes them: the notebook and browser tests read HTML
 
 
 def _session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:

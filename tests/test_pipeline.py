@@ -18,19 +18,20 @@ from conftest import BIN, BTC_CSV, DEMO_ARGS, coincast, need_shared, progress, r
 
 pytestmark = pytest.mark.pipeline
 
-STAGES = ["01_extract.html", "02_validate.html", "03_features.html", "04_profile.html", "05_train.html",
-          "06_forecast.html", "raw.parquet", "extract.json", "validation.json", "features.parquet", "profile.html",
-          "backtest.json", "backtest.html", "backtest_forecasts.parquet", "registry.json", "forecast.parquet",
-          "07_monitor.html", "live.json", "predictions.parquet", "profile.json", "published.json"]
+NOTEBOOKS = ["01_extract", "02_validate", "03_features", "04_profile", "05_train", "06_forecast", "07_monitor"]
+PRODUCTS = ["raw.parquet", "extract.json", "validation.json", "features.parquet", "profile.html", "backtest.json",
+            "backtest.html", "backtest_forecasts.parquet", "registry.json", "forecast.parquet", "live.json",
+            "predictions.parquet", "profile.json", "published.json"]
 
 
 def products(project: Path, coin: str) -> Path:
     return project / "products" / coin
 
 
-def assert_complete(project: Path, coin: str) -> dict:
+def assert_complete(project: Path, coin: str, executed_format: str = "ipynb") -> dict:
+    """Every product of a whole build (executed notebooks in ``executed_format``: env.test.yaml's ipynb)."""
     out = products(project, coin)
-    missing = [name for name in STAGES if not (out / name).exists()]
+    missing = [name for name in [f"{nb}.{executed_format}" for nb in NOTEBOOKS] + PRODUCTS if not (out / name).exists()]
     assert not missing, f"{coin}: missing products {missing}"
     report = json.loads((out / "validation.json").read_text())
     assert report["passed"], report["failed"]
@@ -79,7 +80,7 @@ def test_demo_simulated_two_coins_then_a_noop_build(demo: Path):
         assert noise not in console, console
     table = summary(result["stdout"])
     for coin in ("bitcoin", "ethereum"):
-        meta = assert_complete(project, coin)
+        meta = assert_complete(project, coin, "html")
         registry = json.loads((products(project, coin) / "registry.json").read_text())["champion"]
         forecast = pd.read_parquet(products(project, coin) / "forecast.parquet").iloc[0]
         assert table[coin] == {"coin": coin, "tasks run": "8 of 8", "gate": "passed",
@@ -116,7 +117,7 @@ def test_bare_ploomber_build_replays_the_real_btc_file(project: Path, tmp_path: 
             "--env--backtest_days", "5", "--env--calibration_days", "3", "--env--notebook_executor", "ploomber-engine"]
     result = run(args, cwd=project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    meta = assert_complete(project, "bitcoin")
+    meta = assert_complete(project, "bitcoin", "html")  # env.yaml's executed_format
     assert meta["source"] == "replay" and meta["now"] == "2024-06-16T13:00:00+00:00"
     raw = pd.read_parquet(products(project, "bitcoin") / "raw.parquet")
     assert len(raw) == 90 * 24 + 1 and raw["timestamp"].diff().dropna().eq(pd.Timedelta(hours=1)).all()
@@ -138,14 +139,14 @@ def test_live_path_against_a_local_coingecko_never_leaks_the_key(project: Path, 
         env = {"COINGECKO_BASE_URL": server.url, "COINGECKO_API_KEY": secret, "COINGECKO_API_PLAN": "demo"}
         result = coincast(project, "--env", "env.test.yaml", "--source", "coingecko", "--coins", "bitcoin",
                           "--replay-now", now.isoformat(), "--set", "days=20", "--set", f"history_dir={tmp_path / 'h'}",
-                          "--set", "notebook_executor=papermill", env=env)
+                          "--set", "notebook_executor=papermill", "--set", "executed_format=html", env=env)
         seen = list(server.requests)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     console = result.stdout + result.stderr  # a kernel per notebook, and none of their start-up noise shown
     assert len(progress(result.stdout)) == 8 and len(console.splitlines()) < 20, console
     for noise in NOISE:
         assert noise not in console, console
-    meta = assert_complete(project, "bitcoin")
+    meta = assert_complete(project, "bitcoin", "html")  # make demo's notebooks: papermill, exported to HTML
     assert meta["source"] == "coingecko" and meta["rows"] == 20 * 24 + 1
     fan = (project / "products" / "bitcoin" / "06_forecast.html").read_text()  # a kernel's plot: inline, offline
     assert "plotly-graph-div" in fan and "window.Plotly" in fan
