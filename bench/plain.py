@@ -19,7 +19,7 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     """One coin, every stage; returns seconds per stage."""
     from coincast import files, registry
     from coincast.operations import live, publish, training
-    from coincast.forecasting.backtest import BacktestSettings, backtest
+    from coincast.forecasting.backtest import backtest
     from coincast.data.extract import extract
     from coincast.data.features import transform_data
     from coincast.forecasting.forecast import make_forecast
@@ -27,6 +27,7 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     from coincast.forecasting.serving import hourly_series
     from coincast.data.gate import judge, record_pass
     from coincast.data.validation import enforce
+    from coincast.settings import group
 
     out.mkdir(parents=True, exist_ok=True)
     p = {name: out / name for name in ("raw.parquet", "quarantine.parquet", "extract.json", "validation.json", "features.parquet",
@@ -52,18 +53,13 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     raw = result.data
     lap("extract")
 
-    report = publish.stamp(judge(raw, result.quarantined, meta,
-                                 null_threshold=env["null_threshold"], min_rows=env["min_rows"],
-                                 max_missing_fraction=env["max_missing_fraction"],
-                                 max_gap_hours=env["max_gap_hours"], max_staleness_hours=env["max_staleness_hours"],
-                                 max_abs_log_return=env["max_abs_log_return"]), meta)
+    report = publish.stamp(judge(raw, result.quarantined, meta, **group(env, "limits")), meta)
     files.write_json_atomic(report, p["validation.json"])
     record_pass(report, raw, meta)
     enforce(report)
     lap("validate")
 
-    features = transform_data(raw, lags=env["lags"], windows=env["rolling_windows"],
-                              target_horizon=env["target_horizon"])
+    features = transform_data(raw, **group(env, "feature_spec"))
     files.write_parquet_atomic(features, p["features.parquet"])
     lap("features")
 
@@ -76,16 +72,12 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     lap("profile")
 
     y = hourly_series(raw)
-    settings = BacktestSettings(backtest_days=env["backtest_days"], calibration_days=env["calibration_days"],
-                                horizons=tuple(env["horizons"]), refit_every_hours=env["refit_every_hours"],
-                                n_jobs=env["n_jobs"], calibration_window_days=env["calibration_window_days"])
+    settings = training.backtest_settings(**group(env, "backtest"))
     log_path = live.log_path(env["predictions_dir"], meta)
-    schedule = {k: env[k] for k in ("retrain_every_hours", "drift_max_rel_mae", "drift_volatility_ratio",
-                                    "drift_window_hours", "drift_min_scored", "min_retrain_gap_hours")}
     train_products = {k: p[k] for k in ("backtest.json", "backtest_forecasts.parquet", "backtest.html",
                                         "registry.json")}
     decision = training.decide_retrain(meta, y, live.read_log(log_path), train_products, env["project_root"],
-                                       schedule)
+                                       group(env, "schedule"))
     if decision["due"]:
         bt = backtest(y, env["models"], settings)
         report = training.backtest_report(bt, meta)

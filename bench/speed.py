@@ -269,14 +269,13 @@ def imports(reps: int, smoke: bool = False) -> dict[str, Any]:
 BACKTEST = """
 import sys, time, json
 from coincast import files
-from coincast.forecasting.backtest import BacktestSettings, backtest
-from coincast.settings import load_env
+from coincast.forecasting.backtest import backtest
+from coincast.operations.training import backtest_settings
+from coincast.settings import group, load_env
 from coincast.forecasting.serving import hourly_series
 env = load_env(sys.argv[1] + "/env.yaml", [sys.argv[1] + "/env.bench.yaml"])
 y = hourly_series(files.read_frame(sys.argv[1] + "/products/bitcoin/raw.parquet"))
-s = BacktestSettings(backtest_days=env["backtest_days"], calibration_days=env["calibration_days"],
-                     horizons=tuple(env["horizons"]), refit_every_hours=env["refit_every_hours"], n_jobs=env["n_jobs"],
-                     calibration_window_days=env["calibration_window_days"])
+s = backtest_settings(**group(env, "backtest"))
 t = time.perf_counter(); r = backtest(y, env["models"], s); dt = time.perf_counter() - t
 print(json.dumps({"backtest_seconds": dt, "origins": int(env["backtest_days"]) * 24, "models": len(r.summary["models"])}))
 """

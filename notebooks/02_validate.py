@@ -33,12 +33,7 @@ display.setup_logging()
 # %% tags=["parameters"]
 upstream = ["extract"]
 product = None
-null_threshold = None
-min_rows = None
-max_missing_fraction = None
-max_gap_hours = None
-max_staleness_hours = None
-max_abs_log_return = None
+limits = None  # the gate's limits (env.yaml): null_threshold, min_rows, max_missing_fraction, max_gap_hours, ...
 
 # %%
 raw = files.read_frame(upstream["extract"]["data"])
@@ -47,12 +42,7 @@ meta = files.read_json(upstream["extract"]["meta"])
 display.banner(meta)
 
 # %%
-report = publish.stamp(gate.judge(
-    raw, quarantined, meta,
-    null_threshold=null_threshold, min_rows=min_rows, max_missing_fraction=max_missing_fraction,
-    max_gap_hours=max_gap_hours, max_staleness_hours=max_staleness_hours,
-    max_abs_log_return=max_abs_log_return,
-), meta)
+report = publish.stamp(gate.judge(raw, quarantined, meta, **limits), meta)
 files.write_json_atomic(report, product["report"])
 
 # %% [markdown]

@@ -29,9 +29,7 @@ display.setup_logging()
 # %% tags=["parameters"]
 upstream = ["extract", "validate"]
 product = None
-lags = None
-rolling_windows = None
-target_horizon = None
+feature_spec = None  # lags, rolling_windows, target_horizon (env.yaml)
 
 # %%
 raw = files.read_frame(upstream["extract"]["data"])
@@ -41,7 +39,7 @@ display.banner(files.read_json(upstream["extract"]["meta"]))
 # ## The newest features
 
 # %%
-features = transform_data(raw, lags=lags, windows=rolling_windows, target_horizon=target_horizon)
+features = transform_data(raw, **feature_spec)
 features.tail()
 
 # %%

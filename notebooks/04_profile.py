@@ -30,8 +30,7 @@ display.setup_logging()
 # %% tags=["parameters"]
 upstream = ["extract", "features"]
 product = None
-minimal = None
-profile_every_hours = None
+profile = None  # profile_minimal, profile_every_hours (env.yaml)
 
 # %%
 meta = files.read_json(upstream["extract"]["meta"])
@@ -41,8 +40,8 @@ display.banner(meta)
 # ## Is a new report due?
 
 # %%
-decision = profiling.profile_due(product, meta["now"], profile_every_hours)
+decision = profiling.profile_due(product, meta["now"], profile["profile_every_hours"])
 decision
 
 # %%
-profiling.write_profile(decision, upstream["features"]["data"], meta, product, minimal)
+profiling.write_profile(decision, upstream["features"]["data"], meta, product, profile["profile_minimal"])

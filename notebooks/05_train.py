@@ -43,23 +43,15 @@ display.setup_logging()
 upstream = ["extract", "validate", "features", "profile"]
 product = None
 models = None
-backtest_days = None
-calibration_days = None
-calibration_window_days = None
-horizons = None
-refit_every_hours = None
-n_jobs = None
+backtest = None  # backtest_days, calibration_days, calibration_window_days, horizons, refit_every_hours, n_jobs
+schedule = None  # retrain_every_hours, the drift_* thresholds, min_retrain_gap_hours
 project_root = None
 predictions_dir = None
-schedule = None
 
 # %%
 meta = files.read_json(upstream["extract"]["meta"])
 y = hourly_series(files.read_frame(upstream["extract"]["data"]))
-settings = training.backtest_settings(
-    backtest_days=backtest_days, calibration_days=calibration_days, calibration_window_days=calibration_window_days,
-    horizons=horizons, refit_every_hours=refit_every_hours, n_jobs=n_jobs,
-)
+settings = training.backtest_settings(**backtest)
 display.banner(meta)
 
 # %% [markdown]

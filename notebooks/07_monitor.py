@@ -35,12 +35,9 @@ display.setup_logging()
 # %% tags=["parameters"]
 upstream = ["extract", "forecast"]
 product = None
-log_horizons = None
 predictions_dir = None
-live_window_hours = None
-max_catchup_hours = None
-min_scored_rows = None
 project_root = None
+scoring = None  # log_horizons, live_window_hours, max_catchup_hours, min_scored_rows (env.yaml)
 
 # %%
 meta = files.read_json(upstream["extract"]["meta"])
@@ -56,8 +53,8 @@ display.banner(meta)
 # %%
 with live.log_lock(path):
     log, summary = live.update_log(
-        live.read_log(path), served, version, raw, coin=meta["coin"], horizons=log_horizons,
-        data_version=meta.get("data_version"), now=meta["now"], max_catchup_hours=max_catchup_hours,
+        live.read_log(path), served, version, raw, coin=meta["coin"], horizons=scoring["log_horizons"],
+        data_version=meta.get("data_version"), now=meta["now"], max_catchup_hours=scoring["max_catchup_hours"],
         in_force_at=registry.in_force_at(meta["coin"], version),
     )
     live.write_log(log, path)
@@ -68,7 +65,8 @@ summary
 # All time and over the last `live_window_hours`, per horizon.
 
 # %%
-metrics = live.live_metrics(log, hourly_series(raw), meta["now"], log_horizons, live_window_hours, min_scored_rows)
+metrics = live.live_metrics(log, hourly_series(raw), meta["now"], scoring["log_horizons"],
+                            scoring["live_window_hours"], scoring["min_scored_rows"])
 registry.log_live(meta["coin"], live.flat_live_metrics(metrics), meta["now"],
                   {"model_version": version["version"], "data_version": meta.get("data_version")})
 live.summary_table(metrics)
@@ -79,10 +77,12 @@ live.summary_table(metrics)
 # above. Until enough predictions are scored, bars show how many are and how many are needed.
 
 # %%
-over_time = live.accuracy_over_time(log, log_horizons, live_window_hours, min_scored_rows)
+over_time = live.accuracy_over_time(log, scoring["log_horizons"], scoring["live_window_hours"],
+                                    scoring["min_scored_rows"])
 
 # %%
-figures.embed(figures.live_accuracy(over_time, log_horizons, min_scored_rows, live_window_hours), product["nb"])
+figures.embed(figures.live_accuracy(over_time, scoring["log_horizons"], scoring["min_scored_rows"],
+                                    scoring["live_window_hours"]), product["nb"])
 
 # %%
 files.write_json_atomic(publish.stamp({**metrics, "tick": summary}, meta), product["live"])

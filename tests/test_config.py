@@ -32,6 +32,9 @@ def test_variant_overrides_only_its_keys():
         ({"coins": ["bitcoin", "bitcoin"]}, "coins must be a non-empty list of distinct"),
         ({"days": 0}, "days must be a positive whole number of days, got 0"),
         ({"null_threshold": 2}, "null_threshold must be a fraction from 0 to 1, got 2"),
+        ({"min_rows": 0}, "min_rows must be a positive whole number of rows, got 0"),
+        ({"lags": [1, "x"]}, "lags must be a non-empty list of distinct positive whole hours, e.g. [1, 3, 6], got [1, 'x']"),
+        ({"limits": {"min_rows": 5}}, "unknown key(s) limits"),  # a group's name is not an env.yaml key
         ({"lags": [1, -3]}, "lags must be a non-empty list of distinct positive whole hours"),
         ({"source": "replay", "replay_file": None}, "replay_file must be set when source is replay"),
         ({"replay_now": "yesterday-ish"}, "replay_now is not a date/time"),
@@ -73,15 +76,48 @@ def test_every_task_param_is_a_checked_setting():
 
     from ploomber.spec import DAGSpec
 
-    from coincast.settings import Settings, task_settings
+    from coincast.settings import FIELDS, GROUPS, group, task_settings
 
+    env = load_env(ROOT / "env.yaml")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        dag = DAGSpec(str(ROOT / "pipeline.yaml"), env=load_env(ROOT / "env.yaml")).to_dag()
+        dag = DAGSpec(str(ROOT / "pipeline.yaml"), env=env).to_dag()
     received = task_settings(dag)
-    assert {"models", "horizons", "days", "retrain_every_hours", "profile_minimal"} <= set(received)
-    assert set(received) <= set(Settings.model_fields), set(received) - set(Settings.model_fields)
-    assert set(load_env(ROOT / "env.yaml")) == set(Settings.model_fields)
+    assert {"models", "horizons", "days", "retrain_every_hours", "profile_minimal", "min_rows"} <= set(received)
+    assert set(received) <= set(FIELDS), set(received) - set(FIELDS)
+    assert set(env) == set(FIELDS)
+    for name in dag:  # a group param arrives as the dict of its env.yaml keys, with env.yaml's values
+        for key, value in dag[name].params.items():
+            assert key not in GROUPS or value == group(env, key), (name, key)
+
+
+def test_pipeline_group_params_have_exactly_their_groups_keys():
+    """Each dict param of pipeline.yaml is a group of coincast.settings.GROUPS with exactly that group's keys,
+    each carrying the env.yaml key of its name; every group reaches a task."""
+    import yaml
+
+    from coincast.settings import GROUPS
+
+    spec = yaml.safe_load((ROOT / "pipeline.yaml").read_text())
+    passed = set()
+    for task in spec["tasks"]:
+        for name, value in (task.get("params") or {}).items():
+            if not isinstance(value, dict):
+                assert name not in GROUPS, f"{task['name']}.{name} is a group: it must be a dict"
+                continue
+            assert name in GROUPS, f"{task['name']}.{name} is a dict param but not a group of coincast.settings"
+            assert set(value) == set(GROUPS[name].model_fields), (task["name"], name)
+            assert all(v == f"{{{{{k}}}}}" for k, v in value.items()), (task["name"], name, value)
+            passed.add(name)
+    assert passed == set(GROUPS)
+
+
+def test_a_group_name_is_not_a_setting():
+    from coincast.settings import check
+
+    env = load_env(ROOT / "env.yaml")
+    with pytest.raises(ConfigError, match="^unknown key 'limits': not an env.yaml setting$"):
+        check({**env, "limits": {"min_rows": 5}})
 
 
 def test_missing_and_broken_env_files(tmp_path: Path):

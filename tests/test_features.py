@@ -62,7 +62,7 @@ def test_lags_are_hours_not_rows_across_a_gap(frame):
 
 
 def test_configurable_lags_windows_horizon(frame):
-    out = transform_data(frame, lags=[2], windows=[4], target_horizon=3)
+    out = transform_data(frame, lags=[2], rolling_windows=[4], target_horizon=3)
     assert "price_lag_2h" in out and "price_roll_mean_4h" in out and target_column(3) in out
     assert "price_lag_24h" not in out
 

@@ -1,4 +1,8 @@
-"""Every pipeline setting, checked once when a build starts: a pydantic model of env.yaml.
+"""Every pipeline setting, checked once when a build starts: a pydantic model of env.yaml, in groups.
+
+env.yaml is flat (``--set key=value``, ``--env--key value``); :class:`Settings` holds its keys in groups
+(:data:`GROUPS`: the gate's ``limits``, ``feature_spec``, ...), each group one pipeline.yaml task param (a dict of
+its env.yaml keys) that the notebook passes on whole.
 
 ``coincast build`` / ``hourly`` / ``replay`` check the merged env (env.yaml + variants + ``--set``) before
 anything runs; a bare ``ploomber build`` checks the values its tasks received in the DAG's ``on_render`` hook
@@ -8,9 +12,11 @@ is due. A bad value is one line naming the key, what it accepts and what it got.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal, Mapping, Optional, Union
+from typing import Annotated, Any, Literal, Mapping, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationError, field_validator,
+                      model_validator)
+from pydantic.fields import FieldInfo
 
 from coincast.config import ConfigError, merge_env, parse_time, read_env_file
 
@@ -27,13 +33,96 @@ def _hours_list(value: list[int]) -> list[int]:
     return value
 
 
-class Settings(BaseModel):
-    """env.yaml's keys. ``description`` is what the key accepts: it is the error message's text."""
+def _windows(value: list[int]) -> list[int]:
+    if any(w < 2 for w in _hours_list(value)):
+        raise ValueError(BAD)
+    return value
+
+
+def _coins(value: list[str]) -> list[str]:
+    if not value or not all(c.strip() for c in value) or len(set(value)) != len(value):
+        raise ValueError(BAD)
+    return value
+
+
+Hours = Annotated[list[int], AfterValidator(_hours_list)]
+
+
+class Group(BaseModel):
+    """A group of env.yaml keys (its fields): one pipeline.yaml task param of that name, a dict by env.yaml key.
+    ``description`` is what the key accepts: it is the error message's text."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
 
+
+class Limits(Group):
+    """The validation gate's limits (validate task: ``gate.judge(..., **limits)``)."""
+
+    null_threshold: float = Field(ge=0, le=1, description="a fraction from 0 to 1")
+    min_rows: int = Field(ge=1, description="a positive whole number of rows")
+    max_missing_fraction: float = Field(ge=0, le=1, description="a fraction from 0 to 1")
+    max_gap_hours: int = Field(ge=0, description="a whole number of hours >= 0")
+    max_staleness_hours: float = Field(gt=0, description="a number of hours > 0")
+    max_abs_log_return: float = Field(gt=0, description="a positive |log return| such as 0.25")
+
+
+class FeatureSpec(Group):
+    """The features (features task: ``transform_data(raw, **feature_spec)``)."""
+
+    lags: Hours = Field(description="a non-empty list of distinct positive whole hours, e.g. [1, 3, 6]")
+    rolling_windows: Annotated[list[int], AfterValidator(_windows)] = Field(
+        description="a non-empty list of distinct whole hours >= 2, e.g. [6, 12, 24]")
+    target_horizon: int = Field(ge=1, description="a positive whole number of hours")
+
+
+class Profile(Group):
+    """The profile report (profile task)."""
+
+    profile_minimal: bool = Field(description="true or false")
+    profile_every_hours: int = Field(ge=0, description="a whole number of hours >= 0 (0 = every build)")
+
+
+class Backtest(Group):
+    """The walk-forward backtest (train task: ``training.backtest_settings(**backtest)``)."""
+
+    backtest_days: float = Field(gt=0, description="a number of days > 0")
+    calibration_days: float = Field(ge=0, description="a number of days >= 0")
+    calibration_window_days: float = Field(gt=0, description="a number of days > 0")
+    horizons: Hours = Field(description="a non-empty list of distinct positive whole hours, e.g. [1, 24]")
+    refit_every_hours: int = Field(ge=1, description="a positive whole number of hours")
+    n_jobs: int = Field(ge=1, le=64, description="a whole number of processes, 1 to 64")
+
+
+class Schedule(Group):
+    """When the train task retrains (``training.decide_retrain(..., schedule)``)."""
+
+    retrain_every_hours: int = Field(ge=0, description="a whole number of hours >= 0 (0 = every build)")
+    drift_max_rel_mae: float = Field(gt=0, description="a number > 0 such as 1.10")
+    drift_volatility_ratio: float = Field(gt=1, description="a ratio > 1 such as 2.5")
+    drift_window_hours: int = Field(ge=1, description="a positive whole number of hours")
+    drift_min_scored: int = Field(ge=0, description="a whole number of rows >= 0")
+    min_retrain_gap_hours: int = Field(ge=0, description="a whole number of hours >= 0")
+
+
+class Scoring(Group):
+    """The prediction log and its live scores (monitor task)."""
+
+    log_horizons: Hours = Field(
+        description="a non-empty list of distinct positive whole hours, each also in horizons")
+    live_window_hours: int = Field(ge=1, description="a positive whole number of hours")
+    max_catchup_hours: int = Field(ge=1, description="a positive whole number of hours")
+    min_scored_rows: int = Field(ge=1, description="a positive whole number of scored predictions")
+
+
+class Settings(BaseModel):
+    """env.yaml, checked: its top-level keys, and a field per group of keys (the one place that says which
+    env.yaml key is in which group: :data:`GROUPS`). env.yaml itself stays flat; :func:`nest` builds this shape."""
+
+    model_config = Group.model_config
+
     # --- what to fetch
-    coins: list[str] = Field(description="a non-empty list of distinct CoinGecko coin ids, e.g. [bitcoin, ethereum]")
+    coins: Annotated[list[str], AfterValidator(_coins)] = Field(
+        description="a non-empty list of distinct CoinGecko coin ids, e.g. [bitcoin, ethereum]")
     coin: str = Field(min_length=1, description="a CoinGecko coin id, e.g. bitcoin")
     vs_currency: str = Field(pattern=r"^[A-Za-z]{2,10}$", description="a quote currency code such as usd")
     days: int = Field(ge=1, description="a positive whole number of days")
@@ -48,74 +137,29 @@ class Settings(BaseModel):
         description="papermill or ploomber-engine")
     executed_format: Literal["html", "ipynb"] = Field(description="html or ipynb")
     coin_jobs: int = Field(ge=1, le=64, description="a whole number of coins built at a time, 1 to 64")
-    # --- validation gate
-    null_threshold: float = Field(ge=0, le=1, description="a fraction from 0 to 1")
-    min_rows: int = Field(ge=1, description="a positive whole number of rows")
-    max_missing_fraction: float = Field(ge=0, le=1, description="a fraction from 0 to 1")
-    max_gap_hours: int = Field(ge=0, description="a whole number of hours >= 0")
-    max_staleness_hours: float = Field(gt=0, description="a number of hours > 0")
-    max_abs_log_return: float = Field(gt=0, description="a positive |log return| such as 0.25")
-    # --- features
-    lags: list[int] = Field(description="a non-empty list of distinct positive whole hours, e.g. [1, 3, 6]")
-    rolling_windows: list[int] = Field(description="a non-empty list of distinct whole hours >= 2, e.g. [6, 12, 24]")
-    target_horizon: int = Field(ge=1, description="a positive whole number of hours")
-    # --- profile
-    profile_minimal: bool = Field(description="true or false")
-    profile_every_hours: int = Field(ge=0, description="a whole number of hours >= 0 (0 = every build)")
-    # --- models, backtest, registry
+    # --- the stages' groups
+    limits: Limits
+    feature_spec: FeatureSpec
+    profile: Profile
+    # --- models, backtest, registry, retraining
     models: list[dict[str, Any]] = Field(
         description="a non-empty list of model specs such as {kind: naive}")
-    backtest_days: float = Field(gt=0, description="a number of days > 0")
-    calibration_days: float = Field(ge=0, description="a number of days >= 0")
-    calibration_window_days: float = Field(gt=0, description="a number of days > 0")
-    horizons: list[int] = Field(description="a non-empty list of distinct positive whole hours, e.g. [1, 24]")
-    refit_every_hours: int = Field(ge=1, description="a positive whole number of hours")
-    n_jobs: int = Field(ge=1, le=64, description="a whole number of processes, 1 to 64")
+    backtest: Backtest
     forecast_hours: int = Field(ge=1, le=24 * 7, description="a whole number of hours from 1 to 168")
     project_root: str = Field(min_length=1, description="a folder path")
-    # --- retraining
-    retrain_every_hours: int = Field(ge=0, description="a whole number of hours >= 0 (0 = every build)")
-    drift_max_rel_mae: float = Field(gt=0, description="a number > 0 such as 1.10")
-    drift_volatility_ratio: float = Field(gt=1, description="a ratio > 1 such as 2.5")
-    drift_window_hours: int = Field(ge=1, description="a positive whole number of hours")
-    drift_min_scored: int = Field(ge=0, description="a whole number of rows >= 0")
-    min_retrain_gap_hours: int = Field(ge=0, description="a whole number of hours >= 0")
+    schedule: Schedule
     # --- hourly operation
     predictions_dir: str = Field(min_length=1, description="a folder path")
-    log_horizons: list[int] = Field(
-        description="a non-empty list of distinct positive whole hours, each also in horizons")
-    live_window_hours: int = Field(ge=1, description="a positive whole number of hours")
-    max_catchup_hours: int = Field(ge=1, description="a positive whole number of hours")
-    min_scored_rows: int = Field(ge=1, description="a positive whole number of scored predictions")
+    scoring: Scoring
     dvc_snapshot: bool = Field(description="true or false")
     dvc_push: bool = Field(description="true or false")
     lock_file: str = Field(min_length=1, description="a file path")
     log_dir: str = Field(min_length=1, description="a folder path")
 
-    @field_validator("coins")
-    @classmethod
-    def _coins(cls, v: list[str]) -> list[str]:
-        if not v or not all(c.strip() for c in v) or len(set(v)) != len(v):
-            raise ValueError(BAD)
-        return v
-
-    @field_validator("lags", "horizons", "log_horizons")
-    @classmethod
-    def _hours(cls, v: list[int]) -> list[int]:
-        return _hours_list(v)
-
-    @field_validator("rolling_windows")
-    @classmethod
-    def _windows(cls, v: list[int]) -> list[int]:
-        if any(w < 2 for w in _hours_list(v)):
-            raise ValueError(BAD)
-        return v
-
     @field_validator("replay_now")
     @classmethod
     def _clock(cls, v: Optional[str]) -> Optional[str]:
         if v is not None:
-
             parse_time(v, "replay_now")  # ConfigError names the key
         return v
 
@@ -137,17 +181,45 @@ class Settings(BaseModel):
     def _together(self) -> "Settings":
         if self.source == "replay" and not self.replay_file:
             raise ValueError("replay_file must be set when source is replay (a file path or {coin: path})")
-        extra = sorted(set(self.log_horizons) - set(self.horizons))
+        horizons, logged = self.backtest.horizons, self.scoring.log_horizons
+        extra = sorted(set(logged) - set(horizons))
         if extra:
-            raise ValueError(f"log_horizons must each be in horizons {self.horizons}: "
-                                f"{extra} {'is' if len(extra) == 1 else 'are'} not backtested, so not calibrated")
+            raise ValueError(f"log_horizons must each be in horizons {horizons}: "
+                             f"{extra} {'is' if len(extra) == 1 else 'are'} not backtested, so not calibrated")
         return self
+
+
+#: group name (a Settings field and the pipeline.yaml task param) -> its model, whose fields are env.yaml keys
+GROUPS: dict[str, type[Group]] = {
+    name: field.annotation for name, field in Settings.model_fields.items()
+    if isinstance(field.annotation, type) and issubclass(field.annotation, Group)
+}
+#: the env.yaml keys that are in a group
+GROUPED = frozenset(key for model in GROUPS.values() for key in model.model_fields)
+#: every env.yaml key -> its field (what it accepts)
+FIELDS: dict[str, FieldInfo] = {
+    **{key: field for key, field in Settings.model_fields.items() if key not in GROUPS},
+    **{key: field for model in GROUPS.values() for key, field in model.model_fields.items()},
+}
+
+
+def group(env: Mapping[str, Any], name: str) -> dict[str, Any]:
+    """The keys of group ``name`` (:data:`GROUPS`) of a flat env, as the pipeline.yaml param of that name."""
+    return {key: env[key] for key in GROUPS[name].model_fields}
+
+
+def nest(values: Mapping[str, Any]) -> dict[str, Any]:
+    """A flat env (env.yaml's shape) in the shape of :class:`Settings`: each group's keys under the group."""
+    out = {key: v for key, v in values.items() if key not in GROUPED}
+    for name, model in GROUPS.items():
+        out[name] = {key: values[key] for key in model.model_fields if key in values}
+    return out
 
 
 def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:
     """YAML gives ints for whole floats and datetimes for unquoted times: accept what YAML means."""
     out = dict(values)
-    for key, field in Settings.model_fields.items():
+    for key, field in FIELDS.items():
         if key not in out:
             continue
         v = out[key]
@@ -160,7 +232,8 @@ def _coerce(values: Mapping[str, Any]) -> dict[str, Any]:
 
 def _message(exc: ValidationError, values: Mapping[str, Any]) -> str:
     err = exc.errors()[0]
-    key = str(err["loc"][0]) if err["loc"] else ""
+    loc = err["loc"][1:] if err["loc"] and err["loc"][0] in GROUPS else err["loc"]
+    key = str(loc[0]) if loc else ""
     text = str(err["msg"]).removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
         return f"unknown key {key!r}: not an env.yaml setting"
@@ -168,35 +241,30 @@ def _message(exc: ValidationError, values: Mapping[str, Any]) -> str:
         return f"{key} is missing from env.yaml"
     if not key or (err["type"] == "value_error" and text != BAD):  # a message of its own
         return text
-    field = Settings.model_fields[key]
+    field = FIELDS[key]
     return f"{key} must be {field.description}, got {values.get(key)!r}"
 
 
 def check(values: Mapping[str, Any]) -> None:
     """Raise :class:`coincast.config.ConfigError` (one line) for the first bad setting in ``values``."""
-    data = _coerce(values)
+    clash = sorted(set(values) & set(GROUPS))  # a group's name is not a key: its keys are
+    if clash:
+        raise ConfigError(f"unknown key {clash[0]!r}: not an env.yaml setting")
     try:
-        Settings.model_validate(data)
+        Settings.model_validate(nest(_coerce(values)))
     except ValidationError as exc:
         raise ConfigError(_message(exc, values)) from None
 
 
-#: pipeline.yaml task params that are groups of settings (the train task's ``schedule``).
-_GROUPS = ("schedule",)
-#: task param names that differ from the env.yaml key they carry
-_RENAMED = {"minimal": "profile_minimal"}
-
-
 def task_settings(dag: Any) -> dict[str, Any]:
-    """The settings a rendered Ploomber DAG's tasks received, by env.yaml key."""
+    """The settings a rendered Ploomber DAG's tasks received, by env.yaml key (each group param flattened)."""
     values: dict[str, Any] = {}
     for name in dag:
-        params = dict(dag[name].params)
-        for group in _GROUPS:
-            values.update(params.pop(group, None) or {})
-        for key, value in params.items():
-            if key not in ("upstream", "product"):
-                values[_RENAMED.get(key, key)] = value
+        for key, value in dag[name].params.items():
+            if key in GROUPS:
+                values.update(value or {})
+            elif key not in ("upstream", "product"):
+                values[key] = value
     return values
 
 

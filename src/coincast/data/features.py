@@ -24,13 +24,13 @@ def target_column(horizon: int = 1) -> str:
 def transform_data(
     df: pd.DataFrame,
     lags: Sequence[int] = (1, 3, 6, 12, 24),
-    windows: Sequence[int] = (6, 12, 24),
+    rolling_windows: Sequence[int] = (6, 12, 24),
     target_horizon: int = 1,
     drop_warmup: bool = True,
 ) -> pd.DataFrame:
     """Hourly prices (timestamp, price, volume) -> one row per hour with lag, rolling, calendar and target columns.
 
-    Rows whose features are incomplete (the first ``max(lags, windows)`` hours, hours after a gap)
+    Rows whose features are incomplete (the first ``max(lags, rolling_windows)`` hours, hours after a gap)
     are dropped when ``drop_warmup``; the newest rows are kept even though their target is unknown
     (they are what a forecast starts from).
     """
@@ -44,7 +44,7 @@ def transform_data(
         out[f"price_lag_{k}h"] = price.shift(k)
     for k in lags:
         out[f"volume_lag_{k}h"] = volume.shift(k)
-    for w in windows:
+    for w in rolling_windows:
         roll = price.rolling(w, min_periods=w)
         out[f"price_roll_mean_{w}h"] = roll.mean()
         out[f"price_roll_std_{w}h"] = roll.std()

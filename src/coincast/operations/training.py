@@ -74,7 +74,7 @@ def trained_elsewhere(champion: Mapping[str, Any] | None, meta: Mapping[str, Any
 
 def backtest_settings(*, backtest_days: float, calibration_days: float, calibration_window_days: float,
                       horizons: Sequence[int], refit_every_hours: int, n_jobs: int) -> BacktestSettings:
-    """The walk-forward settings from the train task's params (env.yaml keys of the same names)."""
+    """The walk-forward settings from the train task's ``backtest`` group (env.yaml keys of the same names)."""
     return BacktestSettings(backtest_days=backtest_days, calibration_days=calibration_days,
                             calibration_window_days=calibration_window_days, horizons=tuple(int(h) for h in horizons),
                             refit_every_hours=refit_every_hours, n_jobs=n_jobs)
