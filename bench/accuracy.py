@@ -2,7 +2,7 @@
 consecutive windows, with honest model selection (the champion chosen on one window is scored on the next).
 
     .venv/bin/python bench/accuracy.py                  # make bench-accuracy: BTC, ETH, LTC, 6 windows
-    .venv/bin/python bench/accuracy.py --tiny --out DIR # a small run that proves the script works
+    .venv/bin/python bench/accuracy.py --tiny --out DIR # a small run that proves the script works (1 day windows)
 
 Writes accuracy.json and accuracy.md (machine and date included) to --out.
 """
@@ -149,10 +149,10 @@ def main(argv=None) -> int:
     p.add_argument("--history-days", type=int, default=90)
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
-    p.add_argument("--tiny", action="store_true", help="1 series, 2 windows of 3 days: proves the script runs")
+    p.add_argument("--tiny", action="store_true", help="1 series, 2 windows of 1 day: proves the script runs")
     args = p.parse_args(argv)
     if args.tiny:
-        args.series, args.windows, args.window_days, args.history_days = "BTCUSDT", 2, 3, 20
+        args.series, args.windows, args.window_days, args.history_days = "BTCUSDT", 2, 1, 20
     args.series = [s for s in args.series.split(",") if s]
     logging.basicConfig(level=logging.WARNING)
     started = time.perf_counter()

@@ -113,11 +113,12 @@ def test_bare_ploomber_build_replays_the_real_btc_file(project: Path, tmp_path: 
     (project / "env.yaml").write_text(yaml.safe_dump(env))
     args = [str(BIN / "ploomber"), "build", "--env--source", "replay", "--env--replay_file", str(csv),
             "--env--coin", "bitcoin", "--env--history_dir", str(tmp_path / "history"),
-            # a short backtest, in-process (papermill: the live-path test)
-            "--env--backtest_days", "5", "--env--calibration_days", "3", "--env--notebook_executor", "ploomber-engine"]
+            # a short backtest, in-process, .ipynb notebooks (papermill and HTML: the live-path test)
+            "--env--backtest_days", "2", "--env--calibration_days", "1", "--env--notebook_executor", "ploomber-engine",
+            "--env--executed_format", "ipynb"]
     result = run(args, cwd=project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    meta = assert_complete(project, "bitcoin", "html")  # env.yaml's executed_format
+    meta = assert_complete(project, "bitcoin")
     assert meta["source"] == "replay" and meta["now"] == "2024-06-16T13:00:00+00:00"
     raw = pd.read_parquet(products(project, "bitcoin") / "raw.parquet")
     assert len(raw) == 90 * 24 + 1 and raw["timestamp"].diff().dropna().eq(pd.Timedelta(hours=1)).all()
