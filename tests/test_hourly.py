@@ -1,5 +1,5 @@
-"""Hourly operation end to end, in real processes: replayed ticks, overlapping ticks, kill -9, a failing
-fetch in the middle of a replay (a real HTTP server on 127.0.0.1), and DVC push / delete / pull."""
+"""Hourly operation end to end, in real processes: replayed ticks with a failing fetch in the middle (a real HTTP
+server on 127.0.0.1), overlapping ticks, kill -9, and DVC push / delete / pull."""
 from __future__ import annotations
 
 import json
@@ -16,7 +16,7 @@ from mlflow.tracking import MlflowClient
 
 from cg_server import FakeCoinGecko
 from coincast.operations import live
-from coincast.data.sources.simulated import simulate_hourly
+from coincast.data.sources.simulated import EPOCH, simulate_hourly
 from coincast.files import file_md5
 from conftest import BIN, MLFLOW_EXPORTS, copy_project, run
 
@@ -61,42 +61,95 @@ def mlflow_client(project: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")  # no process-wide MLflow state
 
 
-TICKS = 26  # a retrain (24 h after the first) and the first scored 24 h-ahead predictions happen within 26 ticks
+FAILED = 25  # ticks before the one whose fetch fails (HTTP 503): a retrain 24 h after the first, the first scored
+# 24 h-ahead predictions, and 24 scored 1 h ones (min_scored_rows) happen within them
+TICKS = FAILED + 2  # successful ticks: the failed hour is caught up by the next one, and the one after is on time
 
 
-def test_replay_of_26_ticks_logs_and_scores_every_hour(tmp_path: Path):
+def test_replay_with_a_failing_fetch_logs_scores_and_catches_up_every_hour(tmp_path: Path):
+    """28 replayed hours against a local CoinGecko: 25 ticks in one replay, one `coincast hourly` while the API
+    answers 503 (nothing lost), then a replay of 2 ticks whose first catches the failed hour up (late rows)."""
     project = copy_project(tmp_path / "p")
-    result = cli(project, "replay", "--env", "env.test.yaml", "--hours", str(TICKS), "--start", T0.isoformat(),
-                 "--no-progress")
-    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
-    assert f"missed hours (1 h: 0, 24 h: 0) of {TICKS}" in result.stdout and "rel_mae vs naive" in result.stdout
-    report = json.loads(next((project / "logs").glob(f"replay-*-{TICKS}h.json")).read_text())
-    assert report["failed_ticks"] == [] and report["ticks"] == TICKS
+    hours = pd.date_range(T0.floor("h"), periods=TICKS + 1, freq="h")  # every origin, the failed hour included
+    # served: the series the simulated source gives up to the last hour (a retrain 24 h after the first, no drift)
+    series = simulate_hourly("bitcoin", int((hours[-1] - EPOCH) / pd.Timedelta(hours=1)) + 1)
+    with FakeCoinGecko({"bitcoin": series}, now=T0) as cg:
+        env = {"COINGECKO_BASE_URL": cg.url, "COINGECKO_API_KEY": "", "COINGECKO_API_PLAN": "demo"}
+        common = ["--env", "env.test.yaml", "--source", "coingecko", "--no-progress"]
+        first = cli(project, "replay", *common, "--hours", str(FAILED), "--start", T0.isoformat(), env=env)
+        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+        m = meta(project)
+        forecast_before = (project / "products/bitcoin/forecast.parquet").read_bytes()
+        history_before = history_file(project, m).read_bytes()
+
+        cg.down = 503
+        failed = cli(project, "hourly", "--env", "env.test.yaml", "--source", "coingecko",
+                     "--now", (hours[FAILED] + pd.Timedelta(minutes=5)).isoformat(), env=env)
+        cg.down = None
+        assert failed.returncode == 1
+        assert "FAILED" in failed.stderr and "503" in failed.stderr, failed.stderr[-2000:]
+        assert "503" in (project / "logs/hourly.log").read_text()
+        # the last good forecast, products and history are intact
+        assert (project / "products/bitcoin/forecast.parquet").read_bytes() == forecast_before
+        assert history_file(project, m).read_bytes() == history_before
+
+        after = cli(project, "replay", *common, "--hours", str(TICKS - FAILED),
+                    "--start", (hours[FAILED + 1] + pd.Timedelta(minutes=5)).isoformat(), env=env)
+        assert after.returncode == 0, after.stdout[-3000:] + after.stderr[-3000:]
+
+    # the first replay's report: its 25 hours whole, its 24 scored 1 h predictions (min_scored_rows) scored
+    assert f"missed hours (1 h: 0, 24 h: 0) of {FAILED}" in first.stdout and "rel_mae vs naive" in first.stdout
+    report = json.loads(next((project / "logs").glob(f"replay-*-{FAILED}h.json")).read_text())
+    assert report["failed_ticks"] == [] and report["ticks"] == FAILED
     coin = report["coins"]["bitcoin"]
     assert coin["completeness"]["missed"] == {"1": 0, "24": 0} and coin["completeness"]["unscored_known"] == 0
     assert coin["late_rows"] == 0
+    acc = coin["accuracy"]["1"]
+    assert acc["n"] == FAILED - 1 and 0.5 < acc["rel_mae"] < 2 and 0 <= acc["coverage_80"] <= 1
+    # the second replay's report covers its own hours only: the failed hour it caught up lies before them
+    assert f"missed hours (1 h: 0, 24 h: 0) of {TICKS - FAILED}" in after.stdout
+    assert "late (caught-up) rows 0" in after.stdout
+    assert "1 h ahead: 1 scored: too few to score (n < 24)" in after.stdout and "rel_mae vs naive" not in after.stdout
+    report = json.loads(next((project / "logs").glob(f"replay-*-{TICKS - FAILED}h.json")).read_text())
+    assert report["failed_ticks"] == [] and report["ticks"] == TICKS - FAILED
+    coin = report["coins"]["bitcoin"]
+    assert coin["completeness"] == {"hours": TICKS - FAILED, "missed": {"1": 0, "24": 0}, "unscored_known": 0}
+    assert coin["late_rows"] == 0 and coin["accuracy"]["1"]["n"] == 1 and coin["accuracy"]["1"]["rel_mae"] is None
 
-    m = meta(project)
     log = log_of(project, m)
-    origins = pd.date_range(T0.floor("h"), periods=TICKS, freq="h")
-    assert list(log.loc[log["horizon"] == 1, "origin"]) == list(origins)
-    assert len(log) == 2 * TICKS and not log["late"].any()
-    # scored against the actual prices in the raw history, and only once they were known
-    history = pd.read_parquet(history_file(project, m)).set_index("timestamp")["price"]
+    assert list(log.loc[log["horizon"] == 1, "origin"]) == list(hours)  # no hole in the log
+    assert len(log) == 2 * len(hours)
+    # the failed hour was predicted late, by the next tick (from the data up to its origin), and only it
+    late = log.loc[log["late"]]
+    assert list(late["origin"].unique()) == [hours[FAILED]] and len(late) == 2
+    assert (late["made_at"] == hours[FAILED + 1] + pd.Timedelta(minutes=5)).all()
+    on_time = log.loc[~log["late"]]
+    assert (on_time["made_at"] - on_time["origin"] < pd.Timedelta(hours=1)).all()  # made in the hour of its origin
+    # scored against the actual prices in the raw history (the served truth), and only once they were known
+    stored = pd.read_parquet(history_file(project, m))
+    history = stored.set_index("timestamp")["price"]
+    truth = series.assign(timestamp=series["timestamp"].dt.floor("h")).set_index("timestamp")["price"]
     scored = log.loc[log["actual"].notna()]
-    assert len(scored) == (TICKS - 1) + (TICKS - 24)  # 1 h: all but the last origin; 24 h: targets up to the last clock
+    # 1 h: all but the last origin; 24 h: targets up to the last clock
+    assert len(scored) == (len(hours) - 1) + (len(hours) - 24)
     assert (scored["actual"] == scored["target_time"].map(history)).all()
+    assert (scored["actual"] == scored["target_time"].map(truth)).all()
     assert (scored["scored_at"] >= scored["target_time"]).all()
-    assert (log["made_at"] - log["origin"] < pd.Timedelta(hours=1)).all()  # made in the hour of its origin
-    # every tick appended an hour: a new data version per tick, the last one is the file as it is now
+    # no hole in the history either, and every replayed hour holds the served price
+    grid = pd.date_range(stored["timestamp"].min(), stored["timestamp"].max(), freq="h")
+    assert len(grid) == len(stored) and stored["timestamp"].max() == hours[-1]
+    assert (history.loc[hours] == truth.loc[hours]).all()
+    # every successful tick appended data: a new data version per tick, the last one is the file as it is now; the
+    # failed hour's rows were made by the next tick, from its data
     assert log["data_version"].nunique() == TICKS
-    assert set(log.loc[log["origin"] == origins[-1], "data_version"]) == {file_md5(history_file(project, m))}
-    acc = report["coins"]["bitcoin"]["accuracy"]["1"]
-    assert acc["n"] == TICKS - 1 and 0.5 < acc["rel_mae"] < 2 and 0 <= acc["coverage_80"] <= 1
+    assert set(log.loc[log["origin"] == hours[-1], "data_version"]) == {file_md5(history_file(project, m))}
+    by_tick = log.groupby("origin")["data_version"].agg(set)
+    assert by_tick[hours[FAILED]] == by_tick[hours[FAILED + 1]] and len(by_tick[hours[FAILED]]) == 1
     # the dashboard's copy and the live summary agree with the log
     pd.testing.assert_frame_equal(pd.read_parquet(project / "products/bitcoin/predictions.parquet")[live.LOG_COLUMNS],
                                   log, check_dtype=False)
-    assert json.loads((project / "products/bitcoin/live.json").read_text())["horizons"]["1"]["all"]["n"] == TICKS - 1
+    live_json = json.loads((project / "products/bitcoin/live.json").read_text())
+    assert live_json["horizons"]["1"]["all"]["n"] == len(hours) - 1
 
     client = mlflow_client(project)
     exp = client.get_experiment_by_name("coincast")
@@ -108,52 +161,12 @@ def test_replay_of_26_ticks_logs_and_scores_every_hour(tmp_path: Path):
     assert all(r.data.tags.get("data_version") for r in training)
     assert len(live_runs) == 1
     history_rel = client.get_metric_history(live_runs[0].info.run_id, "live_rel_mae_1h")
-    assert len(history_rel) == TICKS - 24  # one point per tick from the 25th on: 24 scored (min_scored_rows), not from 1
+    # one point per successful tick from the 25th on (24 scored: min_scored_rows), none from the failed one
+    assert len(history_rel) == TICKS - 24
     assert client.get_metric_history(live_runs[0].info.run_id, "live_n_1h")[0].value == 0  # n from the first tick
     assert live_runs[0].data.tags["data_version"] == file_md5(history_file(project, m))
     # the profile is made daily, not hourly
     assert json.loads((project / "products/bitcoin/profile.json").read_text())["made_for"] == "2025-06-02T13:05:00+00:00"
-
-
-def test_a_failing_fetch_in_the_middle_of_a_replay_is_caught_up(tmp_path: Path):
-    project = copy_project(tmp_path / "p")
-    now = pd.Timestamp("2023-06-01T12:05Z")
-    series = simulate_hourly("bitcoin", 24 * 160)
-    with FakeCoinGecko({"bitcoin": series}, now=now) as cg:
-        env = {"COINGECKO_BASE_URL": cg.url, "COINGECKO_API_KEY": "", "COINGECKO_API_PLAN": "demo"}
-        common = ["--env", "env.test.yaml", "--source", "coingecko", "--no-progress"]
-        first = cli(project, "replay", *common, "--hours", "3", "--start", now.isoformat(), env=env)
-        assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
-        m = meta(project)
-        forecast_before = (project / "products/bitcoin/forecast.parquet").read_bytes()
-        history_before = history_file(project, m).read_bytes()
-
-        cg.down = 503
-        failed = cli(project, "hourly", "--env", "env.test.yaml", "--source", "coingecko",
-                     "--now", (now + pd.Timedelta(hours=3)).isoformat(), env=env)
-        cg.down = None
-        assert failed.returncode == 1
-        assert "FAILED" in failed.stderr and "503" in failed.stderr, failed.stderr[-2000:]
-        assert "503" in (project / "logs/hourly.log").read_text()
-        # the last good forecast, products and history are intact
-        assert (project / "products/bitcoin/forecast.parquet").read_bytes() == forecast_before
-        assert history_file(project, m).read_bytes() == history_before
-
-        after = cli(project, "replay", *common, "--hours", "3", "--start", (now + pd.Timedelta(hours=4)).isoformat(),
-                    env=env)
-        assert after.returncode == 0, after.stdout[-3000:] + after.stderr[-3000:]
-    log = log_of(project, m)
-    hours = pd.date_range(now.floor("h"), periods=7, freq="h")
-    assert list(log.loc[log["horizon"] == 1, "origin"]) == list(hours)  # no hole in the log
-    late = log.loc[log["late"]]
-    assert list(late["origin"].unique()) == [hours[3]] and len(late) == 2
-    history = pd.read_parquet(history_file(project, m))
-    grid = pd.date_range(history["timestamp"].min(), history["timestamp"].max(), freq="h")
-    assert len(grid) == len(history) and history["timestamp"].max() == hours[-1]  # no hole in the history
-    truth = series.assign(timestamp=series["timestamp"].dt.floor("h")).set_index("timestamp")["price"]
-    assert (history.set_index("timestamp")["price"].loc[hours] == truth.loc[hours]).all()
-    scored = log.loc[log["actual"].notna()]
-    assert len(scored) == 6 and (scored["actual"] == scored["target_time"].map(truth)).all()
 
 
 def test_overlapping_ticks_and_recovery_after_kill_9(tmp_path: Path):
