@@ -2,6 +2,8 @@
 
 - lighten_ploomber_engine: ploomber-engine runs notebooks without importing matplotlib until one draws with it,
   and a notebook that draws still gets its figures inline, exactly as with ploomber-engine's own eager set-up.
+- release_notebook_shells: a notebook's IPython shell, its variables and its history thread are gone when the
+  notebook ends, not kept until the process exits.
 - preload: imports with the cyclic collector off, then freezes what is alive, once.
 - telemetry_off: importing coincast switches every usage ping off, leaving a variable set by the caller alone.
 
@@ -96,6 +98,44 @@ def test_the_installed_ploomber_engine_is_the_release_lighten_knows() -> None:
 @pytest.mark.parametrize("attr", ["subplots", "figure"])
 def test_the_memory_plot_still_finds_pyplot(attr: str) -> None:
     assert callable(getattr(patches.LazyPyplot(), attr))
+
+
+SHELLS = r"""
+import gc, json, sys, threading, weakref
+from coincast.patches import lighten_ploomber_engine, release_notebook_shells
+lighten_ploomber_engine()  # as coincast builds
+if sys.argv[1] == "release":
+    assert release_notebook_shells() and release_notebook_shells()  # idempotent
+from ploomber_engine import execute_notebook
+from ploomber_engine.ipython import PloomberShell
+shells = []
+started = PloomberShell.__init__
+def tracked(self):
+    started(self)
+    shells.append(weakref.ref(self))
+PloomberShell.__init__ = tracked
+for k in range(3):
+    execute_notebook("big.ipynb", f"big_out{k}.ipynb", progress_bar=False)
+gc.collect()
+history = [t for t in threading.enumerate() if "history" in type(t).__name__.lower()]
+print(json.dumps({"shells": sum(ref() is not None for ref in shells), "history_threads": len(history),
+                  "main_restored": sys.modules["__main__"].__dict__ is globals(),
+                  "out": json.load(open("big_out2.ipynb"))["cells"][1]["outputs"][0]["data"]["text/plain"]}))
+"""
+
+
+def test_each_notebook_shell_is_released_when_its_notebook_ends(tmp_path: Path) -> None:
+    # the big variable is the notebook's own; the shell also caches the last output (`_`), which the
+    # notebook's own clean-up leaves alone
+    notebook(tmp_path / "big.ipynb", "big = list(range(200_000))", "len(big)")
+    seen = {}
+    for mode in ("keep", "release"):
+        proc = subprocess.run([sys.executable, "-c", SHELLS, mode], cwd=tmp_path, capture_output=True, text=True,
+                              timeout=300)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        seen[mode] = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert seen["keep"]["shells"] == 3 and seen["keep"]["history_threads"] == 3  # each alive until exit
+    assert seen["release"] == {"shells": 0, "history_threads": 0, "main_restored": True, "out": ["200000"]}
 
 
 def run_preload(tmp_path, body: str) -> dict:

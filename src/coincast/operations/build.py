@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, TextIO
 
 from coincast.operations import console
-from coincast.patches import PIPELINE_MODULES, lighten_ploomber_engine, preload
+from coincast.patches import PIPELINE_MODULES, lighten_ploomber_engine, preload, release_notebook_shells
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -315,6 +315,8 @@ def preload_build(env: Mapping[str, Any], jobs: int = 1) -> list[str]:
 
     lighten_ploomber_engine()  # before Ploomber is imported: no matplotlib unless a notebook draws with it
     in_process = env.get("notebook_executor") == "ploomber-engine"
+    if in_process:
+        release_notebook_shells()  # each notebook's IPython shell closed when it ends, not at the process's exit
     names = PRELOAD if in_process or jobs > 1 else ("ploomber.spec",)
     return preload((*names, "ploomber_engine.execute", "IPython") if in_process else names)
 
