@@ -121,8 +121,20 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def copy_built(project: Path, dest: Path) -> Path:
     """A copy of a built project a test may change (products, data, MLflow store; symlinks kept as links).
-    Absolute paths in its settings differ from the original's, so its first build reruns what they feed."""
+    Absolute paths in its settings differ from the original's, so its first build reruns what they feed. The
+    copy's MLflow store points at the copy's artifacts (MLflow keeps absolute artifact locations), so nothing a
+    test logs lands in the original."""
     shutil.copytree(project, dest, symlinks=True, ignore=shutil.ignore_patterns("build.lock"))
+    store = dest / "mlflow.db"
+    if store.exists():
+        import sqlite3
+
+        with sqlite3.connect(store) as db:
+            for (table,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+                for column in db.execute(f"PRAGMA table_info('{table}')").fetchall():
+                    if column[2].upper().startswith(("VARCHAR", "TEXT")):
+                        db.execute(f'UPDATE "{table}" SET "{column[1]}" = replace("{column[1]}", ?, ?) '
+                                   f'WHERE instr("{column[1]}", ?) > 0', (str(project), str(dest), str(project)))
     return dest
 
 

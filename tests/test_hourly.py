@@ -106,15 +106,15 @@ def test_replay_with_a_failing_fetch_logs_scores_and_catches_up_every_hour(tmp_p
     assert coin["late_rows"] == 0
     acc = coin["accuracy"]["1"]
     assert acc["n"] == FAILED - 1 and 0.5 < acc["rel_mae"] < 2 and 0 <= acc["coverage_80"] <= 1
-    # the second replay's report covers its own hours only: the failed hour it caught up lies before them
+    # the second replay's report covers its own hours, and counts the failed hour's 2 rows its first tick caught up
     assert f"missed hours (1 h: 0, 24 h: 0) of {TICKS - FAILED}" in after.stdout
-    assert "late (caught-up) rows 0" in after.stdout
+    assert "late (caught-up) rows 2" in after.stdout
     assert "1 h ahead: 1 scored: too few to score (n < 24)" in after.stdout and "rel_mae vs naive" not in after.stdout
     report = json.loads(next((project / "logs").glob(f"replay-*-{TICKS - FAILED}h.json")).read_text())
     assert report["failed_ticks"] == [] and report["ticks"] == TICKS - FAILED
     coin = report["coins"]["bitcoin"]
     assert coin["completeness"] == {"hours": TICKS - FAILED, "missed": {"1": 0, "24": 0}, "unscored_known": 0}
-    assert coin["late_rows"] == 0 and coin["accuracy"]["1"]["n"] == 1 and coin["accuracy"]["1"]["rel_mae"] is None
+    assert coin["late_rows"] == 2 and coin["accuracy"]["1"]["n"] == 1 and coin["accuracy"]["1"]["rel_mae"] is None
 
     log = log_of(project, m)
     assert list(log.loc[log["horizon"] == 1, "origin"]) == list(hours)  # no hole in the log

@@ -91,7 +91,9 @@ def test_accuracy_is_relative_to_naive_on_the_same_rows():
     assert acc["n"] == 3
     assert acc["rel_mae"] == pytest.approx((1 + 1 + 0.5) / (2 + 2 + 0.5))
     assert acc["coverage_80"] == pytest.approx(1 / 3) and acc["coverage_95"] == 1.0
-    assert live.accuracy(log, 24) == {"n": 0.0}
+    none = live.accuracy(log, 24)  # nothing scored yet: the same shape as too few, with its status
+    assert none == {"n": 0.0, "mae": None, "naive_mae": None, "rel_mae": None, "coverage_80": None,
+                    "coverage_95": None, "status": "too few to score (n < 1)"}
 
 
 def test_completeness_finds_missed_hours_and_unscored_rows():

@@ -215,6 +215,15 @@ def test_bad_configuration_is_one_line(project: Path):
     assert result.returncode == 2 and result.stderr.startswith("coincast: configuration error: --coins names no coin")
 
 
+def test_a_copied_project_keeps_its_mlflow_artifacts_to_itself(demo: Path, demo_copy: Path):
+    import sqlite3
+
+    with sqlite3.connect(demo_copy / "mlflow.db") as db:
+        where = [v for q in ("SELECT artifact_location FROM experiments", "SELECT artifact_uri FROM runs",
+                             "SELECT storage_location FROM model_versions") for (v,) in db.execute(q) if v]
+    assert where and all(str(demo_copy) in v and str(demo) + "/" not in v for v in where), where[:3]
+
+
 def test_settings_are_checked_before_any_task_even_when_not_due(demo_copy: Path):
     project = demo_copy
     """A bad model list or horizon is an error at the start, not at the next retrain a day later."""

@@ -194,8 +194,8 @@ def replay_refusal(env: Mapping[str, Any], first: pd.Timestamp) -> str | None:
 
 
 def replay_report(project: Path, env: Mapping[str, Any], first: pd.Timestamp, last: pd.Timestamp) -> dict[str, Any]:
-    """Per coin: missed hours and unscored predictions over the replay, and the live accuracy of the
-    predictions logged for origins inside it."""
+    """Per coin: missed hours and unscored predictions over the replay, the rows its ticks caught up late (for
+    any hour), and the live accuracy of the predictions logged for origins inside it."""
     from coincast import files as cio
     from coincast.operations import live
 
@@ -209,7 +209,8 @@ def replay_report(project: Path, env: Mapping[str, Any], first: pd.Timestamp, la
         log = live.read_log(live.log_path(env["predictions_dir"], meta))
         inside = log.loc[(log["origin"] >= first.floor("h")) & (log["origin"] <= last.floor("h"))]
         entry: dict[str, Any] = {"completeness": live.completeness(inside, first, last, env["log_horizons"]),
-                                 "late_rows": int(inside["late"].sum()),
+                                 # caught up by this replay's ticks, whatever hour they are for
+                                 "late_rows": int(log.loc[log["made_at"].between(first, last), "late"].sum()),
                                  "not_in_force_rows": int((~inside["in_force"]).sum()), "accuracy": {}}
         for h in env["log_horizons"]:
             entry["accuracy"][str(h)] = live.accuracy(inside, int(h), min_scored=int(env["min_scored_rows"]))

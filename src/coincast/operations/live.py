@@ -238,15 +238,13 @@ def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None,
              min_scored: int = 1) -> dict[str, Any]:
     """n, mae, naive_mae, rel_mae (vs "the price stays at last_price" on the same origins), coverage 80/95
     over the scored rows in force (``in_force``: made by the champion of their hour). From fewer than
-    ``min_scored`` rows: only n, the other numbers None and ``status`` "too few to score (n < min)"."""
+    ``min_scored`` rows (or none): only n, the other numbers None and ``status`` "too few to score (n < min)"."""
     g = in_force_rows(log, horizon)
     g = g.loc[g["actual"].notna()]
     if since is not None:
         g = g.loc[g["target_time"] > since]
     out: dict[str, Any] = {"n": float(len(g))}
-    if g.empty:
-        return out
-    status = too_few(len(g), min_scored)
+    status = too_few(len(g), max(int(min_scored), 1))  # no row scored yet is "too few" too, whatever the minimum
     if status:
         return {**out, **dict.fromkeys(("mae", "naive_mae", "rel_mae", *(f"coverage_{lv}" for lv in LEVELS))),
                 "status": status}
