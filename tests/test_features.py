@@ -7,7 +7,7 @@ from conftest import hourly_frame
 
 EXPECTED = (
     ["price_lag_%dh" % k for k in (1, 3, 6, 12, 24)] + ["volume_lag_%dh" % k for k in (1, 3, 6, 12, 24)]
-    + [f"price_roll_{s}_{w}h" for w in (6, 12, 24) for s in ("mean", "std")]
+    + [f"price_rolling_{s}_{w}h" for w in (6, 12, 24) for s in ("mean", "std")]
     + ["hour", "day_of_week", "is_weekend", "hour_sin", "hour_cos", "volatility_24h", "momentum_12h",
        "price_position", "target_price_1h"]
 )
@@ -23,8 +23,8 @@ def test_the_seed_feature_set_and_values(frame):
     assert row["price_lag_3h"] == src.loc[t - pd.Timedelta(hours=3), "price"]
     assert row["volume_lag_24h"] == src.loc[t - pd.Timedelta(hours=24), "volume"]
     window = src.loc[t - pd.Timedelta(hours=5): t, "price"]
-    assert row["price_roll_mean_6h"] == pytest.approx(window.mean())
-    assert row["price_roll_std_6h"] == pytest.approx(window.std())
+    assert row["price_rolling_mean_6h"] == pytest.approx(window.mean())
+    assert row["price_rolling_std_6h"] == pytest.approx(window.std())
     assert row["momentum_12h"] == pytest.approx(src.loc[t, "price"] / src.loc[t - pd.Timedelta(hours=12), "price"] - 1)
     assert row["target_price_1h"] == src.loc[t + pd.Timedelta(hours=1), "price"]
     assert 0 <= out["price_position"].min() and out["price_position"].max() <= 1
@@ -63,7 +63,7 @@ def test_lags_are_hours_not_rows_across_a_gap(frame):
 
 def test_configurable_lags_windows_horizon(frame):
     out = transform_data(frame, lags=[2], rolling_windows=[4], target_horizon=3)
-    assert "price_lag_2h" in out and "price_roll_mean_4h" in out and target_column(3) in out
+    assert "price_lag_2h" in out and "price_rolling_mean_4h" in out and target_column(3) in out
     assert "price_lag_24h" not in out
 
 

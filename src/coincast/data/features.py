@@ -46,8 +46,8 @@ def transform_data(
         out[f"volume_lag_{k}h"] = volume.shift(k)
     for w in rolling_windows:
         roll = price.rolling(w, min_periods=w)
-        out[f"price_roll_mean_{w}h"] = roll.mean()
-        out[f"price_roll_std_{w}h"] = roll.std()
+        out[f"price_rolling_mean_{w}h"] = roll.mean()
+        out[f"price_rolling_std_{w}h"] = roll.std()
 
     idx = out.index
     out["hour"] = idx.hour
