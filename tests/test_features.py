@@ -14,7 +14,7 @@ EXPECTED = (
 
 
 def test_the_seed_feature_set_and_values(frame):
-    out = transform_data(frame)
+    out = transform_data(frame, drop_warmup=True)
     assert set(EXPECTED) <= set(out.columns)
     assert len(out) == len(frame) - 24  # warm-up of the longest lag/window
     row = out.iloc[10]
@@ -30,6 +30,21 @@ def test_the_seed_feature_set_and_values(frame):
     assert 0 <= out["price_position"].min() and out["price_position"].max() <= 1
     assert row["hour"] == t.hour and row["is_weekend"] == int(t.dayofweek >= 5)
     assert row["hour_sin"] ** 2 + row["hour_cos"] ** 2 == pytest.approx(1)
+
+
+def test_every_hour_is_kept_and_the_price_series_is_the_raw_one(frame, tmp_path):
+    """The features task's default: one row per hour of the grid (warm-up and gap rows with empty features), so the
+    price series the train task builds from features.parquet is exactly the raw frame's (what the models saw)."""
+    from coincast.files import read_frame, write_parquet_atomic
+    from coincast.timeseries import hourly_series
+
+    raw = frame.drop(index=range(100, 103))  # a 3-hour gap
+    raw.loc[150, "price"] = np.nan  # and an hour without a price
+    write_parquet_atomic(transform_data(raw), tmp_path / "features.parquet")
+    out = read_frame(tmp_path / "features.parquet")
+    assert len(out) == len(frame) and out["timestamp"].is_monotonic_increasing
+    assert out["price_lag_24h"].iloc[:24].isna().all() and out["price_lag_24h"].iloc[24:100].notna().all()
+    pd.testing.assert_series_equal(hourly_series(out), hourly_series(raw))
 
 
 def test_last_row_kept_without_target(frame):
@@ -55,7 +70,7 @@ def test_no_feature_at_t_uses_data_after_t(frame):
 
 def test_lags_are_hours_not_rows_across_a_gap(frame):
     holed = frame.drop(index=range(100, 103))
-    out = transform_data(holed).set_index("timestamp")
+    out = transform_data(holed, drop_warmup=True).set_index("timestamp")
     t = frame["timestamp"].iloc[130]
     assert out.loc[t, "price_lag_24h"] == frame["price"].iloc[106]
     assert frame["timestamp"].iloc[101] not in out.index  # rows whose windows touch the hole are dropped

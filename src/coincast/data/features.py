@@ -3,6 +3,10 @@
 Every feature at time t uses only rows at or before t (rolling windows end at t, lags look back);
 the only forward-looking column is the target ``target_price_{h}h``. The series is first put on a
 complete hourly grid, so a lag of k means k hours, not k rows, even across a gap.
+
+The features task keeps every hour of that grid (``drop_warmup=False``, the default): the train task reads
+``features.parquet``, and :func:`coincast.timeseries.hourly_series` of it is exactly the price series of the raw
+frame, so the price models see what they saw before; a model of the features skips the rows it cannot use.
 """
 from __future__ import annotations
 
@@ -26,13 +30,14 @@ def transform_data(
     lags: Sequence[int] = (1, 3, 6, 12, 24),
     rolling_windows: Sequence[int] = (6, 12, 24),
     target_horizon: int = 1,
-    drop_warmup: bool = True,
+    drop_warmup: bool = False,
 ) -> pd.DataFrame:
-    """Hourly prices (timestamp, price, volume) -> one row per hour with lag, rolling, calendar and target columns.
+    """Hourly prices (timestamp, price, volume) -> one row per hour of the complete grid with lag, rolling, calendar
+    and target columns.
 
-    Rows whose features are incomplete (the first ``max(lags, rolling_windows)`` hours, hours after a gap)
-    are dropped when ``drop_warmup``; the newest rows are kept even though their target is unknown
-    (they are what a forecast starts from).
+    Rows whose features are incomplete (the first ``max(lags, rolling_windows)`` hours, hours in or after a gap)
+    keep them empty, or are dropped when ``drop_warmup``; the newest rows are kept even though their target is
+    unknown (they are what a forecast starts from).
     """
     if df.empty:
         raise ValueError("transform_data got an empty frame")
