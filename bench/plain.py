@@ -63,15 +63,7 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     files.write_parquet_atomic(features, p["features.parquet"])
     lap("features")
 
-    product = {"report": p["profile.html"], "meta": p["profile.json"]}
-    if profile_due(product, meta["now"], env["profile_every_hours"])["due"]:
-        html = profile_html(features, title=f"coincast · {coin} features", minimal=env["profile_minimal"])
-        files.write_text_atomic(html, p["profile.html"])
-        files.write_json_atomic({"data_through": meta["last"], "made_for": meta["now"], "rows": len(features)},
-                             p["profile.json"])
-    lap("profile")
-
-    y = hourly_series(raw)
+    y = hourly_series(features)  # the train task reads features.parquet: the same series as the raw frame's
     settings = training.backtest_settings(**group(env, "backtest"))
     log_path = live.log_path(env["predictions_dir"], meta)
     train_products = {k: p[k] for k in ("backtest.json", "backtest_forecasts.parquet", "backtest.html",
@@ -86,9 +78,17 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
         promotion = training.register_champion(
             coin, y, bt, report, env["project_root"],
             params={"models": env["models"], **report["settings"], "coin": coin, "source": meta["source"]},
-            artifacts=[p["backtest.json"], p["backtest.html"], p["validation.json"], p["profile.html"]])
+            artifacts=[p["backtest.json"], p["backtest.html"], p["validation.json"]])
         files.write_json_atomic({**promotion, "trained": decision}, p["registry.json"])
     lap("train")
+
+    product = {"report": p["profile.html"], "meta": p["profile.json"]}
+    if profile_due(product, meta["now"], env["profile_every_hours"])["due"]:
+        html = profile_html(features, title=f"coincast · {coin} features", minimal=env["profile_minimal"])
+        files.write_text_atomic(html, p["profile.html"])
+        files.write_json_atomic({"data_through": meta["last"], "made_for": meta["now"], "rows": len(features)},
+                             p["profile.json"])
+    lap("profile")
 
     registry.configure(env["project_root"])
     served, version = registry.load_champion(coin)

@@ -18,7 +18,8 @@
 #
 # ## What to look at
 # The last rows: the newest hours have no target yet (it lies in the future), so their `target_price_*` is empty.
-# The profile (04) describes every column; the models in 05 forecast from the hourly price series itself.
+# Every hour is kept (the first hours, whose windows are not full yet, with empty features), so the train task (05)
+# reads this table and its hourly price series is exactly the raw one; the profile (04) describes every column.
 
 # %%
 from coincast import display, files

@@ -19,7 +19,8 @@
 #
 # ## What to look at
 # The decision below says whether the report was remade this build. Open `profile.html` beside this notebook
-# for distributions, missing values and correlations; the training run in MLflow keeps a copy.
+# for distributions, missing values and correlations (the first hours' lags and rolling statistics are empty:
+# their window is not full yet). This task runs beside training, not before it; the published snapshot keeps it.
 
 # %%
 from coincast import display, files

@@ -17,6 +17,8 @@
 # price stays where it is") on the same hourly origins, with intervals calibrated only on errors known before
 # each origin. The run is logged to MLflow; the best model becomes the `challenger` and is promoted to
 # `champion` only if it beats the current champion on this backtest and is no worse than naive.
+# The data is the features table (03): its hourly price series is exactly the raw one. The profile (04) runs
+# beside this task, not before it.
 #
 # Training is due when there is no champion yet, `retrain_every_hours` after the champion's data, or on drift
 # of the live accuracy or of the volatility (thresholds in env.yaml). Otherwise nothing is trained and the last
@@ -40,7 +42,7 @@ from coincast.forecasting.serving import hourly_series
 display.setup_logging()
 
 # %% tags=["parameters"]
-upstream = ["extract", "validate", "features", "profile"]
+upstream = ["extract", "validate", "features"]
 product = None
 models = None
 backtest = None  # backtest_days, calibration_days, calibration_window_days, horizons, refit_every_hours, n_jobs
@@ -50,7 +52,7 @@ predictions_dir = None
 
 # %%
 meta = files.read_json(upstream["extract"]["meta"])
-y = hourly_series(files.read_frame(upstream["extract"]["data"]))
+y = hourly_series(files.read_frame(upstream["features"]["data"]))
 settings = training.backtest_settings(**backtest)
 display.banner(meta)
 

@@ -91,6 +91,30 @@ def test_every_task_param_is_a_checked_setting():
             assert key not in GROUPS or value == group(env, key), (name, key)
 
 
+def test_features_feed_training_and_the_profile_runs_beside_it():
+    """train reads features.parquet (its upstream is the features task) and never waits for the profile: profile is
+    not upstream of train, directly or through another task, and the serial executor runs train first."""
+    import warnings
+
+    from ploomber.spec import DAGSpec
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        dag = DAGSpec(str(ROOT / "pipeline.yaml"), env=load_env(ROOT / "env.yaml")).to_dag()
+
+    def ancestors(name: str) -> set[str]:
+        direct = set(dag[name].upstream)
+        return direct.union(*(ancestors(u) for u in direct))
+
+    assert "features" in dag["train"].upstream and "profile" not in ancestors("train")
+    assert "train" not in ancestors("profile") and set(dag["profile"].upstream) == {"extract", "features"}
+    order = [task.name for task in dag.values()]  # the order the Serial executor runs them
+    assert order.index("features") < order.index("train") < order.index("profile") < order.index("publish")
+    source = (ROOT / "notebooks" / "05_train.py").read_text()
+    assert 'hourly_series(files.read_frame(upstream["features"]["data"]))' in source
+    assert 'upstream["extract"]["data"]' not in source
+
+
 def test_pipeline_group_params_have_exactly_their_groups_keys():
     """Each dict param of pipeline.yaml is a group of coincast.settings.GROUPS with exactly that group's keys,
     each carrying the env.yaml key of its name; every group reaches a task."""

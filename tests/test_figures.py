@@ -131,10 +131,9 @@ def test_train_stage_helpers():
                                    horizons=[1, 24], refit_every_hours=24, n_jobs=2)
     assert s.horizons == (1, 24) and s.backtest_days == 5 and s.calibration_window_days == 30
     product = {"backtest": "b.json", "figures": "b.html", "nb": "05.html"}
-    upstream = {t: {"nb": f"{t}.html", "report": f"{t}.report"} for t in ("extract", "validate", "features", "profile")}
+    upstream = {t: {"nb": f"{t}.html", "report": f"{t}.report"} for t in ("extract", "validate", "features")}
     assert training.run_artifacts(product, upstream) == [
-        "b.json", "b.html", "validate.report", "profile.report", "extract.html", "validate.html", "features.html",
-        "profile.html"]
+        "b.json", "b.html", "validate.report", "extract.html", "validate.html", "features.html"]
     # not due: nothing is trained, read or written (the last training's products stand)
     assert training.train({"due": False, "reason": "not due"}, None, [], s, {}, {}, {}, "/nonexistent") is None
     assert profiling.write_profile({"due": False}, "/nonexistent.parquet", {}, {}) is None

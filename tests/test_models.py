@@ -49,7 +49,8 @@ def test_unknown_kind_and_bad_settings():
         make_model({"kind": "arima"})
     with pytest.raises(ValueError, match="bad settings for model 'drift'"):
         make_model({"kind": "drift", "windoww": 3})
-    assert set(KINDS) == {"naive", "seasonal_naive", "drift", "prophet_default", "prophet_seasonal", "prophet_returns"}
+    assert set(KINDS) == {"naive", "seasonal_naive", "drift", "prophet_default", "prophet_seasonal", "prophet_returns",
+                          "lightgbm"}
 
 
 def test_served_forecaster_intervals_nest(y):

@@ -73,7 +73,7 @@ def test_demo_simulated_two_coins_then_a_noop_build(demo: Path):
     # what a person reads: a line per coin and task, then the summary table; the known noise (render warnings,
     # Stan's and the progress bars' lines) is not on the console (papermill's kernel noise: the live-path test)
     console = result["stdout"] + result["stderr"]
-    tasks = ["extract", "validate", "features", "profile", "train", "forecast", "monitor", "publish"]
+    tasks = ["extract", "validate", "features", "train", "profile", "forecast", "monitor", "publish"]
     assert progress(result["stdout"]) == [(c, t, "done") for c in ("bitcoin", "ethereum") for t in tasks], console
     assert len(console.splitlines()) < 25 and not result["stderr"], console
     for noise in NOISE:

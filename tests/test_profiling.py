@@ -31,10 +31,10 @@ def feature_frame(n_rows: int = 2160, seed: int = 0) -> pd.DataFrame:
         df[f"price_lag_{lag}h"] = price.shift(lag)
         df[f"volume_lag_{lag}h"] = volume.shift(lag)
     for w in (6, 12, 24):
-        df[f"price_roll_mean_{w}h"] = price.rolling(w).mean()
-        df[f"price_roll_std_{w}h"] = price.rolling(w).std()
-        df[f"volume_roll_mean_{w}h"] = volume.rolling(w).mean()
-        df[f"volume_roll_std_{w}h"] = volume.rolling(w).std()
+        df[f"price_rolling_mean_{w}h"] = price.rolling(w).mean()
+        df[f"price_rolling_std_{w}h"] = price.rolling(w).std()
+        df[f"volume_rolling_mean_{w}h"] = volume.rolling(w).mean()
+        df[f"volume_rolling_std_{w}h"] = volume.rolling(w).std()
     df["hour"] = ts.hour
     df["day_of_week"] = ts.dayofweek
     df["is_weekend"] = (ts.dayofweek >= 5).astype(int)
@@ -51,7 +51,7 @@ def feature_frame(n_rows: int = 2160, seed: int = 0) -> pd.DataFrame:
 
 SMALL_COLUMNS = [
     "timestamp", "price", "volume", "price_lag_1h", "price_lag_24h",
-    "volume_lag_3h", "price_roll_std_6h", "hour", "is_weekend", "target_price_1h",
+    "volume_lag_3h", "price_rolling_std_6h", "hour", "is_weekend", "target_price_1h",
 ]
 
 
@@ -138,7 +138,7 @@ def test_report_shows_title_description_and_every_column(small_html, small_df):
 
 
 def test_report_shows_missing_counts(small_html, small_df):
-    for column in ("price_lag_1h", "price_lag_24h", "volume_lag_3h", "price_roll_std_6h", "target_price_1h", "price"):
+    for column in ("price_lag_1h", "price_lag_24h", "volume_lag_3h", "price_rolling_std_6h", "target_price_1h", "price"):
         assert _missing_count(small_html, column) == small_df[column].isna().sum()
     assert "Missing cells" in small_html  # the overview's total
     assert "Alerts" in small_html  # e.g. the MISSING alerts of the lag columns

@@ -81,10 +81,11 @@ def backtest_settings(*, backtest_days: float, calibration_days: float, calibrat
 
 
 def run_artifacts(product: Mapping[str, Any], upstream: Mapping[str, Mapping[str, Any]]) -> list[str]:
-    """What a training's MLflow run keeps: the backtest and its figures, the gate's report, the profile and the
-    executed notebooks of the stages before training (``product`` / ``upstream``: the train task's)."""
-    return [product["backtest"], product["figures"], upstream["validate"]["report"], upstream["profile"]["report"],
-            *(upstream[task]["nb"] for task in ("extract", "validate", "features", "profile"))]
+    """What a training's MLflow run keeps: the backtest and its figures, the gate's report and the executed
+    notebooks of the stages before training (``product`` / ``upstream``: the train task's). Not the profile: it
+    runs beside training (the published snapshot holds it)."""
+    return [product["backtest"], product["figures"], upstream["validate"]["report"],
+            *(upstream[task]["nb"] for task in ("extract", "validate", "features"))]
 
 
 def train(

@@ -67,9 +67,7 @@ def input_example(served: ServedForecaster, end: Any = None) -> pd.DataFrame:
 
 def pip_requirements(served: ServedForecaster) -> list[str]:
     """What serving the model needs besides coincast itself (installed with the project)."""
-    names = ["mlflow", "cloudpickle", "numpy", "pandas"]
-    if "prophet" in served.model.kind:
-        names.append("prophet")
+    names = ["mlflow", "cloudpickle", "numpy", "pandas", *served.model.requires]
     reqs = []
     for name in names:
         try:

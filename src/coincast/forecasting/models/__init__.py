@@ -1,14 +1,16 @@
-"""Models: baselines and Prophet variants behind one interface (see :mod:`coincast.forecasting.models.base`)."""
+"""Models: baselines, Prophet variants and LightGBM (opt-in) behind one interface (see :mod:`coincast.forecasting.models.base`)."""
 from __future__ import annotations
 
 from typing import Any, Mapping
 
 from coincast.forecasting.models.base import Forecaster
 from coincast.forecasting.models.baselines import Drift, Naive, SeasonalNaive
+from coincast.forecasting.models.boosting import LightGBMReturns
 from coincast.forecasting.models.prophet_models import ProphetDefault, ProphetReturns, ProphetSeasonal
 
 KINDS: dict[str, type[Forecaster]] = {
-    cls.kind: cls for cls in (Naive, SeasonalNaive, Drift, ProphetDefault, ProphetSeasonal, ProphetReturns)
+    cls.kind: cls for cls in (Naive, SeasonalNaive, Drift, ProphetDefault, ProphetSeasonal, ProphetReturns,
+                              LightGBMReturns)
 }
 
 __all__ = ["Forecaster", "KINDS", "make_model", "Naive"]

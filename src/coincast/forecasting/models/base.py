@@ -22,6 +22,8 @@ class Forecaster:
     """Base class: a name, its settings (``spec``) and fit/predict."""
 
     kind: str = "base"
+    #: the distributions serving a fitted model needs besides coincast's own (the registered pyfunc lists them)
+    requires: tuple[str, ...] = ()
 
     def __init__(self, name: str | None = None, **params: Any) -> None:
         self.name = name or self.kind

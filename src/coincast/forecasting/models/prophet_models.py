@@ -36,6 +36,7 @@ for _noisy in ("cmdstanpy", "prophet", "prophet.plot"):
 
 class _ProphetBase(Forecaster):
     kind = "prophet"
+    requires = ("prophet",)
     column = "yhat"  # which predicted component the forecast uses
     fit_kwargs: dict[str, Any] = {}  # passed to Stan's optimizer
 

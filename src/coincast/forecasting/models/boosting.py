@@ -1,0 +1,98 @@
+"""LightGBM on the features: the log return to each horizon, one model per horizon, from the features at the origin.
+
+``lightgbm`` learns, at each refit, ``log(y[t+h] / y[t])`` from the price features at ``t``
+(:func:`coincast.data.features.price_features`: lags, rolling means and standard deviations, calendar terms, the
+last log return, 24 h volatility, 12 h momentum, the place in the 24 h range) over the last ``window_days`` of hours
+``t`` whose outcome is known at the origin (``t + h`` at or before it), one regressor per horizon in ``horizons``.
+Price levels (lags, rolling statistics) enter divided by the price at ``t``, so the trees see relative levels and
+not a level that drifts out of the range they were fitted on. The forecast is the last price × exp(the predicted
+log return). A horizon without a regressor of its own (the served forecast asks for 1..24 h) takes the log return
+interpolated linearly in h between the fitted horizons (0 at h = 0; the longest fitted horizon's beyond it).
+
+The model sees the price series only (the :class:`~coincast.forecasting.models.base.Forecaster` interface): the
+volume lags of features.parquet are not among its inputs. Opt-in: a ``{kind: lightgbm}`` entry in ``models``.
+"""
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import numpy as np
+import pandas as pd
+
+from coincast.data.features import price_features
+from coincast.forecasting.models.base import Forecaster, last_value
+
+
+class LightGBMReturns(Forecaster):
+    kind = "lightgbm"
+    requires = ("lightgbm",)
+
+    def __init__(
+        self,
+        name: str | None = None,
+        horizons: Sequence[int] = (1, 24),
+        window_days: float = 30,
+        lags: Sequence[int] = (1, 3, 6, 12, 24),
+        rolling_windows: Sequence[int] = (6, 12, 24),
+        n_estimators: int = 200,
+        learning_rate: float = 0.03,
+        num_leaves: int = 15,
+        min_child_samples: int = 40,
+        seed: int = 0,
+    ) -> None:
+        horizons = sorted({int(h) for h in horizons})
+        if not horizons or horizons[0] < 1:
+            raise ValueError(f"horizons must be whole numbers of hours >= 1, got {horizons}")
+        super().__init__(name, horizons=horizons, window_days=window_days, lags=[int(k) for k in lags],
+                         rolling_windows=[int(w) for w in rolling_windows], n_estimators=n_estimators,
+                         learning_rate=learning_rate, num_leaves=num_leaves, min_child_samples=min_child_samples,
+                         seed=seed)
+        self.models: dict[int, Any] = {}
+
+    @property
+    def min_history(self) -> int:
+        """Hours behind the origin its features need (the longest lag or window, and 24 h of returns)."""
+        p = self.params
+        return max([*p["lags"], *p["rolling_windows"], 24]) + 1
+
+    def features(self, y: pd.Series) -> pd.DataFrame:
+        """The model's inputs at every hour of ``y``: the price features, levels relative to the price."""
+        x = price_features(y, self.params["lags"], self.params["rolling_windows"])
+        levels = [c for c in x.columns if c.startswith("price_")]
+        x[levels] = x[levels].div(y, axis=0)
+        return x
+
+    def fit(self, y: pd.Series) -> "LightGBMReturns":
+        import lightgbm
+
+        p = self.params
+        window = int(p["window_days"] * 24)
+        recent = y.iloc[-(window + max(p["horizons"]) + self.min_history):]
+        x = self.features(recent)
+        complete = x.notna().all(axis=1)
+        log_price = np.log(recent)
+        models = {}
+        for h in p["horizons"]:
+            target = log_price.shift(-h) - log_price  # NaN for the last h hours: their outcome is after the origin
+            rows = (complete & target.notna()).to_numpy()
+            X, r = x.loc[rows].iloc[-window:], target.loc[rows].iloc[-window:]
+            if len(r) < 48:
+                raise ValueError(f"{self.name}: needs at least 48 hours with a known {h} h outcome to fit, got {len(r)}")
+            model = lightgbm.LGBMRegressor(
+                n_estimators=p["n_estimators"], learning_rate=p["learning_rate"], num_leaves=p["num_leaves"],
+                min_child_samples=p["min_child_samples"], random_state=p["seed"], n_jobs=1, deterministic=True,
+                force_row_wise=True, verbose=-1)
+            models[h] = model.fit(X.to_numpy(), r.to_numpy())
+        self.models = models
+        return self
+
+    def predict(self, y: pd.Series, horizons: Sequence[int]) -> np.ndarray:
+        if not self.models:
+            raise RuntimeError(f"{self.name} is not fitted")
+        x = self.features(y.iloc[-self.min_history:]).iloc[[-1]]
+        if x.isna().to_numpy().any():
+            raise ValueError(f"{self.name}: the features at the origin {y.index[-1]} are incomplete")
+        fitted = sorted(self.models)
+        returns = [float(self.models[h].predict(x.to_numpy())[0]) for h in fitted]
+        r = np.interp(np.asarray(horizons, dtype=float), [0.0, *fitted], [0.0, *returns])
+        return last_value(y) * np.exp(r)
