@@ -20,7 +20,8 @@ from pathlib import Path
 import pandas as pd
 import yaml
 
-from coincast.forecasting.backtest import NAIVE, BacktestSettings, backtest, best_model
+from coincast.forecasting.backtest import NAIVE, BacktestSettings, backtest, best_model, errors_by_origin
+from coincast.forecasting.models import make_model
 from coincast.forecasting.serving import hourly_series
 from coincast.data.sources.replay import load_replay_file
 
@@ -39,10 +40,11 @@ def machine() -> dict:
             "cores": os.cpu_count(), "date": pd.Timestamp.now(tz="UTC").isoformat(timespec="seconds")}
 
 
-def select_and_score(windows: list[dict]) -> list[dict]:
-    """Walk the windows in order applying the promotion gate; each window is scored with the champion chosen
-    *before* it (on the earlier windows), never with one chosen on itself."""
-    from coincast.registry import decide
+def select_and_score(windows: list[dict], errors: list[pd.DataFrame], level: float) -> list[dict]:
+    """Walk the windows in order applying the promotion gate (``errors``: each window's 1 h errors by origin, for
+    its Diebold–Mariano tests at ``level``); each window is scored with the champion chosen *before* it (on the
+    earlier windows), never with one chosen on itself."""
+    from coincast.registry import decide, noise_tests
 
     champion, rows = None, []
     for i, w in enumerate(windows):
@@ -58,7 +60,9 @@ def select_and_score(windows: list[dict]) -> list[dict]:
             })
         challenger = best_model(models, 1)
         champion_rel = models[champion]["horizons"]["1"]["rel_mae"] if champion in models else None
-        d = decide(challenger, models[challenger]["horizons"]["1"]["rel_mae"], champion, champion_rel)
+        vs_naive, vs_champion = noise_tests(errors[i], challenger, champion if champion_rel is not None else None)
+        d = decide(challenger, models[challenger]["horizons"]["1"]["rel_mae"], champion, champion_rel,
+                   vs_naive, vs_champion, level)
         champion = d.champion_model
     return rows
 
@@ -79,7 +83,7 @@ def run(args: argparse.Namespace) -> dict:
         if not path.exists():
             sys.exit(f"bench-accuracy: {path} not found (../shared/data is needed for this benchmark)")
         y = hourly_series(load_replay_file(path))
-        windows = []
+        windows, errors = [], []
         for k in range(args.windows, -1, -1):  # oldest first; window k ends k * window_days before the data's end
             end = y.index[-1] - pd.Timedelta(days=k * args.window_days)
             hist = y.loc[:end].iloc[-(args.history_days * 24 + 1):]
@@ -87,9 +91,10 @@ def run(args: argparse.Namespace) -> dict:
             bt = backtest(hist, env["models"], settings)
             windows.append({"end": end.isoformat(), "seconds": round(time.perf_counter() - t0, 1),
                             "models": bt.summary["models"]})
+            errors.append(errors_by_origin(bt.forecasts, 1))
             print(f"{name} window ending {end:%Y-%m-%d %H:%M}: best {bt.summary['best_1h']} "
                   f"({time.perf_counter() - t0:.0f} s)", flush=True)
-        result["series"][name] = {"windows": windows, "out_of_sample": select_and_score(windows)}
+        result["series"][name] = {"windows": windows, "out_of_sample": select_and_score(windows, errors, env["promotion_p_value"])}
     return result
 
 
@@ -128,7 +133,7 @@ def markdown(res: dict) -> str:
     lines += ["", "## Targets", ""]
     lines += [f"- missed: {x}" for x in misses] or ["- all targets met"]
     lines += ["", "## Every model, every window (rel_mae 1h / 24h, coverage 80 % 1h / 24h)", ""]
-    names = [mm.get("name", mm["kind"]) for mm in res["models"]]
+    names = [make_model(mm).name for mm in res["models"]]
     lines += ["| series | window end | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
     for s, data in res["series"].items():
         for w in data["windows"]:

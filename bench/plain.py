@@ -78,7 +78,8 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
         promotion = training.register_champion(
             coin, y, bt, report, env["project_root"],
             params={"models": env["models"], **report["settings"], "coin": coin, "source": meta["source"]},
-            artifacts=[p["backtest.json"], p["backtest.html"], p["validation.json"]])
+            artifacts=[p["backtest.json"], p["backtest.html"], p["validation.json"]],
+            promotion_p_value=env["promotion_p_value"])
         files.write_json_atomic({**promotion, "trained": decision}, p["registry.json"])
     lap("train")
 

@@ -16,9 +16,10 @@
 # When training is due, every model in `models` is backtested walk-forward against the naive forecast ("the
 # price stays where it is") on the same hourly origins, with intervals calibrated only on errors known before
 # each origin. The run is logged to MLflow; the best model becomes the `challenger` and is promoted to
-# `champion` only if it beats the current champion on this backtest and is no worse than naive.
-# The data is the features table (03): its hourly price series is exactly the raw one. The profile (04) runs
-# beside this task, not before it.
+# `champion` only if it beats both the current champion (on this backtest) and naive by more than noise: a
+# one-sided Diebold–Mariano test of its 1 h errors against theirs, origin by origin, must have a p-value below
+# `promotion_p_value`. The data is the features table (03): its hourly price series is exactly the raw one. The
+# profile (04) runs beside this task, not before it.
 #
 # Training is due when there is no champion yet, `retrain_every_hours` after the champion's data, or on drift
 # of the live accuracy or of the volatility (thresholds in env.yaml). Otherwise nothing is trained and the last
@@ -47,6 +48,7 @@ product = None
 models = None
 backtest = None  # backtest_days, calibration_days, calibration_window_days, horizons, refit_every_hours, n_jobs
 schedule = None  # retrain_every_hours, the drift_* thresholds, min_retrain_gap_hours
+promotion = None  # promotion_p_value
 project_root = None
 predictions_dir = None
 
@@ -68,7 +70,7 @@ decision
 # ## Backtest and registration (only when due)
 
 # %%
-training.train(decision, y, models, settings, meta, product, upstream, project_root)
+training.train(decision, y, models, settings, meta, product, upstream, project_root, **promotion)
 
 # %% [markdown]
 # ## The standing backtest

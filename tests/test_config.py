@@ -55,6 +55,7 @@ def test_variant_overrides_only_its_keys():
         ({"forecast_hours": 0}, "forecast_hours must be a whole number of hours from 1 to 168"),
         ({"max_catchup_hours": "lots"}, "max_catchup_hours must be a positive whole number of hours, got 'lots'"),
         ({"dvc_push": 1}, "dvc_push must be true or false, got 1"),
+        ({"promotion_p_value": 1.0}, "promotion_p_value must be a p-value level between 0 and 1 such as 0.05, got 1.0"),
     ],
 )
 def test_bad_values_get_one_line_errors(overrides, message):

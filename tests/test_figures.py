@@ -135,5 +135,6 @@ def test_train_stage_helpers():
     assert training.run_artifacts(product, upstream) == [
         "b.json", "b.html", "validate.report", "extract.html", "validate.html", "features.html"]
     # not due: nothing is trained, read or written (the last training's products stand)
-    assert training.train({"due": False, "reason": "not due"}, None, [], s, {}, {}, {}, "/nonexistent") is None
+    assert training.train({"due": False, "reason": "not due"}, None, [], s, {}, {}, {}, "/nonexistent",
+                          0.05) is None
     assert profiling.write_profile({"due": False}, "/nonexistent.parquet", {}, {}) is None

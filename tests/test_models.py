@@ -4,7 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from coincast.forecasting.models import KINDS, make_model
+from coincast.forecasting.models import KINDS, make_model, model_id
 from coincast.forecasting.serving import ServedForecaster
 from coincast.timeseries import hourly_series
 from conftest import hourly_frame
@@ -51,6 +51,27 @@ def test_unknown_kind_and_bad_settings():
         make_model({"kind": "drift", "windoww": 3})
     assert set(KINDS) == {"naive", "seasonal_naive", "drift", "prophet_default", "prophet_seasonal", "prophet_returns",
                           "lightgbm"}
+
+
+def test_a_models_identity_is_its_kind_and_a_hash_of_its_settings():
+    name = make_model({"kind": "prophet_returns", "window_days": 30, "damping": 0.3}).name
+    assert name.startswith("prophet_returns-") and len(name) == len("prophet_returns-") + 6
+    # the same settings, however written, are the same model: defaults spelled out, key order, 30 vs 30.0,
+    # a spec stored with a name of its own, and the spec the model gives back
+    for same in ({"kind": "prophet_returns", "damping": 0.3, "window_days": 30.0},
+                 {"kind": "prophet_returns", "window_days": 30, "damping": 0.3, "n_changepoints": 0},
+                 {"kind": "prophet_returns", "window_days": 30, "damping": 0.3, "name": "prophet_returns"}):
+        assert make_model(same).name == name
+    assert make_model(make_model({"kind": "prophet_returns", "damping": 0.3}).spec).name == name
+    # other settings are another model
+    assert make_model({"kind": "prophet_returns", "window_days": 30, "damping": 0.5}).name != name
+    assert make_model({"kind": "prophet_returns", "window_days": 14, "damping": 0.3}).name != name
+    assert make_model({"kind": "drift", "window": 24}).name != make_model({"kind": "drift", "window": 168}).name
+    # naive has no settings: its identity stays "naive"; the name comes from one function
+    assert make_model({"kind": "naive"}).name == "naive" == model_id("naive", {})
+    m = make_model({"kind": "seasonal_naive"})
+    assert m.name == model_id("seasonal_naive", {"season": 24}) and "name" not in m.spec
+    assert pickle.loads(pickle.dumps(m)).name == m.name
 
 
 def test_served_forecaster_intervals_nest(y):

@@ -73,7 +73,8 @@ def test_a_registration_waits_for_the_other_writer(tmp_path: Path):
     done: dict = {}
     with held:
         worker = threading.Thread(target=lambda: done.update(training.register_champion(
-            "bitcoin", y, result, report, tmp_path, params={"coin": "bitcoin"}, artifacts=[])))
+            "bitcoin", y, result, report, tmp_path, params={"coin": "bitcoin"}, artifacts=[],
+            promotion_p_value=0.05)))
         worker.start()
         time.sleep(2.0)
         client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}")

@@ -38,7 +38,12 @@ SPECS = {
     "drift": {"kind": "drift", "window": 24},
     "seasonal_naive": {"kind": "seasonal_naive"},
 }
+#: the registry knows a model by its identity (kind + settings hash): the names the tests use, to those
+ID = {alias: make_model(spec).name for alias, spec in SPECS.items()}
 DATA_THROUGH = "2024-01-13T11:00:00+00:00"
+LEVEL = 0.05
+ORIGINS = pd.date_range(end=DATA_THROUGH, periods=240, freq="h")
+NAIVE_ERRORS = np.abs(np.random.default_rng(0).normal(0, 1, len(ORIGINS))) + 0.05
 MLFLOW_ENV = ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI", "MLFLOW_EXPERIMENT_ID", "MLFLOW_EXPERIMENT_NAME")
 
 
@@ -67,24 +72,40 @@ def history() -> pd.DataFrame:
 @pytest.fixture(scope="module")
 def served(history) -> dict[str, ServedForecaster]:
     y = hourly_series(history)
-    return {name: ServedForecaster(make_model(spec).fit(y), QUANTILES) for name, spec in SPECS.items()}
+    return {ID[alias]: ServedForecaster(make_model(spec).fit(y), QUANTILES) for alias, spec in SPECS.items()}
 
 
 def backtest(rel_1h: dict[str, float | None], rel_24h: dict[str, float] | None = None) -> dict:
-    """A backtest summary as the pipeline writes it (JSON keys: horizons are strings)."""
+    """A backtest summary as the pipeline writes it (JSON keys: horizons are strings), by alias (``ID``)."""
     models = {}
-    for name, rel in rel_1h.items():
+    for alias, rel in rel_1h.items():
         h1 = {"mae": 0.1, "coverage_80": 0.79, "coverage_95": 0.94}
         if rel is not None:
             h1["rel_mae"] = rel
-        models[name] = {"spec": SPECS[name], "horizons": {
-            "1": h1, "24": {"mae": 0.5, "rel_mae": (rel_24h or {}).get(name, 1.0)}}}
+        models[ID[alias]] = {"spec": SPECS[alias], "horizons": {
+            "1": h1, "24": {"mae": 0.5, "rel_mae": (rel_24h or {}).get(alias, 1.0)}}}
     return {"data_through": DATA_THROUGH, "models": models}
 
 
-def build(coin: str, served: dict, rel_1h: dict, rel_24h: dict | None = None) -> dict:
+def errors(rel_1h: dict[str, float | None], noisy: tuple[str, ...] = ()) -> pd.DataFrame:
+    """The backtest's 1 h absolute errors by origin (``errors_by_origin``'s shape) that go with ``rel_1h``: each
+    model's are naive's times its rel_mae, so an edge is an edge at every origin (far beyond noise); a ``noisy``
+    model's are also scattered by ±50 % at random origin by origin (an edge of a fraction of a percent is noise)."""
+    rng = np.random.default_rng(1)
+    cols = {}
+    for alias, rel in rel_1h.items():
+        scatter = rng.uniform(0.5, 1.5, len(ORIGINS)) if alias in noisy else 1.0
+        cols[ID[alias]] = NAIVE_ERRORS * (1.0 if rel is None else rel) * scatter
+    return pd.DataFrame(cols, index=pd.Index(ORIGINS, name="origin"))
+
+
+def promote(coin: str, run_id: str, summary: dict, served: dict, rel_1h: dict, noisy: tuple[str, ...] = ()) -> dict:
+    return registry.promote(coin, run_id, summary, served, errors(rel_1h, noisy), LEVEL)
+
+
+def build(coin: str, served: dict, rel_1h: dict, rel_24h: dict | None = None, noisy: tuple[str, ...] = ()) -> dict:
     run_id = registry.log_build(coin, {"coin": coin}, {}, [], {"data_through": DATA_THROUGH})
-    result = registry.promote(coin, run_id, backtest(rel_1h, rel_24h), served)
+    result = promote(coin, run_id, backtest(rel_1h, rel_24h), served, rel_1h, noisy)
     json.dumps(result)  # JSON ready
     return result
 
@@ -183,27 +204,36 @@ def test_promotion_gate(store, served):
     r1 = build(coin, served, {"naive": 1.0, "drift": 0.98})
     assert r1["registered_model"] == "coincast-gatecoin"
     assert r1["promoted"] is True
-    assert r1["challenger"] == {"version": "1", "model_name": "drift", "rel_mae_1h": 0.98}
+    assert r1["challenger"] == {"version": "1", "model_name": ID["drift"], "rel_mae_1h": 0.98}
     assert r1["champion"] == r1["challenger"]
     assert aliases(coin) == {"champion": "1", "challenger": "1"}
     v1 = version(coin, "1")
-    assert v1.tags["model_name"] == "drift" and json.loads(v1.tags["spec"]) == SPECS["drift"]
+    assert v1.tags["model_name"] == ID["drift"] and json.loads(v1.tags["spec"]) == SPECS["drift"]
     assert float(v1.tags["rel_mae_1h"]) == 0.98 and float(v1.tags["rel_mae_24h"]) == 1.0
     assert float(v1.tags["coverage_80_1h"]) == 0.79 and float(v1.tags["coverage_95_1h"]) == 0.94
     assert v1.tags["data_through"] == DATA_THROUGH
     assert v1.tags["promotion_reason"] == r1["reason"] == v1.description
     assert pd.Timestamp(v1.tags["promoted_at"]).tzinfo is not None
+    # the decision and its Diebold-Mariano test are on the version and in registry.json, and the reason names them
+    test = r1["decision"]["vs_naive"]
+    assert r1["decision"]["promoted"] and r1["decision"]["rule"] == "naive_only" and r1["decision"]["vs_champion"] is None
+    assert test["p_value"] < LEVEL and test["statistic"] < 0 and test["n"] == len(ORIGINS)
+    assert v1.tags["promotion_decision"] == "promoted" and v1.tags["promotion_p_value"] == "0.05"
+    assert float(v1.tags["dm_p_value_vs_naive"]) == pytest.approx(test["p_value"], rel=1e-5)
+    assert float(v1.tags["dm_statistic_vs_naive"]) == pytest.approx(test["statistic"], rel=1e-5)
+    assert f"DM {test['statistic']:.2f}, p {test['p_value']:.3g} < 0.05" in r1["reason"]
 
     # build 2: the champion's model (drift) scores 0.99 on this backtest; seasonal naive ties it in the first
     # hour and wins on the day, so it is the challenger — a tie does not promote
     r2 = build(coin, served, {"naive": 1.0, "drift": 0.99, "seasonal_naive": 0.99},
                {"drift": 1.02, "seasonal_naive": 0.95})
     assert r2["promoted"] is False
-    assert r2["challenger"] == {"version": "2", "model_name": "seasonal_naive", "rel_mae_1h": 0.99}
-    assert r2["champion"] == {"version": "1", "model_name": "drift", "rel_mae_1h": 0.99}
+    assert r2["challenger"] == {"version": "2", "model_name": ID["seasonal_naive"], "rel_mae_1h": 0.99}
+    assert r2["champion"] == {"version": "1", "model_name": ID["drift"], "rel_mae_1h": 0.99}
     assert aliases(coin) == {"champion": "1", "challenger": "2"}
     v2 = version(coin, "2")
-    assert "ties champion drift (0.9900)" in v2.tags["promotion_reason"]
+    assert f"ties champion {ID['drift']} (0.9900)" in v2.tags["promotion_reason"]
+    assert v2.tags["promotion_decision"] == "not_promoted" and v2.tags["dm_p_value_vs_champion"] == "0.5"
     assert v2.description == v2.tags["promotion_reason"] == r2["reason"]
     assert "promoted_at" not in v2.tags
 
@@ -216,7 +246,7 @@ def test_promotion_gate(store, served):
 
     # build 4: drift beats the naive champion
     r4 = build(coin, served, {"naive": 1.0, "drift": 0.97})
-    assert r4["promoted"] is True and r4["reason"].startswith("drift 1h rel_mae 0.9700 beats champion naive")
+    assert r4["promoted"] is True and r4["reason"].startswith(f"{ID['drift']} 1h rel_mae 0.9700 beats champion naive")
     assert aliases(coin) == {"champion": "4", "challenger": "4"}
 
     # build 5: drift is the best again: its refit replaces the previous drift version
@@ -227,9 +257,18 @@ def test_promotion_gate(store, served):
     # build 6: the champion's model is not in this backtest: the challenger is judged against naive only
     r6 = build(coin, served, {"naive": 1.0, "seasonal_naive": 0.995})
     assert r6["promoted"] is True and "not scored in this backtest" in r6["reason"]
-    assert r6["champion"]["model_name"] == "seasonal_naive"
+    assert r6["champion"]["model_name"] == ID["seasonal_naive"]
     info = registry.champion_info(coin)
-    assert (info["version"], info["model_name"], info["reason"]) == ("6", "seasonal_naive", r6["reason"])
+    assert (info["version"], info["model_name"], info["reason"]) == ("6", ID["seasonal_naive"], r6["reason"])
+
+    # build 7: drift below the champion and naive by a fraction of a percent, within noise: the champion stays
+    r7 = build(coin, served, {"naive": 1.0, "drift": 0.99, "seasonal_naive": 0.995}, noisy=("drift",))
+    assert r7["promoted"] is False and r7["champion"]["version"] == "6" and aliases(coin)["champion"] == "6"
+    d7 = r7["decision"]
+    assert d7["vs_naive"]["p_value"] >= LEVEL and d7["rule"] == "beats_champion_not_naive"
+    assert "does not beat naive (1.0000) beyond noise" in r7["reason"] and ">= 0.05" in r7["reason"]
+    v7 = version(coin, "7")
+    assert v7.tags["promotion_decision"] == "not_promoted" and float(v7.tags["dm_p_value_vs_naive"]) >= LEVEL
 
 
 def test_naive_registered_when_nothing_beats_it(store, served):
@@ -237,7 +276,7 @@ def test_naive_registered_when_nothing_beats_it(store, served):
     coin = "naivecoin"
     r = build(coin, served, {"naive": None, "drift": 1.02})
     assert r["promoted"] is False
-    assert r["challenger"] == {"version": "1", "model_name": "drift", "rel_mae_1h": 1.02}
+    assert r["challenger"] == {"version": "1", "model_name": ID["drift"], "rel_mae_1h": 1.02}
     assert r["champion"] == {"version": "2", "model_name": "naive", "rel_mae_1h": 1.0}
     assert aliases(coin) == {"champion": "2", "challenger": "1"}
     v1, v2 = version(coin, "1"), version(coin, "2")
@@ -254,8 +293,8 @@ def test_champion_round_trip(store, served, history):
     build(coin, served, {"naive": 1.0, "drift": 0.98, "seasonal_naive": 0.99})
     champion, info = registry.load_champion(coin)
     assert isinstance(champion, ServedForecaster)
-    assert champion.model.spec == served["drift"].model.spec and champion.quantiles == QUANTILES
-    assert info["version"] == "1" and info["model_name"] == "drift"
+    assert champion.model.spec == served[ID["drift"]].model.spec and champion.quantiles == QUANTILES
+    assert info["version"] == "1" and info["model_name"] == ID["drift"]
     assert info["reason"] and info["promoted_at"]
 
     recent = history.tail(48)
@@ -264,7 +303,7 @@ def test_champion_round_trip(store, served, history):
     assert fc["target_time"].iloc[0] == recent["timestamp"].iloc[-1] + pd.Timedelta(hours=1)
     assert (fc["lower_95"] < fc["lower_80"]).all() and (fc["lower_80"] < fc["forecast"]).all()
     assert (fc["forecast"] < fc["upper_80"]).all() and (fc["upper_80"] < fc["upper_95"]).all()
-    pd.testing.assert_frame_equal(fc, served["drift"].forecast(recent))
+    pd.testing.assert_frame_equal(fc, served[ID["drift"]].forecast(recent))
 
     # the pyfunc, as `mlflow models serve` runs it: ISO strings in, JSON-friendly frame out
     with tracking.fluent(store["uri"]):
@@ -290,10 +329,10 @@ def test_load_champion_loads_each_version_once(store, served, monkeypatch):
     first, info = registry.load_champion(coin)
     again, info_again = registry.load_champion(coin)
     assert again is first and info_again == info and loads == [f"models:/coincast-{coin}/1"]
-    assert first.name == "drift"
+    assert first.name == ID["drift"]
     build(coin, served, {"naive": 1.0, "drift": 0.99, "seasonal_naive": 0.95})  # a better model is promoted
     newer, newer_info = registry.load_champion(coin)
-    assert newer_info["version"] != info["version"] and newer.name == "seasonal_naive"
+    assert newer_info["version"] != info["version"] and newer.name == ID["seasonal_naive"]
     assert loads == [f"models:/coincast-{coin}/1", f"models:/coincast-{coin}/{newer_info['version']}"]
 
 
@@ -306,7 +345,7 @@ def test_the_version_in_force_at_an_hour(store, served, monkeypatch):
     def build_at(hours: int, rel: dict, rel_24h: dict | None = None) -> dict:
         through = (t0 + pd.Timedelta(hours=hours)).isoformat()
         run_id = registry.log_build(coin, {"coin": coin}, {}, [], {"data_through": through})
-        return registry.promote(coin, run_id, {**backtest(rel, rel_24h), "data_through": through}, served)
+        return promote(coin, run_id, {**backtest(rel, rel_24h), "data_through": through}, served, rel)
 
     assert build_at(0, {"naive": 1.0, "drift": 0.98})["champion"]["version"] == "1"  # drift, data through t0
     # v2 (a tie at 1 h, the challenger for its day-ahead score) is never champion
@@ -320,9 +359,9 @@ def test_the_version_in_force_at_an_hour(store, served, monkeypatch):
     assert at[10] == at[30] == champion
     # loaded models: the older version for an hour before the retrain, the champion from it on
     old, old_info = registry.load_version_in_force(coin, t0 + pd.Timedelta(hours=9))
-    assert (old_info["version"], old.name) == ("1", "drift")
+    assert (old_info["version"], old.name) == ("1", ID["drift"])
     now, now_info = registry.load_version_in_force(coin, "2024-01-10T10:00Z")
-    assert (now_info["version"], now.name) == ("3", "seasonal_naive")
+    assert (now_info["version"], now.name) == ("3", ID["seasonal_naive"])
     assert registry.load_version_in_force(coin, t0 - pd.Timedelta(hours=1)) is None
     # the history is read from the registry only for hours before the champion's data
     reads = []
@@ -343,8 +382,9 @@ def test_a_version_of_another_series_is_never_in_force(store, served):
     for hours, source, series in ((0, "simulated", "seed42"), (10, "coingecko", "api")):
         through = (t0 + pd.Timedelta(hours=hours)).isoformat()
         run_id = registry.log_build(coin, {"coin": coin}, {}, [], {"data_through": through})
-        registry.promote(coin, run_id, {**backtest({"naive": 1.0, "drift": 0.98 - hours / 1000}),
-                                        "data_through": through, "source": source, "series": series}, served)
+        rel = {"naive": 1.0, "drift": 0.98 - hours / 1000}
+        promote(coin, run_id, {**backtest(rel), "data_through": through, "source": source, "series": series},
+                served, rel)
     champion = registry.champion_info(coin)
     assert (champion["version"], champion["source"], champion["series"]) == ("2", "coingecko", "api")
     pick = registry.in_force_at(coin, champion)

@@ -104,6 +104,12 @@ class Schedule(Group):
     min_retrain_gap_hours: int = Field(ge=0, description="a whole number of hours >= 0")
 
 
+class Promotion(Group):
+    """The promotion gate (train task: ``training.train(..., **promotion)``)."""
+
+    promotion_p_value: float = Field(gt=0, lt=1, description="a p-value level between 0 and 1 such as 0.05")
+
+
 class Scoring(Group):
     """The prediction log and its live scores (monitor task)."""
 
@@ -148,6 +154,7 @@ class Settings(BaseModel):
     forecast_hours: int = Field(ge=1, le=24 * 7, description="a whole number of hours from 1 to 168")
     project_root: str = Field(min_length=1, description="a folder path")
     schedule: Schedule
+    promotion: Promotion
     # --- hourly operation
     predictions_dir: str = Field(min_length=1, description="a folder path")
     scoring: Scoring

@@ -150,7 +150,7 @@ def backtest(
         specs.insert(0, {"kind": NAIVE})
     names = [make_model(s).name for s in specs]
     if len(set(names)) != len(names):
-        raise ValueError(f"model names must be unique, got {names}")
+        raise ValueError(f"models must differ in kind or settings (a name is kind + settings hash), got {names}")
     observed = on_hourly_grid(y, fill=False)  # missing hours stay NaN here: they are never scored as outcomes
     y = observed.ffill()  # what the models see: the last known price
     origins, first_scored = plan_origins(y, settings, max(make_model(s).min_history for s in specs))
@@ -205,6 +205,14 @@ def best_model(models: Mapping[str, Any], horizon: int = 1) -> str:
     if all(rel(n, horizon) == math.inf for n in models):
         raise ValueError(f"no model in the backtest has a finite {horizon} h rel_mae")
     return min(models, key=lambda n: (rel(n, horizon), 0 if n == NAIVE else 1, rel(n, 24), n))
+
+
+def errors_by_origin(forecasts: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
+    """The absolute errors of a backtest's scored forecasts at ``horizon`` (``BacktestResult.forecasts``): one row
+    per origin with an actual, one column per model, so every model's error is on the same origins (what the
+    promotion gate's Diebold–Mariano tests pair)."""
+    g = metrics.scored_errors(forecasts, horizon)
+    return g.pivot(index="origin", columns="model", values="abs_error").sort_index()
 
 
 def served_model(y: pd.Series, result: BacktestResult, name: str) -> ServedForecaster:

@@ -11,7 +11,8 @@ from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
-from coincast.forecasting.backtest import NAIVE, BacktestResult, BacktestSettings, backtest, served_model
+from coincast.forecasting.backtest import (NAIVE, BacktestResult, BacktestSettings, backtest, errors_by_origin,
+                                           served_model)
 
 logger = logging.getLogger(__name__)
 
@@ -97,9 +98,11 @@ def train(
     product: Mapping[str, Any],
     upstream: Mapping[str, Mapping[str, Any]],
     project_root: str | Path,
+    promotion_p_value: float,
 ) -> dict[str, Any] | None:
     """The train stage when ``decision`` (:func:`decide_retrain`) says it is due: backtest every model, write
-    backtest.json, the scored forecasts and backtest.html, log the run to MLflow, register and gate the champion,
+    backtest.json, the scored forecasts and backtest.html, log the run to MLflow, register and gate the champion
+    (an edge counts when its Diebold–Mariano p-value is below ``promotion_p_value``: the ``promotion`` group),
     write registry.json (the promotion and ``trained``: the decision). Returns registry.json's content; None when
     not due (the products of the last training stay as they are)."""
     if not decision["due"]:
@@ -111,7 +114,7 @@ def train(
     save_backtest(result, report, product, meta["coin"])
     params = {"models": models, **report["settings"], "coin": meta["coin"], "source": meta["source"]}
     promotion = register_champion(meta["coin"], y, result, report, project_root, params,
-                                  run_artifacts(product, upstream))
+                                  run_artifacts(product, upstream), promotion_p_value)
     registry_json = {**promotion, "trained": dict(decision)}
     files.write_json_atomic(registry_json, product["registry"])
     return registry_json
@@ -179,8 +182,10 @@ def register_champion(
     project_root: str | Path,
     params: Mapping[str, Any],
     artifacts: Sequence[str | Path],
+    promotion_p_value: float,
 ) -> dict[str, Any]:
-    """Log the build as an MLflow run, register the best model (challenger) and apply the promotion gate."""
+    """Log the build as an MLflow run, register the best model (challenger) and apply the promotion gate (its
+    Diebold–Mariano tests on the backtest's 1 h errors by origin, at level ``promotion_p_value``)."""
     from coincast import registry
 
     registry.configure(Path(project_root))
@@ -196,4 +201,5 @@ def register_champion(
     served = {name: served_model(y, result, name) for name in {challenger, NAIVE}}
     with registry.write_lock():  # the run, the version and its aliases are written by one process at a time
         run_id = registry.log_build(coin, dict(params), flat_metrics(report), [Path(a) for a in artifacts], tags)
-        return registry.promote(coin, run_id, dict(report), served)
+        return registry.promote(coin, run_id, dict(report), served, errors_by_origin(result.forecasts, 1),
+                                promotion_p_value)

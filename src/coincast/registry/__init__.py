@@ -2,14 +2,15 @@
 
 * :mod:`~coincast.registry.tracking`: the store (``configure``, ``MLFLOW_TRACKING_URI`` or
   ``<root>/mlflow.db``), the write lock, one run per build (``log_build``) and the live run (``log_live``).
-* :mod:`~coincast.registry.promotion`: the promotion rule, pure (``decide`` → a ``Decision``; ``explain``).
+* :mod:`~coincast.registry.promotion`: the promotion rule, pure (``noise_tests``: the Diebold–Mariano tests;
+  ``decide`` → a ``Decision``; ``explain``, ``record``).
 * :mod:`~coincast.registry.versions`: registered models, versions, tags, aliases; ``promote``; loading the
   champion or the version in force at an hour.
 * :mod:`~coincast.registry.pyfunc`: the MLflow pyfunc a version stores (``mlflow models serve`` runs it).
 
 Imports point one way: tracking and promotion know nothing of each other; versions uses both and pyfunc.
 """
-from coincast.registry.promotion import Decision, Rule, decide, explain, pick_challenger
+from coincast.registry.promotion import Decision, Rule, decide, explain, noise_tests, pick_challenger, record
 from coincast.registry.pyfunc import CoincastPyfunc
 from coincast.registry.tracking import (
     clean_metrics,
@@ -39,6 +40,7 @@ from coincast.registry.versions import (
 __all__ = [
     "SERIES_KEYS", "CoincastPyfunc", "Decision", "Rule", "champion_info", "champion_versions", "clean_metrics",
     "configure", "current_champion", "decide", "explain", "flatten_params", "in_force_at", "load_champion",
-    "load_version", "load_version_in_force", "log_build", "log_live", "pick_challenger", "promote",
+    "load_version", "load_version_in_force", "log_build", "log_live", "noise_tests", "pick_challenger", "promote",
+    "record",
     "redact_uri", "registered_name", "series_differs", "tracking_uri", "version_in_force", "write_lock",
 ]

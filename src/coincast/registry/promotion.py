@@ -1,8 +1,11 @@
 """The promotion rule, pure: numbers in, a :class:`Decision` out; :func:`explain` writes its reason.
 
-A challenger replaces the champion only if its one-hour relative MAE (MAE / naive MAE on the same backtest
-origins) beats the champion's *on the same backtest* and is no worse than naive; when nothing beats naive, naive
-is the champion. No MLflow here: :func:`coincast.registry.versions.promote` applies the decision to the registry.
+A challenger replaces the champion only if it beats both the champion (when this backtest scored it) and naive by
+more than noise: its one-hour relative MAE (MAE / naive MAE on the same backtest origins) is lower, and a one-sided
+Diebold–Mariano test of its 1 h absolute errors against theirs, origin by origin
+(:func:`coincast.metrics.diebold_mariano`), has a p-value below ``level`` (env.yaml ``promotion_p_value``). When
+nothing beats naive, naive is the champion. No MLflow here: :func:`coincast.registry.versions.promote` applies the
+decision to the registry.
 """
 from __future__ import annotations
 
@@ -11,16 +14,20 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Any, Mapping
 
+import pandas as pd
+
 from coincast.forecasting.backtest import NAIVE, best_model
+from coincast.metrics import DMTest, diebold_mariano
 
 
 class Rule(str, Enum):
     """Which clause of :func:`decide` settled it."""
 
     NAIVE_ONLY = "naive_only"  # no champion, or one this backtest did not score: the challenger vs naive
-    REFIT = "refit"  # the challenger is the champion's own model, refit on newer data
+    REFIT = "refit"  # the challenger is the champion's own model (same kind and settings), refit on newer data
     NEITHER_BEATS_NAIVE = "neither_beats_naive"
     BEATS_CHAMPION = "beats_champion"
+    WITHIN_NOISE = "within_noise"  # a lower rel_mae than the champion's, but not by more than noise
     TIE = "tie"
     NOT_NAIVE = "beats_champion_not_naive"
     DOES_NOT_BEAT = "does_not_beat"
@@ -29,7 +36,8 @@ class Rule(str, Enum):
 @dataclass(frozen=True)
 class Decision:
     """What the gate decided: whether the challenger is promoted and who is champion after it (``champion_model``),
-    from the challenger and the champion before (``champion``, None if there was none) with their 1 h rel_mae."""
+    from the challenger and the champion before (``champion``, None if there was none) with their 1 h rel_mae, the
+    Diebold–Mariano tests of the challenger against naive and the champion (None: not tested) and the level."""
 
     promote: bool
     champion_model: str
@@ -38,6 +46,9 @@ class Decision:
     champion: str | None
     champion_rel: float | None
     rule: Rule
+    vs_naive: DMTest | None
+    vs_champion: DMTest | None
+    level: float
 
 
 def finite(x: Any) -> bool:
@@ -45,69 +56,134 @@ def finite(x: Any) -> bool:
     return isinstance(x, (int, float)) and math.isfinite(x)
 
 
-def decide(challenger: str, challenger_rel: float | None, champion: str | None,
-           champion_rel: float | None) -> Decision:
-    """The promotion gate (pure). ``*_rel`` are one-hour rel_mae on the same backtest; naive is 1.0.
+def significant(test: DMTest | None, level: float) -> bool:
+    """Whether a Diebold–Mariano test shows an edge beyond noise: its p-value is below ``level``."""
+    return test is not None and finite(test.p_value) and test.p_value < level
 
-    * the challenger becomes champion if it beats the champion (strictly: ties do not promote) and is
-      no worse than naive (rel_mae <= 1);
-    * the champion stays if the challenger does not beat it, unless neither beats naive: then naive is
-      the champion;
-    * no champion, or a champion this backtest did not score: the challenger if it is no worse than naive,
-      else naive;
-    * the challenger *is* the champion's model (refit on newer data): its new version takes over if it is
-      still no worse than naive — the comparison would otherwise be a tie by construction and the
-      champion would never be refreshed.
+
+def noise_tests(errors: pd.DataFrame, challenger: str, champion: str | None,
+                horizon: int = 1) -> tuple[DMTest | None, DMTest | None]:
+    """The Diebold–Mariano tests of the challenger's absolute errors against naive's and against the champion's
+    (``errors``: :func:`coincast.forecasting.backtest.errors_by_origin`), on the origins where all of them have
+    one. None where there is nothing to test: the challenger is that model, that model is not in ``errors``, or
+    they share no more than ``horizon`` origins."""
+    others = [m for m in (NAIVE, champion) if m is not None and m != challenger and m in errors.columns]
+    if challenger not in errors.columns or not others:
+        return None, None
+    both = errors[[challenger, *dict.fromkeys(others)]].dropna()
+    if len(both) <= horizon:  # too few common origins to test anything
+        return None, None
+    tests = {m: diebold_mariano(both[challenger], both[m], horizon) for m in others}
+    return tests.get(NAIVE), (tests.get(champion) if champion is not None else None)
+
+
+def decide(challenger: str, challenger_rel: float | None, champion: str | None, champion_rel: float | None,
+           vs_naive: DMTest | None, vs_champion: DMTest | None, level: float) -> Decision:
+    """The promotion gate (pure). ``*_rel`` are one-hour rel_mae on the same backtest (naive is 1.0); ``vs_naive``
+    and ``vs_champion`` the challenger's Diebold–Mariano tests against them (:func:`noise_tests`); ``level`` the
+    p-value below which an edge counts. The challenger *beats naive* when it is naive, or its rel_mae is below 1
+    and ``vs_naive`` is significant.
+
+    * the challenger becomes champion if it beats naive and beats the champion: a lower rel_mae and (unless the
+      champion is naive, already tested) a significant ``vs_champion``; a lower rel_mae within noise keeps the
+      champion, as a tie does;
+    * the champion stays if the challenger does not beat it, unless the challenger does not beat naive and the
+      champion is worse than naive (rel_mae > 1): then naive is the champion;
+    * naive as the challenger (nothing scored better) replaces a champion worse than naive: naive needs no edge;
+    * no champion, or a champion this backtest did not score: the challenger if it beats naive, else naive;
+    * the challenger *is* the champion's model (same identity, refit on newer data): its new version takes over if
+      it still beats naive, else naive is the champion.
     """
-    def made(promote: bool, winner: str, rule: Rule) -> Decision:
-        return Decision(promote, winner, challenger, challenger_rel, champion, champion_rel, rule)
+    if not 0 < level < 1:
+        raise ValueError(f"the promotion p-value level must be between 0 and 1, got {level!r}")
 
-    c_ok = finite(challenger_rel) and challenger_rel <= 1.0
+    def made(promote: bool, winner: str, rule: Rule) -> Decision:
+        return Decision(promote, winner, challenger, challenger_rel, champion, champion_rel, rule,
+                        vs_naive, vs_champion, level)
+
+    beats_naive = challenger == NAIVE or (finite(challenger_rel) and challenger_rel < 1.0
+                                          and significant(vs_naive, level))
     if champion is None or not finite(champion_rel):
-        return made(True, challenger, Rule.NAIVE_ONLY) if c_ok else made(False, NAIVE, Rule.NAIVE_ONLY)
+        return made(True, challenger, Rule.NAIVE_ONLY) if beats_naive else made(False, NAIVE, Rule.NAIVE_ONLY)
     if challenger == champion:
-        return made(True, challenger, Rule.REFIT) if c_ok else made(False, NAIVE, Rule.REFIT)
-    if not c_ok and champion_rel > 1.0:
+        return made(True, challenger, Rule.REFIT) if beats_naive else made(False, NAIVE, Rule.REFIT)
+    if not beats_naive and champion_rel > 1.0:
         return made(False, NAIVE, Rule.NEITHER_BEATS_NAIVE)
-    if c_ok and challenger_rel < champion_rel:
-        return made(True, challenger, Rule.BEATS_CHAMPION)
+    lower = finite(challenger_rel) and challenger_rel < champion_rel
+    if lower and beats_naive:
+        if challenger == NAIVE or champion == NAIVE or significant(vs_champion, level):
+            return made(True, challenger, Rule.BEATS_CHAMPION)
+        return made(False, champion, Rule.WITHIN_NOISE)
     if finite(challenger_rel) and challenger_rel == champion_rel:
         return made(False, champion, Rule.TIE)
-    if finite(challenger_rel) and challenger_rel < champion_rel:  # better but worse than naive
+    if lower:  # better than the champion but not than naive beyond noise
         return made(False, champion, Rule.NOT_NAIVE)
     return made(False, champion, Rule.DOES_NOT_BEAT)
 
 
+def dm_text(test: DMTest | None, level: float) -> str:
+    """A Diebold–Mariano test in a few words: ``DM -2.31, p 0.0104 < 0.05``."""
+    if test is None:
+        return "not tested"
+    sign = "<" if significant(test, level) else ">="
+    return f"DM {test.statistic:.2f}, p {test.p_value:.3g} {sign} {level:g}"
+
+
 def explain(d: Decision) -> str:
-    """The decision in one sentence with its numbers (kept on the registry version and in registry.json)."""
+    """The decision in one sentence with its numbers (kept on the registry version and in registry.json): the
+    rel_mae of each model and the Diebold–Mariano statistic and p-value of each test that counted."""
     c_txt = f"{d.challenger} 1h rel_mae {d.challenger_rel:.4f}" if finite(d.challenger_rel) else \
         f"{d.challenger} has no 1h rel_mae"
     naive_txt = "naive (1.0000)"
+    n_dm = f"({dm_text(d.vs_naive, d.level)})"
+    k_dm = f"({dm_text(d.vs_champion, d.level)})"
+    beyond = f"beyond noise {n_dm}"
     if d.rule is Rule.NAIVE_ONLY:
         head = "no champion yet" if d.champion is None else \
             f"champion {d.champion} is not scored in this backtest, so compared with naive only"
-        if not d.promote:
-            return f"{head}: {c_txt} does not beat {naive_txt}, so naive is champion"
         if d.challenger == NAIVE:
             return f"{head}: naive (1h rel_mae 1.0000) becomes champion"
-        return f"{head}: {c_txt} {'ties' if d.challenger_rel == 1.0 else 'beats'} {naive_txt}"
+        if not d.promote:
+            return f"{head}: {c_txt} does not beat {naive_txt} {beyond}, so naive is champion"
+        return f"{head}: {c_txt} beats {naive_txt} {beyond}"
     if d.rule is Rule.REFIT:
+        if d.challenger == NAIVE:
+            return "naive (1h rel_mae 1.0000) is the champion's model: its new version replaces the previous one"
         if d.promote:
-            return (f"{c_txt}: the champion's model refit on this build (no worse than {naive_txt}) replaces its "
-                    f"previous version")
-        return f"{c_txt}: the champion's model no longer beats {naive_txt}, so naive is champion"
+            return (f"{c_txt}: the champion's model refit on this build still beats {naive_txt} {beyond} and "
+                    f"replaces its previous version")
+        return f"{c_txt}: the champion's model no longer beats {naive_txt} {beyond}, so naive is champion"
     k_txt = f"champion {d.champion} ({d.champion_rel:.4f})"
     if d.rule is Rule.NEITHER_BEATS_NAIVE:
-        return f"neither {c_txt} nor {k_txt} beats {naive_txt}, so naive is champion"
+        return f"neither {c_txt} {n_dm} nor {k_txt} beats {naive_txt}, so naive is champion"
     if d.rule is Rule.BEATS_CHAMPION:
         if d.challenger == NAIVE:
             return f"nothing beats naive: {k_txt} is worse than naive (1h rel_mae 1.0000), so naive is champion"
-        return f"{c_txt} beats {k_txt}" + ("" if d.champion == NAIVE else f" and {naive_txt}")
+        if d.champion == NAIVE:
+            return f"{c_txt} beats {k_txt} {beyond}"
+        return f"{c_txt} beats {k_txt} {k_dm} and {naive_txt} {n_dm} beyond noise"
+    if d.rule is Rule.WITHIN_NOISE:
+        return f"{c_txt} is below {k_txt} but within noise {k_dm}: the champion stays"
     if d.rule is Rule.TIE:
         return f"{c_txt} ties {k_txt}: the champion stays"
+    if d.rule is Rule.NOT_NAIVE and d.champion == NAIVE:
+        return f"{c_txt} does not beat {k_txt} {beyond}: the champion stays"
     if d.rule is Rule.NOT_NAIVE:
-        return f"{c_txt} beats {k_txt} but not {naive_txt}: the champion stays"
+        return f"{c_txt} is below {k_txt} but does not beat {naive_txt} {beyond}: the champion stays"
     return f"{c_txt} does not beat {k_txt}: the champion stays"
+
+
+def record(d: Decision) -> dict[str, Any]:
+    """The decision as JSON (registry.json's ``decision``; the version tags are its flattened keys): the rule,
+    whether promoted, the champion after it, the level and each test (statistic, p_value, n; None: not tested)."""
+    def test(t: DMTest | None) -> dict[str, Any] | None:
+        if t is None:
+            return None
+        return {"statistic": t.statistic if finite(t.statistic) else None,
+                "p_value": t.p_value if finite(t.p_value) else None, "n": int(t.n)}
+
+    return {"promoted": bool(d.promote), "rule": d.rule.value, "champion_model": d.champion_model,
+            "promotion_p_value": d.level, "vs_naive": test(d.vs_naive), "vs_champion": test(d.vs_champion)}
 
 
 def pick_challenger(models: Mapping[str, Mapping[str, Any]]) -> str:

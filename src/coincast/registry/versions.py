@@ -24,7 +24,7 @@ from mlflow.tracking import MlflowClient
 from coincast.forecasting.backtest import NAIVE
 from coincast.config import ConfigError, parse_time
 import coincast.registry.tracking as tracking
-from coincast.registry.promotion import decide, explain, finite, metric, pick_challenger
+from coincast.registry.promotion import Decision, decide, explain, finite, metric, noise_tests, pick_challenger, record
 from coincast.registry.pyfunc import load_served, log_pyfunc
 from coincast.forecasting.serving import ServedForecaster
 from coincast.timeseries import utc_now
@@ -71,10 +71,11 @@ def version_tags(coin: str, model_name: str, served: ServedForecaster, backtest:
 
 
 def _register(client: MlflowClient, coin: str, run_id: str, model_name: str, served: ServedForecaster,
-              backtest: Mapping[str, Any], artifact_name: str) -> str:
-    """Log ``served`` as a pyfunc in run ``run_id`` and register it; returns the new version."""
+              backtest: Mapping[str, Any], artifact_name: str, gate_tags: Mapping[str, str]) -> str:
+    """Log ``served`` as a pyfunc in run ``run_id`` and register it with its tags and the gate's
+    (``gate_tags``: :func:`decision_tags` and the reason); returns the new version."""
     name = registered_name(coin)
-    tags = version_tags(coin, model_name, served, backtest, run_id)
+    tags = {**version_tags(coin, model_name, served, backtest, run_id), **gate_tags}
     with tracking.fluent(client.tracking_uri):
         active = mlflow.active_run()
         resume = active is None or active.info.run_id != run_id
@@ -107,8 +108,23 @@ def current_champion(client: MlflowClient, name: str) -> Any:
         raise
 
 
+def decision_tags(d: Decision, champion: bool) -> dict[str, str]:
+    """The gate's decision as the tags of a version it makes ``champion`` or not
+    (:func:`~coincast.registry.promotion.record`, flattened, and the reason): ``promotion_decision`` (promoted /
+    not_promoted: this version), ``promotion_rule``, ``promotion_p_value`` (the level), ``promotion_reason`` and,
+    per test of the challenger that ran, ``dm_statistic_vs_naive``, ``dm_p_value_vs_naive``, ``dm_n_vs_naive`` (and
+    ``..._vs_champion``)."""
+    r = record(d)
+    tags = {"promotion_decision": "promoted" if champion else "not_promoted", "promotion_rule": r["rule"],
+            "promotion_p_value": f"{r['promotion_p_value']:g}", "promotion_reason": tracking.truncate(explain(d))}
+    for against in ("vs_naive", "vs_champion"):
+        for key, value in (r[against] or {}).items():
+            tags[f"dm_{key}_{against}"] = str(value) if key == "n" or value is None else f"{value:.6g}"
+    return tags
+
+
 def _annotate(client: MlflowClient, name: str, version: str, reason: str, champion: bool) -> None:
-    client.set_model_version_tag(name, version, "promotion_reason", tracking.truncate(reason))
+    """The reason as the version's description; a new champion's time and alias (its tags came with it)."""
     client.update_model_version(name, version, description=reason)
     if champion:
         client.set_model_version_tag(name, version, "promoted_at",
@@ -116,13 +132,18 @@ def _annotate(client: MlflowClient, name: str, version: str, reason: str, champi
         client.set_registered_model_alias(name, CHAMPION, version)
 
 
-def promote(coin: str, run_id: str, backtest: Mapping[str, Any], served: Mapping[str, ServedForecaster]) -> dict:
+def promote(coin: str, run_id: str, backtest: Mapping[str, Any], served: Mapping[str, ServedForecaster],
+            errors: pd.DataFrame, level: float) -> dict:
     """Register this build's best model as the challenger of ``coincast-<coin>`` and apply the promotion rule
     (:func:`~coincast.registry.promotion.decide`).
 
     ``backtest["models"]``: ``{name: {"spec": {...}, "horizons": {"1": {"rel_mae": ...}, "24": {...}}}}``
     (naive included); ``served``: a :class:`ServedForecaster` per model, at least the challenger's and
-    naive's. Returns what happened, JSON ready (registry.json).
+    naive's; ``errors``: the backtest's 1 h absolute errors by origin and model
+    (:func:`coincast.forecasting.backtest.errors_by_origin`), for the Diebold–Mariano tests; ``level``: the
+    p-value below which an edge counts (``promotion_p_value``). Returns what happened, JSON ready (registry.json):
+    the decision (its tests) is also on the challenger's version as tags (:func:`decision_tags`), set when it is
+    registered.
     """
     models = backtest.get("models") or {}
     if not models:
@@ -140,27 +161,31 @@ def promote(coin: str, run_id: str, backtest: Mapping[str, Any], served: Mapping
     if k_model == NAIVE and k_rel is None:
         k_rel = 1.0  # naive's rel_mae is 1 by definition
 
-    c_version = _register(client, coin, run_id, challenger, served[challenger], backtest, MODEL_NAME)
-    client.set_registered_model_alias(name, CHALLENGER, c_version)
-    decision = decide(challenger, c_rel, k_model, k_rel)
+    k_scored = k_model if finite(k_rel) else None  # an unscored champion is compared with naive only
+    vs_naive, vs_champion = noise_tests(errors, challenger, k_scored, 1)
+    decision = decide(challenger, c_rel, k_model, k_rel, vs_naive, vs_champion, level)
     reason = explain(decision)
     logger.info("%s: %s", coin, reason)
+    c_version = _register(client, coin, run_id, challenger, served[challenger], backtest, MODEL_NAME,
+                          decision_tags(decision, decision.promote))
+    client.set_registered_model_alias(name, CHALLENGER, c_version)
 
     if decision.promote:
-        _annotate(client, name, c_version, reason, champion=True)
+        _annotate(client, name, c_version, reason, True)
         champ_version, champ_model, champ_rel = c_version, challenger, c_rel
     elif decision.champion_model == NAIVE and challenger != NAIVE:
-        _annotate(client, name, c_version, reason, champion=False)
+        _annotate(client, name, c_version, reason, False)
         if current is not None and k_model == NAIVE:
             champ_version, champ_model, champ_rel = str(current.version), NAIVE, 1.0
         else:
             if NAIVE not in served:
                 raise KeyError("naive must be champion but there is no served naive model")
-            champ_version = _register(client, coin, run_id, NAIVE, served[NAIVE], backtest, f"{MODEL_NAME}-{NAIVE}")
-            _annotate(client, name, champ_version, reason, champion=True)
+            champ_version = _register(client, coin, run_id, NAIVE, served[NAIVE], backtest, f"{MODEL_NAME}-{NAIVE}",
+                                      decision_tags(decision, True))
+            _annotate(client, name, champ_version, reason, True)
             champ_model, champ_rel = NAIVE, metric(models.get(NAIVE), 1, "rel_mae") or 1.0
     else:  # the champion stays
-        _annotate(client, name, c_version, reason, champion=False)
+        _annotate(client, name, c_version, reason, False)
         champ_version, champ_model, champ_rel = str(current.version), k_model, k_rel
 
     return {
@@ -169,6 +194,7 @@ def promote(coin: str, run_id: str, backtest: Mapping[str, Any], served: Mapping
         "champion": {"version": champ_version, "model_name": champ_model, "rel_mae_1h": _json_number(champ_rel)},
         "promoted": bool(decision.promote),
         "reason": reason,
+        "decision": record(decision),
     }
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from coincast.forecasting.models.base import Forecaster
+from coincast.forecasting.models.base import Forecaster, model_id
 from coincast.forecasting.models.baselines import Drift, Naive, SeasonalNaive
 from coincast.forecasting.models.boosting import LightGBMReturns
 from coincast.forecasting.models.prophet_models import ProphetDefault, ProphetReturns, ProphetSeasonal
@@ -13,12 +13,14 @@ KINDS: dict[str, type[Forecaster]] = {
                               LightGBMReturns)
 }
 
-__all__ = ["Forecaster", "KINDS", "make_model", "Naive"]
+__all__ = ["Forecaster", "KINDS", "make_model", "model_id", "Naive"]
 
 
 def make_model(spec: Mapping[str, Any]) -> Forecaster:
-    """A fresh, unfitted model from a spec such as ``{"kind": "prophet_seasonal", "window_days": 14}``."""
-    params = dict(spec)
+    """A fresh, unfitted model from a spec such as ``{"kind": "prophet_seasonal", "window_days": 14}``. Its name
+    is its identity (:func:`model_id`), derived from kind and settings: a ``name`` key (specs stored before
+    names were identities have one) is ignored."""
+    params = {k: v for k, v in spec.items() if k != "name"}
     kind = params.pop("kind", None)
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}: use one of {', '.join(KINDS)}")

@@ -11,28 +11,46 @@ cheap. Intervals are not the model's business: :mod:`coincast.forecasting.calibr
 """
 from __future__ import annotations
 
+import hashlib
+import json
 import math
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
 
+def model_id(kind: str, settings: Mapping[str, Any]) -> str:
+    """A model's identity, the name the backtest, the registry and the promotion gate know it by: its kind plus
+    a short hash of its settings (``prophet_returns-3f9a2c``), so a model with other settings is another model;
+    a kind without settings (naive) is its kind alone. Whole-number floats hash as integers (YAML's ``30`` and
+    ``30.0`` are one setting)."""
+    if not settings:
+        return kind
+    plain = {k: int(v) if isinstance(v, float) and v.is_integer() else v for k, v in settings.items()}
+    text = json.dumps(plain, sort_keys=True, separators=(",", ":"), default=str)
+    return f"{kind}-{hashlib.sha256(text.encode()).hexdigest()[:6]}"
+
+
 class Forecaster:
-    """Base class: a name, its settings (``spec``) and fit/predict."""
+    """Base class: its settings (``params``; ``spec`` adds the kind), its identity (``name``) and fit/predict."""
 
     kind: str = "base"
     #: the distributions serving a fitted model needs besides coincast's own (the registered pyfunc lists them)
     requires: tuple[str, ...] = ()
 
-    def __init__(self, name: str | None = None, **params: Any) -> None:
-        self.name = name or self.kind
+    def __init__(self, **params: Any) -> None:
         self.params = params
+
+    @property
+    def name(self) -> str:
+        """The model's identity: :func:`model_id` of its kind and settings (defaults included)."""
+        return model_id(self.kind, self.params)
 
     @property
     def spec(self) -> dict[str, Any]:
         """What re-creates this model unfitted: ``make_model(spec)``."""
-        return {"kind": self.kind, "name": self.name, **self.params}
+        return {"kind": self.kind, **self.params}
 
     @property
     def min_history(self) -> int:

@@ -24,8 +24,8 @@ class SeasonalNaive(Forecaster):
 
     kind = "seasonal_naive"
 
-    def __init__(self, name: str | None = None, season: int = 24) -> None:
-        super().__init__(name, season=season)
+    def __init__(self, season: int = 24) -> None:
+        super().__init__(season=season)
         self.season = season
 
     @property
@@ -48,8 +48,8 @@ class Drift(Forecaster):
 
     kind = "drift"
 
-    def __init__(self, name: str | None = None, window: int = 168) -> None:
-        super().__init__(name, window=window)
+    def __init__(self, window: int = 168) -> None:
+        super().__init__(window=window)
         self.window = window
 
     @property

@@ -42,7 +42,6 @@ class _ProphetBase(Forecaster):
 
     def __init__(
         self,
-        name: str | None = None,
         window_days: float = 30,
         changepoint_prior_scale: float = 0.05,
         n_changepoints: int = 25,
@@ -53,7 +52,7 @@ class _ProphetBase(Forecaster):
         cache_hours: int = 24 * 3,
     ) -> None:
         super().__init__(
-            name, window_days=window_days, changepoint_prior_scale=changepoint_prior_scale,
+            window_days=window_days, changepoint_prior_scale=changepoint_prior_scale,
             n_changepoints=n_changepoints, daily_seasonality=daily_seasonality,
             weekly_seasonality=weekly_seasonality, seasonality_prior_scale=seasonality_prior_scale,
             damping=damping,
@@ -162,8 +161,8 @@ class ProphetSeasonal(_ProphetBase):
     kind = "prophet_seasonal"
     column = "additive_terms"
 
-    def __init__(self, name: str | None = None, window_days: float = 14, **kw: Any) -> None:
-        super().__init__(name, window_days=window_days, **kw)
+    def __init__(self, window_days: float = 14, **kw: Any) -> None:
+        super().__init__(window_days=window_days, **kw)
 
     def predict(self, y: pd.Series, horizons: Sequence[int]) -> np.ndarray:
         origin = y.index[-1]
@@ -180,8 +179,8 @@ class ProphetReturns(_ProphetBase):
     # then retries with Newton: asking for Newton directly halves the cost and the log noise.
     fit_kwargs = {"algorithm": "Newton"}
 
-    def __init__(self, name: str | None = None, window_days: float = 30, n_changepoints: int = 0, **kw: Any) -> None:
-        super().__init__(name, window_days=window_days, n_changepoints=n_changepoints, **kw)
+    def __init__(self, window_days: float = 30, n_changepoints: int = 0, **kw: Any) -> None:
+        super().__init__(window_days=window_days, n_changepoints=n_changepoints, **kw)
 
     def _target(self, y: pd.Series) -> pd.Series:
         return log_returns(y)
