@@ -43,7 +43,7 @@ def test_one_regressor_per_horizon_on_the_features_at_the_origin(y):
 def test_bad_settings_and_an_unfitted_model_are_clear_errors(y):
     with pytest.raises(ValueError, match="horizons must be whole numbers of hours >= 1"):
         make_model({"kind": "lightgbm", "horizons": [0, 24]})
-    with pytest.raises(RuntimeError, match="lightgbm is not fitted"):
+    with pytest.raises(RuntimeError, match=r"lightgbm-\w{6} is not fitted"):
         make_model(SPEC).predict(y, [1])
     with pytest.raises(ValueError, match="needs at least 48 hours with a known 1 h outcome to fit, got 35"):
         make_model(SPEC).fit(y.iloc[:60])
@@ -66,15 +66,16 @@ def test_no_look_ahead_changing_prices_after_an_origin_leaves_its_forecast_ident
 def test_it_runs_in_the_walk_forward_backtest_and_serves(y):
     result = backtest(y, [{"kind": "naive"}, SPEC], SMALL)
     models = result.summary["models"]
-    assert set(models) == {"naive", "lightgbm"} and models["lightgbm"]["spec"]["kind"] == "lightgbm"
+    lgb = make_model(SPEC).name  # its identity: kind + a hash of its settings
+    assert lgb.startswith("lightgbm-") and set(models) == {"naive", lgb} and models[lgb]["spec"]["kind"] == "lightgbm"
     fc = result.forecasts
-    assert (fc.loc[fc["model"] == "lightgbm", ["origin", "horizon"]].to_numpy()
+    assert (fc.loc[fc["model"] == lgb, ["origin", "horizon"]].to_numpy()
             == fc.loc[fc["model"] == "naive", ["origin", "horizon"]].to_numpy()).all()  # the same origins
     for h in ("1", "24"):
-        s = models["lightgbm"]["horizons"][h]
+        s = models[lgb]["horizons"][h]
         assert s["n"] == models["naive"]["horizons"][h]["n"] and 0.5 < s["rel_mae"] < 2
         assert 0 <= s["coverage_80"] <= s["coverage_95"] <= 1
-    served = served_model(y, result, "lightgbm")
+    served = served_model(y, result, lgb)
     out = served.forecast(pd.DataFrame({"timestamp": y.index, "price": y.to_numpy()}))
     assert list(out["horizon"]) == list(range(1, 25)) and np.isfinite(out["forecast"]).all()
     assert ((out["lower_95"] < out["lower_80"]) & (out["upper_80"] < out["upper_95"])).all()

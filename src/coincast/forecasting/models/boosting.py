@@ -29,7 +29,6 @@ class LightGBMReturns(Forecaster):
 
     def __init__(
         self,
-        name: str | None = None,
         horizons: Sequence[int] = (1, 24),
         window_days: float = 30,
         lags: Sequence[int] = (1, 3, 6, 12, 24),
@@ -43,7 +42,7 @@ class LightGBMReturns(Forecaster):
         horizons = sorted({int(h) for h in horizons})
         if not horizons or horizons[0] < 1:
             raise ValueError(f"horizons must be whole numbers of hours >= 1, got {horizons}")
-        super().__init__(name, horizons=horizons, window_days=window_days, lags=[int(k) for k in lags],
+        super().__init__(horizons=horizons, window_days=window_days, lags=[int(k) for k in lags],
                          rolling_windows=[int(w) for w in rolling_windows], n_estimators=n_estimators,
                          learning_rate=learning_rate, num_leaves=num_leaves, min_child_samples=min_child_samples,
                          seed=seed)
