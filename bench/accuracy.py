@@ -1,7 +1,7 @@
 """Accuracy benchmark: walk-forward backtests of every model on the real series in ../shared/data, over
 consecutive windows, with honest model selection (the champion chosen on one window is scored on the next).
 
-    .venv/bin/python bench/accuracy.py                  # make bench-accuracy: BTC, ETH, LTC, 6 windows
+    .venv/bin/python bench/accuracy.py                  # make bench-accuracy: BTC, ETH, LTC, 6 windows, every model
     .venv/bin/python bench/accuracy.py --tiny --out DIR # a small run that proves the script works (1 day windows)
 
 Writes accuracy.json and accuracy.md (machine and date included) to --out.
@@ -22,6 +22,7 @@ import yaml
 
 from coincast.forecasting.backtest import NAIVE, BacktestSettings, backtest, best_model, errors_by_origin
 from coincast.forecasting.models import make_model
+from coincast.forecasting.models import KINDS
 from coincast.forecasting.serving import hourly_series
 from coincast.data.sources.replay import load_replay_file
 
@@ -67,6 +68,13 @@ def select_and_score(windows: list[dict], errors: list[pd.DataFrame], level: flo
     return rows
 
 
+def every_model(defaults: list[dict]) -> list[dict]:
+    """env.yaml's models plus every opt-in kind (not in the defaults) with its default settings: the benchmark
+    covers every model coincast has, so an opt-in one is measured before anyone makes it a default."""
+    listed = {m["kind"] for m in defaults}
+    return [*defaults, *({"kind": kind} for kind in KINDS if kind not in listed)]
+
+
 def run(args: argparse.Namespace) -> dict:
     env = yaml.safe_load((ROOT / "env.yaml").read_text())
     settings = BacktestSettings(backtest_days=args.window_days, calibration_days=env["calibration_days"],
@@ -75,8 +83,9 @@ def run(args: argparse.Namespace) -> dict:
     def rel(path: str) -> str:  # record paths relative to the project, never this machine's layout
         return os.path.relpath(Path(path).resolve(), ROOT)
 
+    models = every_model(env["models"])
     result = {"machine": machine(), "settings": {**vars(args), "data_dir": rel(args.data_dir), "out": rel(args.out)},
-              "models": env["models"],
+              "models": models,
               "series": {}}
     for name in args.series:
         path = Path(args.data_dir) / f"{name}_1h_2020-10_2024-06.csv"
@@ -88,7 +97,7 @@ def run(args: argparse.Namespace) -> dict:
             end = y.index[-1] - pd.Timedelta(days=k * args.window_days)
             hist = y.loc[:end].iloc[-(args.history_days * 24 + 1):]
             t0 = time.perf_counter()
-            bt = backtest(hist, env["models"], settings)
+            bt = backtest(hist, models, settings)
             windows.append({"end": end.isoformat(), "seconds": round(time.perf_counter() - t0, 1),
                             "models": bt.summary["models"]})
             errors.append(errors_by_origin(bt.forecasts, 1))

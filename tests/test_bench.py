@@ -21,6 +21,10 @@ def test_tiny_accuracy_benchmark(tmp_path):
     res = json.loads((tmp_path / "accuracy.json").read_text())
     rows = res["series"]["BTCUSDT"]["out_of_sample"]
     assert len(rows) == 2 and len(res["series"]["BTCUSDT"]["windows"]) == 3
+    from coincast.forecasting.models import KINDS  # every model, the opt-in ones (LightGBM) too
+
+    assert {m["kind"] for m in res["models"]} == set(KINDS)
+    assert len(res["series"]["BTCUSDT"]["windows"][0]["models"]) == len(KINDS)
     for earlier, row in zip(res["series"]["BTCUSDT"]["windows"], rows):
         assert row["chosen_on"] == earlier["end"] and row["window_end"] > row["chosen_on"]
         assert row["rel_mae_1h"] > 0

@@ -123,6 +123,14 @@ def test_retraining_is_due_on_schedule_not_every_hour():
     quiet = live.retrain_decision(champion(str(now - pd.Timedelta(hours=23))), now, y, empty, **KNOBS)
     assert not quiet["due"] and "not due" in quiet["reason"]
     assert live.retrain_decision(champion(str(now)), now, y, empty, **{**KNOBS, "every_hours": 0})["due"]
+    # the gate kept a 30 h old champion over a challenger trained 2 h ago: the schedule counts from that training
+    kept = champion(str(now - pd.Timedelta(hours=30)))
+    assert live.retrain_decision(kept, now, y, empty, **KNOBS)["due"]
+    later = live.retrain_decision(kept, now, y, empty, last_trained=str(now - pd.Timedelta(hours=2)), **KNOBS)
+    assert not later["due"] and later["reason"] == "last training (its challenger not promoted) trained 2 h ago; next scheduled in 22 h"
+    older = live.retrain_decision(champion(str(now - pd.Timedelta(hours=2))), now, y, empty,
+                                  last_trained=str(now - pd.Timedelta(hours=30)), **KNOBS)  # the champion's is newer
+    assert older["reason"].startswith("champion trained 2 h ago")
 
 
 def test_drift_in_live_accuracy_or_volatility_triggers_retraining():

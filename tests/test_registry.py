@@ -236,6 +236,8 @@ def test_promotion_gate(store, served):
     assert v2.tags["promotion_decision"] == "not_promoted" and v2.tags["dm_p_value_vs_champion"] == "0.5"
     assert v2.description == v2.tags["promotion_reason"] == r2["reason"]
     assert "promoted_at" not in v2.tags
+    # the retraining schedule counts from this training, not from the kept champion's
+    assert registry.last_training(coin)["version"] == "2" and registry.champion_info(coin)["version"] == "1"
 
     # build 3: nothing beats naive -> naive (the build's best) becomes champion
     r3 = build(coin, served, {"naive": 1.0, "drift": 1.03, "seasonal_naive": 1.05})

@@ -353,9 +353,11 @@ def retrain_decision(
     drift_window_hours: int,
     drift_min_scored: int,
     min_gap_hours: int,
+    last_trained: str | None = None,
 ) -> dict[str, Any]:
-    """Whether to retrain now, and why: no champion; ``every_hours`` since the champion's training data
-    (0 = every build); or drift (live 1 h rel_mae over the window above ``drift_max_rel_mae``, or 24 h
+    """Whether to retrain now, and why: no champion; ``every_hours`` since the last training's data (the
+    champion's, or ``last_trained``: a later training whose challenger the gate did not promote, so that a kept
+    champion is not retrained every hour) (0 = every build); or drift (live 1 h rel_mae over the window above ``drift_max_rel_mae``, or 24 h
     realized volatility more than ``drift_volatility_ratio`` times its 30-day level: a calm day is no reason
     to retrain, a storm is), no sooner
     than ``min_gap_hours`` after the last training."""
@@ -367,13 +369,16 @@ def retrain_decision(
     trained = champion.get("data_through")
     if not trained:
         return {"due": True, "reason": "the champion does not say when it was trained"}
+    what = "champion"
+    if last_trained and pd.Timestamp(last_trained) > pd.Timestamp(trained):
+        trained, what = last_trained, "last training (its challenger not promoted)"
     age = (now - pd.Timestamp(trained)).total_seconds() / 3600
     if age >= every_hours:
-        return {"due": True, "reason": f"champion trained {age:.0f} h ago (retrain_every_hours {every_hours})",
+        return {"due": True, "reason": f"{what} trained {age:.0f} h ago (retrain_every_hours {every_hours})",
                 "age_hours": age}
     base = {"due": False, "age_hours": age}
     if age < min_gap_hours:
-        return {**base, "reason": f"champion trained {age:.0f} h ago; next scheduled in {every_hours - age:.0f} h"}
+        return {**base, "reason": f"{what} trained {age:.0f} h ago; next scheduled in {every_hours - age:.0f} h"}
     since = now - pd.Timedelta(hours=drift_window_hours)
     window = accuracy(log, 1, since, drift_min_scored) if len(log) else {"n": 0.0}
     rel = window.get("rel_mae")
@@ -384,7 +389,7 @@ def retrain_decision(
     if v24 > 0 and v30 > 0 and v24 / v30 > drift_volatility_ratio:
         return {"due": True, "reason": f"drift: 24 h volatility {v24:.4f} is {v24 / v30:.1f}x the 30-day "
                                        f"{v30:.4f} (limit {drift_volatility_ratio}x)", "age_hours": age}
-    return {**base, "reason": f"not due: champion trained {age:.0f} h ago, no drift"}
+    return {**base, "reason": f"not due: {what} trained {age:.0f} h ago, no drift"}
 
 
 # -- replay report --------------------------------------------------------------------------------

@@ -42,8 +42,9 @@ def decide_retrain(
     elsewhere = trained_elsewhere(champion, meta)
     if elsewhere:
         return {"due": True, "reason": elsewhere}
+    latest = registry.last_training(str(meta["coin"])) if champion else None
     decision = live.retrain_decision(
-        champion, pd.Timestamp(meta["now"]), y, log,
+        champion, pd.Timestamp(meta["now"]), y, log, last_trained=(latest or {}).get("data_through"),
         every_hours=int(schedule["retrain_every_hours"]),
         drift_max_rel_mae=float(schedule["drift_max_rel_mae"]),
         drift_volatility_ratio=float(schedule["drift_volatility_ratio"]),

@@ -28,6 +28,7 @@ from coincast.registry.versions import (
     champion_versions,
     current_champion,
     in_force_at,
+    last_training,
     load_champion,
     load_version,
     load_version_in_force,
@@ -39,7 +40,7 @@ from coincast.registry.versions import (
 
 __all__ = [
     "SERIES_KEYS", "CoincastPyfunc", "Decision", "Rule", "champion_info", "champion_versions", "clean_metrics",
-    "configure", "current_champion", "decide", "explain", "flatten_params", "in_force_at", "load_champion",
+    "configure", "current_champion", "decide", "explain", "flatten_params", "in_force_at", "last_training", "load_champion",
     "load_version", "load_version_in_force", "log_build", "log_live", "noise_tests", "pick_challenger", "promote",
     "record",
     "redact_uri", "registered_name", "series_differs", "tracking_uri", "version_in_force", "write_lock",

@@ -99,8 +99,14 @@ def _register(client: MlflowClient, coin: str, run_id: str, model_name: str, ser
 def current_champion(client: MlflowClient, name: str) -> Any:
     """The ModelVersion aliased champion, or None when the model or the alias does not exist (other errors, e.g.
     an unreachable server, propagate: they must not look like "no champion")."""
+    return aliased(client, name, CHAMPION)
+
+
+def aliased(client: MlflowClient, name: str, alias: str) -> Any:
+    """The ModelVersion ``alias`` points to, or None when the model or the alias does not exist (other errors
+    propagate)."""
     try:
-        return client.get_model_version_by_alias(name, CHAMPION)
+        return client.get_model_version_by_alias(name, alias)
     except MlflowException as exc:
         # sqlite: unknown model -> RESOURCE_DOES_NOT_EXIST, unknown alias -> INVALID_PARAMETER_VALUE
         if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE", "NOT_FOUND"):
@@ -226,6 +232,14 @@ def champion_info(coin: str, uri: str | None = None) -> dict[str, Any]:
     if mv is None:
         raise LookupError(f"{name} has no champion (run a build first)")
     return version_info(name, mv)
+
+
+def last_training(coin: str) -> dict[str, Any] | None:
+    """The version the latest training registered (alias ``challenger``, promoted or not), or None: what the
+    retraining schedule counts from, since the gate may keep an older champion."""
+    name = registered_name(coin)
+    mv = aliased(tracking.client(), name, CHALLENGER)
+    return None if mv is None else version_info(name, mv)
 
 
 def champion_versions(coin: str) -> list[dict[str, Any]]:
