@@ -58,16 +58,8 @@ def calibrate(
         s = np.full(len(g), np.nan)
         s[known] = scores(g["actual"].to_numpy()[known], g["forecast"].to_numpy()[known],
                           g["scale"].to_numpy()[known], int(h))
-        target = g["target_time"].to_numpy()
-        origin = g["origin"].to_numpy()
-        qs = {lv: np.full(len(g), np.nan) for lv in levels}
-        for i, t in enumerate(origin):
-            usable = known & (target <= t) & (origin >= t - np.timedelta64(window_hours, "h"))
-            pool = s[usable]
-            if len(pool) < min_scores:
-                continue
-            for lv in levels:
-                qs[lv][i] = conformal_quantile(pool, lv)
+        qs = rolling_quantiles(s, g["origin"].to_numpy(), g["target_time"].to_numpy(), levels, window_hours,
+                               min_scores)
         half = {lv: qs[lv] * g["scale"].to_numpy() * math.sqrt(int(h)) for lv in levels}
         for lv in levels:
             key = level_key(lv)
@@ -75,6 +67,52 @@ def calibrate(
             g[f"lower_{key}"] = g["forecast"] * np.exp(-half[lv])
             g[f"upper_{key}"] = g["forecast"] * np.exp(half[lv])
         out.append(g)
+    return pd.concat(out).sort_values(["origin", "horizon"]).reset_index(drop=True)
+
+
+def rolling_quantiles(
+    s: np.ndarray, origin: np.ndarray, target: np.ndarray, levels: Sequence[float], window_hours: int,
+    min_scores: int,
+) -> dict[float, np.ndarray]:
+    """Per origin t (rows of one horizon): the conformal quantile at each level of the scores ``s`` known by t
+    (``target <= t``, not NaN) and at most ``window_hours`` old (``origin >= t - window``); NaN with fewer than
+    ``min_scores`` of them."""
+    known = ~np.isnan(s)
+    qs = {lv: np.full(len(s), np.nan) for lv in levels}
+    for i, t in enumerate(origin):
+        pool = s[known & (target <= t) & (origin >= t - np.timedelta64(window_hours, "h"))]
+        if len(pool) < min_scores:
+            continue
+        for lv in levels:
+            qs[lv][i] = conformal_quantile(pool, lv)
+    return qs
+
+
+def empirical_intervals(
+    fc: pd.DataFrame,
+    levels: Sequence[float] = LEVELS,
+    window_hours: int = 24 * 30,
+    min_scores: int = 48,
+) -> pd.DataFrame:
+    """The naive-empirical baseline's intervals for forecasts of one model (the naive one): unscaled
+    split-conformal, ``forecast ± q`` with q the conformal quantile of the model's own past absolute errors
+    ``|actual - forecast|`` (price units, no volatility scaling, no log) at the same horizon, known by the
+    origin and at most ``window_hours`` old (as in :func:`calibrate`). It is the yardstick of the probabilistic
+    scores: the interval anyone gets from "the price stays where it is" and the spread of its recent errors.
+
+    ``fc`` columns: origin, horizon, target_time, forecast, actual (NaN if unknown). Returns origin, horizon,
+    forecast, ``lower_<p>``/``upper_<p>``; rows with fewer than ``min_scores`` known errors get NaN intervals."""
+    out = []
+    for h, g in fc.groupby("horizon", sort=True):
+        g = g.sort_values("origin")
+        errors = np.abs(g["actual"].to_numpy(dtype=float) - g["forecast"].to_numpy(dtype=float))
+        qs = rolling_quantiles(errors, g["origin"].to_numpy(), g["target_time"].to_numpy(), levels, window_hours,
+                               min_scores)
+        part = g[["origin", "horizon", "forecast"]].copy()
+        for lv in levels:
+            part[f"lower_{level_key(lv)}"] = part["forecast"] - qs[lv]
+            part[f"upper_{level_key(lv)}"] = part["forecast"] + qs[lv]
+        out.append(part)
     return pd.concat(out).sort_values(["origin", "horizon"]).reset_index(drop=True)
 
 
