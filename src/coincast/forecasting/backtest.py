@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from coincast import metrics
-from coincast.forecasting.calibration import LEVELS, calibrate, empirical_intervals, latest_quantiles, level_key
+from coincast.forecasting.calibration import (
+    LEVELS, calibrate, empirical_intervals, interval_columns, latest_quantiles, level_key, probabilistic_scores,
+)
 from coincast.forecasting.models import make_model
 from coincast.processes import pool_context
 from coincast.forecasting.serving import ServedForecaster
@@ -119,34 +121,12 @@ def run_forecasts(
     return out[["model", "origin", "horizon", "forecast"]], fit_seconds
 
 
-def _intervals(g: pd.DataFrame) -> dict[float, tuple[np.ndarray, np.ndarray]]:
-    return {lv: (g[f"lower_{level_key(lv)}"].to_numpy(), g[f"upper_{level_key(lv)}"].to_numpy()) for lv in LEVELS}
-
-
-def probabilistic_scores(g: pd.DataFrame, base: pd.DataFrame) -> dict[str, float]:
-    """Interval scores and CRPS of one model's rows ``g`` (actual, forecast, lower_*/upper_*), each also relative
-    to the naive-empirical baseline ``base`` (:func:`coincast.forecasting.calibration.empirical_intervals`,
-    indexed by origin) on the same origins."""
-    a = g["actual"].to_numpy()
-    b = base.reindex(g["origin"])
-    mine, theirs = _intervals(g), _intervals(b)
-    out: dict[str, float] = {}
-    for lv in LEVELS:
-        key = level_key(lv)
-        out[f"interval_score_{key}"] = metrics.interval_score(a, *mine[lv], lv)
-        out[f"rel_interval_score_{key}"] = metrics.rel_interval_score(a, *mine[lv], *theirs[lv], lv)
-    quantiles = metrics.interval_quantiles(g["forecast"].to_numpy(), mine)
-    out["crps"] = metrics.crps(a, quantiles)
-    out["rel_crps"] = metrics.rel_crps(a, quantiles, metrics.interval_quantiles(b["forecast"].to_numpy(), theirs))
-    return out
-
-
 def interval_numbers(g: pd.DataFrame) -> dict[str, Any]:
     """n_calibrated, coverage and mean width per level of rows ``g`` (actual, lower_*/upper_*)."""
     a = g["actual"].to_numpy()
     calibrated = g[f"lower_{level_key(LEVELS[0])}"].notna() & g["actual"].notna()
     out: dict[str, Any] = {"n_calibrated": int(calibrated.sum())}
-    for lv, (lo, hi) in _intervals(g).items():
+    for lv, (lo, hi) in interval_columns(g).items():
         out[f"coverage_{level_key(lv)}"] = metrics.coverage(a, lo, hi)
         out[f"width_{level_key(lv)}"] = metrics.mean_width(lo, hi)
     return out
