@@ -3,6 +3,7 @@ import pandas as pd
 import pytest
 
 from coincast.forecasting.backtest import BacktestSettings, backtest, best_model, plan_origins, run_forecasts
+from coincast.forecasting.models import make_model
 from coincast.forecasting.calibration import calibrate, conformal_quantile, empirical_intervals
 from coincast.data.sources.simulated import simulate_hourly
 from coincast.timeseries import hourly_series, realized_vol
@@ -164,7 +165,8 @@ def test_summary_has_the_probabilistic_scores_for_every_model_and_horizon(result
             assert set(PROBABILISTIC) <= set(s), (name, h)
             assert all(s[k] is not None and s[k] > 0 for k in PROBABILISTIC[:-1]), (name, h)
     assert models["naive"]["horizons"]["1"]["directional_p_value"] is None  # naive never moves
-    assert 0 <= models["drift"]["horizons"]["1"]["directional_p_value"] <= 1
+    drift, prophet = (make_model(spec).name for spec in SPECS[1:])  # kind-settings hash
+    assert 0 <= models[drift]["horizons"]["1"]["directional_p_value"] <= 1
     baseline = result.summary["naive_empirical"]["horizons"]
     for h in ("1", "24"):  # the baseline against itself, through the same code the models go through
         b = baseline[h]
@@ -174,7 +176,7 @@ def test_summary_has_the_probabilistic_scores_for_every_model_and_horizon(result
         assert models["naive"]["horizons"][h]["rel_crps"] == pytest.approx(
             models["naive"]["horizons"][h]["crps"] / b["crps"])
     flat = flat_metrics(backtest_report(result, {"coin": "bitcoin"}))
-    assert {"naive_empirical.h1.crps", "drift.h24.rel_crps", "prophet_returns.h1.rel_interval_score_95"} <= set(flat)
+    assert {"naive_empirical.h1.crps", f"{drift}.h24.rel_crps", f"{prophet}.h1.rel_interval_score_95"} <= set(flat)
 
 
 def test_naive_empirical_intervals_by_hand():
