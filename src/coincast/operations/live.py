@@ -245,12 +245,13 @@ def naive_empirical(log: pd.DataFrame, horizon: int, window_hours: int, min_scor
 
 
 def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None,
-             min_scored: int = 1, calibration_window_hours: int = 24 * 30) -> dict[str, Any]:
+             min_scored: int = 1, calibration_window_hours: int = 24 * 30,
+             baseline: pd.DataFrame | None = None) -> dict[str, Any]:
     """n, mae, naive_mae, rel_mae (vs "the price stays at last_price" on the same origins), coverage 80/95,
     interval scores and CRPS with their rel_* against the naive-empirical baseline (:func:`naive_empirical`
     over ``calibration_window_hours``) over the scored rows in force (``in_force``: made by the champion of
-    their hour). From fewer than ``min_scored`` rows (or none): only n, the other numbers None and ``status``
-    "too few to score (n < min)"."""
+    their hour; ``baseline``: that baseline when already made). From fewer than ``min_scored`` rows (or none):
+    only n, the other numbers None and ``status`` "too few to score (n < min)"."""
     g = in_force_rows(log, horizon)
     g = g.loc[g["actual"].notna()]
     if since is not None:
@@ -267,7 +268,9 @@ def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None,
     out["rel_mae"] = metrics.rel_mae(actual, forecast, naive)
     for lv in LEVELS:
         out[f"coverage_{lv}"] = metrics.coverage(actual, g[f"lower_{lv}"], g[f"upper_{lv}"])
-    scores = calibration.probabilistic_scores(g, naive_empirical(log, horizon, calibration_window_hours))
+    if baseline is None:
+        baseline = naive_empirical(log, horizon, calibration_window_hours)
+    scores = calibration.probabilistic_scores(g, baseline)
     return {**out, **{k: (v if math.isfinite(v) else None) for k, v in scores.items()}}
 
 
@@ -292,8 +295,9 @@ def live_metrics(
         "horizons": {},
     }
     for h in horizons:
-        out["horizons"][str(h)] = {"all": accuracy(log, h, None, min_scored, calibration_window_hours),
-                                   "window": accuracy(log, h, since, min_scored, calibration_window_hours)}
+        base = naive_empirical(log, h, calibration_window_hours)  # one baseline for both spans
+        out["horizons"][str(h)] = {"all": accuracy(log, h, None, min_scored, baseline=base),
+                                   "window": accuracy(log, h, since, min_scored, baseline=base)}
     out["pending"] = {str(h): pending(log, h) for h in horizons}
     return out
 
