@@ -20,7 +20,8 @@
 #
 # ## What the numbers mean
 # As in the backtest, `rel_mae` is relative to naive on the same hours (< 1 beats naive, and at one hour ahead
-# expect about 1), and coverage should be near 0.80 / 0.95. A score from fewer than `min_scored_rows` scored
+# expect about 1), and coverage should be near 0.80 / 0.95. `rel_interval_score_80/95` and `rel_crps` compare the
+# intervals with the naive-empirical baseline (naive ± the spread of its own recent errors; < 1 beats it). A score from fewer than `min_scored_rows` scored
 # predictions is not given: it says "too few to score". A first build logs one prediction per horizon and can
 # score nothing yet; hourly operation (`coincast hourly`, cron) fills the log, one hour at a time.
 
@@ -37,7 +38,7 @@ upstream = ["extract", "forecast"]
 product = None
 predictions_dir = None
 project_root = None
-scoring = None  # log_horizons, live_window_hours, max_catchup_hours, min_scored_rows (env.yaml)
+scoring = None  # log_horizons, live_window_hours, max_catchup_hours, min_scored_rows, calibration_window_days
 
 # %%
 meta = files.read_json(upstream["extract"]["meta"])
@@ -66,7 +67,8 @@ summary
 
 # %%
 metrics = live.live_metrics(log, hourly_series(raw), meta["now"], scoring["log_horizons"],
-                            scoring["live_window_hours"], scoring["min_scored_rows"])
+                            scoring["live_window_hours"], scoring["min_scored_rows"],
+                            int(scoring["calibration_window_days"] * 24))
 registry.log_live(meta["coin"], live.flat_live_metrics(metrics), meta["now"],
                   {"model_version": version["version"], "data_version": meta.get("data_version")})
 live.summary_table(metrics)

@@ -3,7 +3,8 @@ import pandas as pd
 import pytest
 
 from coincast.forecasting.backtest import BacktestSettings, backtest, best_model, plan_origins, run_forecasts
-from coincast.forecasting.calibration import calibrate, conformal_quantile
+from coincast.forecasting.models import make_model
+from coincast.forecasting.calibration import calibrate, conformal_quantile, empirical_intervals
 from coincast.data.sources.simulated import simulate_hourly
 from coincast.timeseries import hourly_series, realized_vol
 
@@ -148,3 +149,66 @@ def test_save_backtest_writes_its_three_products(result, tmp_path):
     pd.testing.assert_frame_equal(pd.read_parquet(paths["forecasts"]), result.forecasts, check_freq=False)
     assert "coincast · bitcoin backtest" in paths["figures"].read_text()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["b.json", "f.html", "f.parquet"]  # no temp files left
+
+
+PROBABILISTIC = ("interval_score_80", "interval_score_95", "crps", "rel_interval_score_80", "rel_interval_score_95",
+                 "rel_crps", "directional_p_value")
+
+
+def test_summary_has_the_probabilistic_scores_for_every_model_and_horizon(result):
+    from coincast.operations.training import backtest_report, flat_metrics
+
+    models = result.summary["models"]
+    for name, m in models.items():
+        for h in ("1", "24"):
+            s = m["horizons"][h]
+            assert set(PROBABILISTIC) <= set(s), (name, h)
+            assert all(s[k] is not None and s[k] > 0 for k in PROBABILISTIC[:-1]), (name, h)
+    assert models["naive"]["horizons"]["1"]["directional_p_value"] is None  # naive never moves
+    drift, prophet = (make_model(spec).name for spec in SPECS[1:])  # kind-settings hash
+    assert 0 <= models[drift]["horizons"]["1"]["directional_p_value"] <= 1
+    baseline = result.summary["naive_empirical"]["horizons"]
+    for h in ("1", "24"):  # the baseline against itself, through the same code the models go through
+        b = baseline[h]
+        assert b["rel_interval_score_80"] == b["rel_interval_score_95"] == b["rel_crps"] == 1.0
+        assert b["n_calibrated"] == models["naive"]["horizons"][h]["n"]  # the same scored origins, all calibrated
+        # naive's rel_crps: its vol-scaled intervals against the unscaled empirical ones, on the same point forecast
+        assert models["naive"]["horizons"][h]["rel_crps"] == pytest.approx(
+            models["naive"]["horizons"][h]["crps"] / b["crps"])
+    flat = flat_metrics(backtest_report(result, {"coin": "bitcoin"}))
+    assert {"naive_empirical.h1.crps", f"{drift}.h24.rel_crps", f"{prophet}.h1.rel_interval_score_95"} <= set(flat)
+
+
+def test_naive_empirical_intervals_by_hand():
+    """naive +- the conformal quantile of its own absolute errors known at the origin (target <= origin)."""
+    origin = pd.date_range("2024-01-01", periods=6, freq="h", tz="UTC")
+    fc = pd.DataFrame({"origin": origin, "horizon": 1, "target_time": origin + pd.Timedelta(hours=1),
+                       "forecast": 100.0, "actual": [101.0, 97.0, 102.0, 105.0, 96.0, 110.0]})  # |errors| 1 3 2 5 4 10
+    out = empirical_intervals(fc, levels=(0.8,), window_hours=1000, min_scores=4)
+    assert out["lower_80"].iloc[:4].isna().all()  # at origin 3 only the errors of origins 0-2 are known
+    # origin 4: errors 1 3 2 5 -> the ceil(5 * 0.8) = 4th smallest = 5 ; origin 5: 1 3 2 5 4 -> ceil(6 * 0.8) = 5th = 5
+    assert out["upper_80"].iloc[4:].tolist() == [105.0, 105.0] and out["lower_80"].iloc[4:].tolist() == [95.0, 95.0]
+    # a window of 2 hours at origin 5: origins 3 and 4 only -> 2 errors < min_scores
+    assert np.isnan(empirical_intervals(fc, (0.8,), window_hours=2, min_scores=4)["upper_80"].iloc[5])
+
+
+def test_naive_empirical_intervals_use_only_errors_known_at_the_origin():
+    """Changing every row whose actual is not known by origin t (target after t) leaves t's interval as it was."""
+    rng = np.random.default_rng(3)
+    n = 400
+    origin = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
+    frames = []
+    for h in (1, 24):
+        frames.append(pd.DataFrame({"origin": origin, "horizon": h, "target_time": origin + h * pd.Timedelta(hours=1),
+                                    "forecast": 100.0, "actual": 100 + rng.normal(0, h ** 0.5, n)}))
+    fc = pd.concat(frames, ignore_index=True)
+    base = empirical_intervals(fc, window_hours=24 * 7, min_scores=48)
+    t = origin[200]
+    changed = fc.copy()
+    later = changed["target_time"] > t
+    changed.loc[later, "actual"] = changed.loc[later, "actual"] * 1.7 + 50
+    after = empirical_intervals(changed, window_hours=24 * 7, min_scores=48)
+    upto = base["origin"] <= t
+    assert base.loc[upto, "upper_95"].notna().any()
+    pd.testing.assert_frame_equal(base.loc[upto], after.loc[upto])
+    assert not np.allclose(base.loc[~upto, "upper_95"], after.loc[~upto, "upper_95"], equal_nan=True)

@@ -117,6 +117,7 @@ def test_backtest_table_and_html():
     html = render.backtest_html(bt, "drift")
     assert '<tr class="cc-champion" data-model="drift">' in html
     assert "0.950" in html and "80.0 %" in html and "95.0 %" in html and "120 scored hourly origins" in html
+    assert table.loc[0, "rel_crps_24h"] == 1.234 and "<td>0.987</td>" in html and "<td>1.234</td>" in html
     assert summary.backtest_table(bt, "naive").loc[0, "role"] == "champion (naive)"
     assert "backtest.json is missing" in render.backtest_html(None)
     assert "no models" in render.backtest_html({"models": {}})
@@ -147,6 +148,10 @@ def test_live_accuracy_is_live_json_scored_against_naive():
     doctored = live_json(log, raw, 5)
     doctored["horizons"]["1"]["all"]["rel_mae"] = 0.123
     assert "0.123" in render.live_accuracy_html(summary.live_accuracy(doctored))
+    assert row["rel_crps"] is None  # 5 scored rows: too few known errors (48) for the naive-empirical baseline
+    doctored["horizons"]["1"]["all"].update(rel_interval_score_80=0.871, rel_interval_score_95=0.872, rel_crps=0.873)
+    html = render.live_accuracy_html(summary.live_accuracy(doctored))
+    assert all(f"<td>{v}</td>" in html for v in ("0.871", "0.872", "0.873"))
     # an actual the log does not have yet is filled in from the prices when the monitor stage scores it
     filled, _ = live.score(log.assign(actual=np.nan), live.observed_prices(raw), T_LAST)
     again = summary.live_accuracy(live_json(filled, raw, 5))["rows"][0]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from coincast.operations import cron, live
-from coincast.forecasting.calibration import LEVELS, level_key
+from coincast.forecasting.calibration import LEVELS, PROBABILISTIC_SCORES as PROBABILISTIC, level_key
 from coincast.forecasting.models import make_model
 from coincast.data.profiling import profile_due
 from coincast.forecasting.serving import ServedForecaster
@@ -84,7 +84,8 @@ def test_scoring_uses_observed_prices_only():
 
 def test_accuracy_is_relative_to_naive_on_the_same_rows():
     t = pd.date_range("2024-01-01", periods=4, freq="h", tz="UTC")
-    log = pd.DataFrame({"horizon": 1, "target_time": t, "forecast": [101.0, 99.0, 100.0, 100.0],
+    log = pd.DataFrame({"horizon": 1, "origin": t - pd.Timedelta(hours=1), "target_time": t,
+                        "forecast": [101.0, 99.0, 100.0, 100.0],
                         "last_price": [100.0] * 4, "actual": [102.0, 98.0, 100.5, np.nan],
                         "lower_80": 99.5, "upper_80": 100.6, "lower_95": 97.0, "upper_95": 103.0})
     acc = live.accuracy(log, 1)
@@ -93,8 +94,38 @@ def test_accuracy_is_relative_to_naive_on_the_same_rows():
     assert acc["coverage_80"] == pytest.approx(1 / 3) and acc["coverage_95"] == 1.0
     none = live.accuracy(log, 24)  # nothing scored yet: the same shape as too few, with its status
     assert none == {"n": 0.0, "mae": None, "naive_mae": None, "rel_mae": None, "coverage_80": None,
-                    "coverage_95": None, "status": "too few to score (n < 1)"}
+                    "coverage_95": None, **dict.fromkeys(PROBABILISTIC), "status": "too few to score (n < 1)"}
 
+
+
+def test_live_probabilistic_scores_are_against_the_naive_empirical_baseline_of_the_log():
+    rng = np.random.default_rng(7)
+    n = 120
+    price = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n + 1)))
+    origin = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
+    log = pd.DataFrame({"horizon": 1, "origin": origin, "target_time": origin + pd.Timedelta(hours=1),
+                        "last_price": price[:-1], "forecast": price[:-1], "actual": price[1:]})
+    log.loc[n - 1, "actual"] = np.nan  # not known yet
+    base = live.naive_empirical(log, 1, window_hours=24 * 30)
+    # the baseline at origin t: last_price +- the conformal quantile of |actual - last_price| of origins <= t - 1 h
+    t = 100
+    errors = np.abs(price[1:t + 1] - price[:t])  # origins 0 .. t-1: their actual is known at t
+    q80 = np.sort(errors)[int(np.ceil((t + 1) * 0.8)) - 1]
+    assert base["upper_80"].iloc[t] == pytest.approx(price[t] + q80)
+    assert base["lower_80"].iloc[:48].isna().all() and base["lower_80"].iloc[48:].notna().all()  # 48 errors needed
+    # a model whose intervals are the baseline's: every rel_* is 1, the absolute scores those of metrics
+    same = log.assign(**{c: base[c].to_numpy() for c in base.columns if c.startswith(("lower_", "upper_"))})
+    acc = live.accuracy(same, 1, calibration_window_hours=24 * 30)
+    assert acc["rel_interval_score_80"] == acc["rel_interval_score_95"] == acc["rel_crps"] == 1.0
+    from coincast import metrics
+
+    rows = same.iloc[48: n - 1]
+    assert acc["interval_score_95"] == pytest.approx(
+        metrics.interval_score(rows["actual"], rows["lower_95"], rows["upper_95"], 0.95))
+    wider = same.assign(lower_80=same["lower_80"] - 5, upper_80=same["upper_80"] + 5)
+    assert live.accuracy(wider, 1)["rel_interval_score_80"] > 1  # wider for nothing: worse than the baseline
+    assert {"live_rel_crps_1h", "live_interval_score_80_1h"} <= set(live.flat_live_metrics(
+        {"horizons": {"1": {"all": acc}}}))
 
 def test_completeness_finds_missed_hours_and_unscored_rows():
     raw = hourly_frame(300)
@@ -334,7 +365,7 @@ def test_a_score_from_too_few_rows_is_too_few_to_score_in_live_json_and_mlflow()
     y = raw.set_index("timestamp")["price"]
     few = live.accuracy(log, 1, min_scored=41)
     assert few == {"n": 40.0, "mae": None, "naive_mae": None, "rel_mae": None, "coverage_80": None,
-                   "coverage_95": None, "status": "too few to score (n < 41)"}
+                   "coverage_95": None, **dict.fromkeys(PROBABILISTIC), "status": "too few to score (n < 41)"}
     assert "status" not in live.accuracy(log, 1, min_scored=40) and live.accuracy(log, 1, min_scored=40)["rel_mae"]
     metrics = live.live_metrics(log, y, raw["timestamp"].iloc[-1], [1, 24], 100, min_scored=30)
     assert metrics["min_scored_rows"] == 30

@@ -87,3 +87,60 @@ def test_diebold_mariano_edges():
         metrics.diebold_mariano([1.0, nan], [2.0, 2.0])
     with pytest.raises(ValueError, match="horizon must be a whole number of hours >= 1, got 0"):
         metrics.diebold_mariano([1.0, 2.0], [2.0, 2.0], horizon=0)
+
+
+# --- probabilistic scores ---------------------------------------------------------------------------------
+def test_interval_score_by_hand():
+    # IS = (u - l) + (2/alpha)(l - y)1{y < l} + (2/alpha)(y - u)1{y > u}
+    lo, hi = F - 1.5, F + 1.5  # [99.5, 102.5], [99.5, 102.5], [101.5, 104.5], [102.5, 105.5]: width 3
+    # only row 3 misses: y = 101 is 0.5 below l = 101.5
+    assert metrics.interval_score(A, lo, hi, 0.8) == pytest.approx((3 + 3 + (3 + 10 * 0.5) + 3) / 4)  # 2/0.2 = 10
+    assert metrics.interval_score(A, lo, hi, 0.95) == pytest.approx((3 + 3 + (3 + 40 * 0.5) + 3) / 4)  # 2/0.05 = 40
+    # naive +- 2: [97, 101], [98, 102], [100, 104], [99, 103]: width 4, only row 4 misses (105 is 2 above 103)
+    base = (4 + 4 + 4 + (4 + 10 * 2)) / 4
+    assert metrics.rel_interval_score(A, lo, hi, N - 2, N + 2, 0.8) == pytest.approx(4.25 / base)
+    assert metrics.rel_interval_score(A, N - 2, N + 2, N - 2, N + 2, 0.8) == 1.0
+    # an interval without an upper bound (too few errors to calibrate) is left out, as in mean_width
+    assert metrics.interval_score(A, lo, np.where(A == 105, np.inf, hi), 0.8) == pytest.approx((3 + 3 + 8) / 3)
+
+
+def test_crps_is_the_pinball_average_by_hand():
+    # CRPS ~ (2/K) sum_k QS_tau_k(q_k, y),  QS_tau(q, y) = (1{y < q} - tau)(q - y)
+    q = {0.1: [8.0, 8.0], 0.5: [11.0, 11.0], 0.9: [12.0, 12.0]}
+    # y = 10: 0.1*(10-8) + 0.5*(11-10) + 0.1*(12-10) = 0.9 ; y = 13: 0.1*5 + 0.5*2 + 0.9*1 = 2.4
+    assert metrics.crps([10.0, 13.0], q) == pytest.approx((2 / 3 * 0.9 + 2 / 3 * 2.4) / 2)
+    # a point forecast (every quantile the same number) on symmetric levels scores its absolute error:
+    # (2/3) * (0.9 + 0.5 + 0.1) * |y - f| whichever side y falls
+    assert metrics.crps(A, {0.1: F, 0.5: F, 0.9: F}) == pytest.approx(metrics.mae(A, F))
+    with pytest.raises(ValueError, match="quantile levels must lie in"):
+        metrics.crps(A, {1.5: F})
+
+
+def test_crps_of_intervals_is_the_weighted_interval_score():
+    """From a forecast (the median) and 80 % / 95 % intervals: WIS = (|y - m|/2 + sum_k (alpha_k/2) IS_k) / (K + 1/2)."""
+    intervals = {0.8: (F - 1.5, F + 1.5), 0.95: (F - 3, F + 3)}
+    q = metrics.interval_quantiles(F, intervals)
+    assert list(q) == [0.025, 0.1, 0.5, 0.9, 0.975]
+    assert q[0.1] is intervals[0.8][0] and q[0.975] is intervals[0.95][1] and q[0.5] is F
+    # mean |y - m| = 1.25 ; IS_80 = 4.25 (above) ; F +- 3 holds every actual: IS_95 = 6
+    wis = (0.5 * 1.25 + 0.2 / 2 * 4.25 + 0.05 / 2 * 6) / (2 + 0.5)
+    assert metrics.crps(A, q) == pytest.approx(wis)
+    assert wis == pytest.approx(0.48)
+    base = metrics.interval_quantiles(N, {0.8: (N - 2, N + 2), 0.95: (N - 4, N + 4)})
+    assert metrics.rel_crps(A, q, base) == pytest.approx(wis / metrics.crps(A, base))
+    assert metrics.rel_crps(A, base, base) == 1.0
+    with pytest.raises(ValueError, match="same quantile levels"):
+        metrics.rel_crps(A, q, {0.5: N})
+
+
+def test_directional_p_value_is_the_one_sided_binomial_test():
+    # 3 of 4 moves called right: P(X >= 3), X ~ Binomial(4, 1/2) = (C(4,3) + C(4,4)) / 2^4
+    assert metrics.directional_p_value(A, F, LAST) == pytest.approx(5 / 16)
+    assert metrics.direction_hits(A, F, LAST).tolist() == [True, True, False, True]
+    ups = np.arange(1.0, 11.0)  # ten rises, all called: 1 / 2^10
+    assert metrics.directional_p_value(ups + 1, ups + 0.5, ups) == pytest.approx(1 / 1024)
+    # ties left out: a forecast that does not move and a price that does not move are no trial
+    # rows 1 and 2 are ties (the forecast, then the price stays at 1); row 3 is called wrong: P(X >= 0 of 1) = 1
+    assert metrics.direction_hits([2.0, 1.0, 0.5], [1.0, 3.0, 2.0], [1.0, 1.0, 1.0]).tolist() == [False]
+    assert metrics.directional_p_value([2.0, 1.0, 0.5], [1.0, 3.0, 2.0], [1.0, 1.0, 1.0]) == 1.0
+    assert math.isnan(metrics.directional_p_value(A, LAST, LAST))  # naive never moves

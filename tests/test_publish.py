@@ -274,7 +274,7 @@ def test_replay_report_reads_the_published_build(tmp_path):
 
     folder = tmp_path / "products" / "bitcoin"
     env = {"coins": ["bitcoin"], "predictions_dir": str(tmp_path / "predictions"), "log_horizons": [1],
-           "min_scored_rows": 1}
+           "min_scored_rows": 1, "calibration_window_days": 30}
     clock = pd.Timestamp(CLOCK)
     write_build(folder, source="coingecko", passed=False)  # a tick that extracted, then failed its gate
     assert replay_report(tmp_path, env, clock, clock) == {"bitcoin": {"error": "no published build: no tick succeeded"}}

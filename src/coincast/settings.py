@@ -118,6 +118,7 @@ class Scoring(Group):
     live_window_hours: int = Field(ge=1, description="a positive whole number of hours")
     max_catchup_hours: int = Field(ge=1, description="a positive whole number of hours")
     min_scored_rows: int = Field(ge=1, description="a positive whole number of scored predictions")
+    calibration_window_days: float = Field(gt=0, description="a number of days > 0")
 
 
 class Settings(BaseModel):

@@ -94,8 +94,8 @@ def champion_name(registry: Mapping[str, Any] | None, forecast: pd.DataFrame | N
 
 
 def backtest_table(backtest: Mapping[str, Any] | None, champion: str | None = None) -> pd.DataFrame:
-    """One row per model: role, then rel_mae / coverage_80 / coverage_95 / n per horizon. Champion first,
-    naive next, the others by 1 h rel_mae."""
+    """One row per model: role, then rel_mae / coverage_80 / coverage_95 / rel_crps (against the naive-empirical
+    baseline) / n per horizon. Champion first, naive next, the others by 1 h rel_mae."""
     models = (backtest or {}).get("models") or {}
     horizons = [str(h) for h in ((backtest or {}).get("settings") or {}).get("horizons") or []]
     if not horizons:
@@ -109,7 +109,7 @@ def backtest_table(backtest: Mapping[str, Any] | None, champion: str | None = No
         hs = entry.get("horizons") or {}
         for h in horizons:
             m = hs.get(h) or hs.get(int(h)) or {}
-            for metric in ("rel_mae", "coverage_80", "coverage_95", "n"):
+            for metric in ("rel_mae", "coverage_80", "coverage_95", "rel_crps", "n"):
                 row[f"{metric}_{h}h"] = m.get(metric)
         rows.append(row)
     df = pd.DataFrame(rows)
@@ -124,7 +124,7 @@ def backtest_table(backtest: Mapping[str, Any] | None, champion: str | None = No
 
 def live_accuracy(live: Mapping[str, Any] | None) -> dict[str, Any] | None:
     """live.json's all-time accuracy, one row per horizon (horizon, scored, pending, mae, naive_mae, rel_mae,
-    coverage_80, coverage_95, status), the totals (scored, pending, excluded: the rows made by a model trained
+    coverage_80, coverage_95, rel_interval_score_80, rel_interval_score_95, rel_crps, status), the totals (scored, pending, excluded: the rows made by a model trained
     after their hour) and ``as_of`` (the clock it was scored at). ``status`` is live.json's "too few to score",
     also for a horizon with no scored row yet. None without live.json."""
     if not live:
@@ -136,7 +136,8 @@ def live_accuracy(live: Mapping[str, Any] | None) -> dict[str, Any] | None:
         scores = (parts or {}).get("all") or {}
         n = int(scores.get("n") or 0)
         rows.append({"horizon": int(h), "scored": n, "pending": pending.get(str(h)),
-                     **{k: scores.get(k) for k in ("mae", "naive_mae", "rel_mae", "coverage_80", "coverage_95")},
+                     **{k: scores.get(k) for k in ("mae", "naive_mae", "rel_mae", "coverage_80", "coverage_95",
+                                                   "rel_interval_score_80", "rel_interval_score_95", "rel_crps")},
                      "status": scores.get("status") or too_few(n, minimum)})
     return {"rows": rows, "scored": sum(r["scored"] for r in rows),
             "pending": sum(int(r["pending"] or 0) for r in rows), "excluded": int(live.get("not_in_force") or 0),

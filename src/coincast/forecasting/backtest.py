@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from coincast import metrics
-from coincast.forecasting.calibration import LEVELS, calibrate, latest_quantiles, level_key
+from coincast.forecasting.calibration import (
+    LEVELS, calibrate, empirical_intervals, interval_columns, latest_quantiles, level_key, probabilistic_scores,
+)
 from coincast.forecasting.models import make_model
 from coincast.processes import pool_context
 from coincast.forecasting.serving import ServedForecaster
@@ -119,7 +121,28 @@ def run_forecasts(
     return out[["model", "origin", "horizon", "forecast"]], fit_seconds
 
 
-def _score(g: pd.DataFrame, naive: pd.Series, mase_scale: float) -> dict[str, Any]:
+def interval_numbers(g: pd.DataFrame) -> dict[str, Any]:
+    """n_calibrated, coverage and mean width per level of rows ``g`` (actual, lower_*/upper_*)."""
+    a = g["actual"].to_numpy()
+    calibrated = g[f"lower_{level_key(LEVELS[0])}"].notna() & g["actual"].notna()
+    out: dict[str, Any] = {"n_calibrated": int(calibrated.sum())}
+    for lv, (lo, hi) in interval_columns(g).items():
+        out[f"coverage_{level_key(lv)}"] = metrics.coverage(a, lo, hi)
+        out[f"width_{level_key(lv)}"] = metrics.mean_width(lo, hi)
+    return out
+
+
+def baseline_scores(g: pd.DataFrame) -> dict[str, Any]:
+    """The naive-empirical baseline's own numbers on its scored rows ``g`` (origin, actual, forecast,
+    lower_*/upper_*): coverage, width, interval scores and CRPS; its rel_* against itself are 1."""
+    return _json_numbers({**interval_numbers(g), **probabilistic_scores(g, g.set_index("origin"))})
+
+
+def _json_numbers(out: dict[str, Any]) -> dict[str, Any]:
+    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+
+
+def _score(g: pd.DataFrame, naive: pd.Series, mase_scale: float, base: pd.DataFrame) -> dict[str, Any]:
     a, f = g["actual"].to_numpy(), g["forecast"].to_numpy()
     out: dict[str, Any] = {
         "n": int(np.isfinite(a).sum()),
@@ -129,15 +152,11 @@ def _score(g: pd.DataFrame, naive: pd.Series, mase_scale: float) -> dict[str, An
         "mase": metrics.mase(a, f, mase_scale),
         "rel_mae": metrics.rel_mae(a, f, naive.reindex(g["origin"]).to_numpy()),
         "directional_accuracy": metrics.directional_accuracy(a, f, g["last"].to_numpy()),
+        "directional_p_value": metrics.directional_p_value(a, f, g["last"].to_numpy()),
     }
-    calibrated = g[f"lower_{level_key(LEVELS[0])}"].notna()
-    out["n_calibrated"] = int((calibrated & np.isfinite(g["actual"])).sum())
-    for lv in LEVELS:
-        key = level_key(lv)
-        lo, hi = g[f"lower_{key}"].to_numpy(), g[f"upper_{key}"].to_numpy()
-        out[f"coverage_{key}"] = metrics.coverage(a, lo, hi)
-        out[f"width_{key}"] = metrics.mean_width(lo, hi)
-    return {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in out.items()}
+    out.update(interval_numbers(g))
+    out.update(probabilistic_scores(g, base))
+    return _json_numbers(out)
 
 
 def backtest(
@@ -167,18 +186,25 @@ def backtest(
         ignore_index=True,
     )
     fc["scored"] = fc["origin"] >= first_scored
+    # the naive-empirical baseline of the probabilistic scores: naive ± its own past errors (known at the origin)
+    empirical = empirical_intervals(fc.loc[fc["model"] == NAIVE], LEVELS, window, settings.min_calibration)
+    empirical = empirical.loc[empirical["origin"] >= first_scored].merge(
+        fc.loc[fc["model"] == NAIVE, ["origin", "horizon", "actual"]], on=["origin", "horizon"])
 
     scored = fc.loc[fc["scored"]]
     train = y.loc[:first_scored]
     models: dict[str, Any] = {}
     for spec, name in zip(specs, names):
         models[name] = {"spec": make_model(spec).spec, "fit_seconds": round(fit_seconds.get(name, 0.0), 3), "horizons": {}}
+    baseline: dict[str, Any] = {}  # the naive-empirical baseline's own scores, per horizon
     for h in settings.horizons:
         naive = scored.loc[(scored["model"] == NAIVE) & (scored["horizon"] == h)].set_index("origin")["forecast"]
         mase_scale = metrics.mase_scale(train, h)
+        base = empirical.loc[empirical["horizon"] == h]
+        baseline[str(h)] = baseline_scores(base)
         for name in names:
             g = scored.loc[(scored["model"] == name) & (scored["horizon"] == h)]
-            models[name]["horizons"][str(h)] = _score(g, naive, mase_scale)
+            models[name]["horizons"][str(h)] = _score(g, naive, mase_scale, base.set_index("origin"))
     elapsed = time.perf_counter() - started
     summary = {
         "data_through": y.index[-1].isoformat(),
@@ -189,6 +215,7 @@ def backtest(
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
         "elapsed_seconds": round(elapsed, 2),
         "models": models,
+        "naive_empirical": {"horizons": baseline},
         "best_1h": best_model(models, 1),
     }
     logger.info("backtest: %d models x %d origins in %.1f s", len(names), len(origins), elapsed)

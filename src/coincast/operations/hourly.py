@@ -213,7 +213,8 @@ def replay_report(project: Path, env: Mapping[str, Any], first: pd.Timestamp, la
                                  "late_rows": int(log.loc[log["made_at"].between(first, last), "late"].sum()),
                                  "not_in_force_rows": int((~inside["in_force"]).sum()), "accuracy": {}}
         for h in env["log_horizons"]:
-            entry["accuracy"][str(h)] = live.accuracy(inside, int(h), min_scored=int(env["min_scored_rows"]))
+            entry["accuracy"][str(h)] = live.accuracy(inside, int(h), None, int(env["min_scored_rows"]),
+                                                      int(env["calibration_window_days"] * 24))
         out[coin] = entry
     return out
 

@@ -234,11 +234,24 @@ def pending(log: pd.DataFrame, horizon: int) -> int:
     return int(in_force_rows(log, horizon)["actual"].isna().sum())
 
 
+def naive_empirical(log: pd.DataFrame, horizon: int, window_hours: int, min_scores: int = 48) -> pd.DataFrame:
+    """The naive-empirical baseline at each origin of ``horizon`` in the log, indexed by origin: naive
+    (``last_price``) ± the conformal quantile of its own absolute errors over the ``window_hours`` before, known
+    at the origin (:func:`coincast.forecasting.calibration.empirical_intervals`). Every row counts, in force or
+    not: naive's error does not depend on the model that made the row."""
+    g = log.loc[log["horizon"] == horizon, ["origin", "horizon", "target_time", "last_price", "actual"]]
+    g = g.sort_values("origin").drop_duplicates("origin", keep="last").rename(columns={"last_price": "forecast"})
+    return calibration.empirical_intervals(g, calibration.LEVELS, window_hours, min_scores).set_index("origin")
+
+
 def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None,
-             min_scored: int = 1) -> dict[str, Any]:
-    """n, mae, naive_mae, rel_mae (vs "the price stays at last_price" on the same origins), coverage 80/95
-    over the scored rows in force (``in_force``: made by the champion of their hour). From fewer than
-    ``min_scored`` rows (or none): only n, the other numbers None and ``status`` "too few to score (n < min)"."""
+             min_scored: int = 1, calibration_window_hours: int = 24 * 30,
+             baseline: pd.DataFrame | None = None) -> dict[str, Any]:
+    """n, mae, naive_mae, rel_mae (vs "the price stays at last_price" on the same origins), coverage 80/95,
+    interval scores and CRPS with their rel_* against the naive-empirical baseline (:func:`naive_empirical`
+    over ``calibration_window_hours``) over the scored rows in force (``in_force``: made by the champion of
+    their hour; ``baseline``: that baseline when already made). From fewer than ``min_scored`` rows (or none):
+    only n, the other numbers None and ``status`` "too few to score (n < min)"."""
     g = in_force_rows(log, horizon)
     g = g.loc[g["actual"].notna()]
     if since is not None:
@@ -246,7 +259,8 @@ def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None,
     out: dict[str, Any] = {"n": float(len(g))}
     status = too_few(len(g), max(int(min_scored), 1))  # no row scored yet is "too few" too, whatever the minimum
     if status:
-        return {**out, **dict.fromkeys(("mae", "naive_mae", "rel_mae", *(f"coverage_{lv}" for lv in LEVELS))),
+        return {**out, **dict.fromkeys(("mae", "naive_mae", "rel_mae", *(f"coverage_{lv}" for lv in LEVELS),
+                                        *calibration.PROBABILISTIC_SCORES)),
                 "status": status}
     actual, forecast, naive = g["actual"], g["forecast"], g["last_price"]
     out["mae"] = metrics.mae(actual, forecast)
@@ -254,15 +268,19 @@ def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None,
     out["rel_mae"] = metrics.rel_mae(actual, forecast, naive)
     for lv in LEVELS:
         out[f"coverage_{lv}"] = metrics.coverage(actual, g[f"lower_{lv}"], g[f"upper_{lv}"])
-    return out
+    if baseline is None:
+        baseline = naive_empirical(log, horizon, calibration_window_hours)
+    scores = calibration.probabilistic_scores(g, baseline)
+    return {**out, **{k: (v if math.isfinite(v) else None) for k, v in scores.items()}}
 
 
 def live_metrics(
     log: pd.DataFrame, y: pd.Series, now: pd.Timestamp, horizons: Sequence[int], window_hours: int,
-    min_scored: int = 1,
+    min_scored: int = 1, calibration_window_hours: int = 24 * 30,
 ) -> dict[str, Any]:
     """Accuracy of the scored log, all time and over the last ``window_hours`` (each "too few to score" from
-    fewer than ``min_scored`` rows), the predictions still waiting for their actual (``pending``, per horizon),
+    fewer than ``min_scored`` rows; the naive-empirical baseline of the rel_* scores over
+    ``calibration_window_hours``), the predictions still waiting for their actual (``pending``, per horizon),
     plus realized volatility. Written to ``live.json``: what the dashboard shows."""
     since = pd.Timestamp(now) - pd.Timedelta(hours=window_hours)
     out: dict[str, Any] = {
@@ -277,8 +295,9 @@ def live_metrics(
         "horizons": {},
     }
     for h in horizons:
-        out["horizons"][str(h)] = {"all": accuracy(log, h, min_scored=min_scored),
-                                   "window": accuracy(log, h, since, min_scored)}
+        base = naive_empirical(log, h, calibration_window_hours)  # one baseline for both spans
+        out["horizons"][str(h)] = {"all": accuracy(log, h, None, min_scored, baseline=base),
+                                   "window": accuracy(log, h, since, min_scored, baseline=base)}
     out["pending"] = {str(h): pending(log, h) for h in horizons}
     return out
 

@@ -146,13 +146,14 @@ def save_backtest(result: BacktestResult, report: Mapping[str, Any], paths: Mapp
 
 
 def summary_table(report: Mapping[str, Any]) -> pd.DataFrame:
-    """Models x horizons: rel_mae (vs naive on the same origins), coverage, width, n."""
+    """Models x horizons: rel_mae (vs naive on the same origins), coverage, width, rel_interval_score_80 and
+    rel_crps (vs the naive-empirical baseline), n."""
     rows = []
     for name, m in report["models"].items():
         for h, s in m["horizons"].items():
             rows.append({"model": name, "horizon_h": int(h), **{k: s.get(k) for k in
                          ("rel_mae", "mae", "mase", "directional_accuracy", "coverage_80", "coverage_95",
-                          "width_80", "n")}})
+                          "width_80", "rel_interval_score_80", "rel_crps", "n")}})
     return pd.DataFrame(rows).sort_values(["horizon_h", "rel_mae"]).set_index(["horizon_h", "model"])
 
 
@@ -165,9 +166,11 @@ def git_commit(root: str | Path) -> str | None:
 
 
 def flat_metrics(report: Mapping[str, Any]) -> dict[str, float]:
-    """``<model>.h<h>.<metric>`` for every number of the backtest."""
+    """``<model>.h<h>.<metric>`` for every number of the backtest, the naive-empirical baseline's
+    (``naive_empirical.h<h>.crps``, ...) included."""
     out = {}
-    for name, m in report["models"].items():
+    baseline = {"naive_empirical": report["naive_empirical"]} if "naive_empirical" in report else {}
+    for name, m in {**report["models"], **baseline}.items():
         for h, s in m["horizons"].items():
             for k, v in s.items():
                 if isinstance(v, (int, float)) and v is not None:
