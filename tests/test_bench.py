@@ -27,7 +27,7 @@ def test_tiny_accuracy_benchmark(tmp_path):
     assert len(res["series"]["BTCUSDT"]["windows"][0]["models"]) == len(KINDS)
     for earlier, row in zip(res["series"]["BTCUSDT"]["windows"], rows):
         assert row["chosen_on"] == earlier["end"] and row["window_end"] > row["chosen_on"]
-        assert row["rel_mae_1h"] > 0
+        assert row["rel_mae_1h"] > 0 and row["rel_crps_1h"] > 0 and row["rel_interval_score_95_24h"] > 0
     md = (tmp_path / "accuracy.md").read_text()
     assert "Out of sample" in md and res["machine"]["cores"] >= 1 and "## Targets" in md
 
