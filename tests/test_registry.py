@@ -79,7 +79,7 @@ def backtest(rel_1h: dict[str, float | None], rel_24h: dict[str, float] | None =
     """A backtest summary as the pipeline writes it (JSON keys: horizons are strings), by alias (``ID``)."""
     models = {}
     for alias, rel in rel_1h.items():
-        h1 = {"mae": 0.1, "coverage_80": 0.79, "coverage_95": 0.94}
+        h1 = {"mae": 0.1, "coverage_80": 0.79, "coverage_95": 0.94, "rel_crps": 0.97, "rel_interval_score_95": None}
         if rel is not None:
             h1["rel_mae"] = rel
         models[ID[alias]] = {"spec": SPECS[alias], "horizons": {
@@ -211,6 +211,7 @@ def test_promotion_gate(store, served):
     assert v1.tags["model_name"] == ID["drift"] and json.loads(v1.tags["spec"]) == SPECS["drift"]
     assert float(v1.tags["rel_mae_1h"]) == 0.98 and float(v1.tags["rel_mae_24h"]) == 1.0
     assert float(v1.tags["coverage_80_1h"]) == 0.79 and float(v1.tags["coverage_95_1h"]) == 0.94
+    assert float(v1.tags["rel_crps_1h"]) == 0.97 and "rel_interval_score_95_1h" not in v1.tags  # None: no tag
     assert v1.tags["data_through"] == DATA_THROUGH
     assert v1.tags["promotion_reason"] == r1["reason"] == v1.description
     assert pd.Timestamp(v1.tags["promoted_at"]).tzinfo is not None

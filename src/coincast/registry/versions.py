@@ -48,6 +48,14 @@ def _json_number(x: float | None) -> float | None:
 
 
 # --- registering a version and moving the aliases ----------------------------------------------------------
+#: The backtest scores a version carries as tags (tag, horizon, backtest key): the point score, the coverage and
+#: the probabilistic scores relative to the naive-empirical baseline, so the registry UI shows them per version.
+VERSION_SCORES = (
+    *((f"rel_mae_{h}h", h, "rel_mae") for h in (1, 24)),
+    ("coverage_80_1h", 1, "coverage_80"), ("coverage_95_1h", 1, "coverage_95"),
+    *((f"{name}_{h}h", h, name) for h in (1, 24) for name in ("rel_interval_score_95", "rel_crps")),
+)
+
 def version_tags(coin: str, model_name: str, served: ServedForecaster, backtest: Mapping[str, Any],
                  run_id: str) -> dict[str, str]:
     """The tags of a new version: the model, its spec and backtest scores, the data it was trained on."""
@@ -59,8 +67,7 @@ def version_tags(coin: str, model_name: str, served: ServedForecaster, backtest:
         "spec": tracking.truncate(json.dumps(spec, sort_keys=True, default=str)),
         "run_id": run_id,
     }
-    for key, h, name in (("rel_mae_1h", 1, "rel_mae"), ("rel_mae_24h", 24, "rel_mae"),
-                         ("coverage_80_1h", 1, "coverage_80"), ("coverage_95_1h", 1, "coverage_95")):
+    for key, h, name in VERSION_SCORES:
         value = metric(entry, h, name)
         if value is not None:
             tags[key] = f"{value:.6g}"
