@@ -105,7 +105,7 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
                                        in_force_at=registry.in_force_at(coin, version))
         live.write_log(log, log_path)
     metrics = live.live_metrics(log, y, meta["now"], env["log_horizons"], env["live_window_hours"],
-                                env["min_scored_rows"], int(env["calibration_window_days"] * 24))
+                                env["min_scored_rows"], env["calibration_window_days"])
     registry.log_live(coin, live.flat_live_metrics(metrics), meta["now"],
                       {"model_version": version["version"], "data_version": meta.get("data_version")})
     files.write_json_atomic(publish.stamp({**metrics, "tick": summary}, meta), p["live.json"])

@@ -68,7 +68,7 @@ summary
 # %%
 metrics = live.live_metrics(log, hourly_series(raw), meta["now"], scoring["log_horizons"],
                             scoring["live_window_hours"], scoring["min_scored_rows"],
-                            int(scoring["calibration_window_days"] * 24))
+                            scoring["calibration_window_days"])
 registry.log_live(meta["coin"], live.flat_live_metrics(metrics), meta["now"],
                   {"model_version": version["version"], "data_version": meta.get("data_version")})
 live.summary_table(metrics)

@@ -106,7 +106,7 @@ def test_live_probabilistic_scores_are_against_the_naive_empirical_baseline_of_t
     log = pd.DataFrame({"horizon": 1, "origin": origin, "target_time": origin + pd.Timedelta(hours=1),
                         "last_price": price[:-1], "forecast": price[:-1], "actual": price[1:]})
     log.loc[n - 1, "actual"] = np.nan  # not known yet
-    base = live.naive_empirical(log, 1, window_hours=24 * 30)
+    base = live.naive_empirical(log, 1, window_days=30)
     # the baseline at origin t: last_price +- the conformal quantile of |actual - last_price| of origins <= t - 1 h
     t = 100
     errors = np.abs(price[1:t + 1] - price[:t])  # origins 0 .. t-1: their actual is known at t
@@ -115,7 +115,7 @@ def test_live_probabilistic_scores_are_against_the_naive_empirical_baseline_of_t
     assert base["lower_80"].iloc[:48].isna().all() and base["lower_80"].iloc[48:].notna().all()  # 48 errors needed
     # a model whose intervals are the baseline's: every rel_* is 1, the absolute scores those of metrics
     same = log.assign(**{c: base[c].to_numpy() for c in base.columns if c.startswith(("lower_", "upper_"))})
-    acc = live.accuracy(same, 1, calibration_window_hours=24 * 30)
+    acc = live.accuracy(same, 1, calibration_window_days=30)
     assert acc["rel_interval_score_80"] == acc["rel_interval_score_95"] == acc["rel_crps"] == 1.0
     from coincast import metrics
 

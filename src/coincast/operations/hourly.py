@@ -214,7 +214,7 @@ def replay_report(project: Path, env: Mapping[str, Any], first: pd.Timestamp, la
                                  "not_in_force_rows": int((~inside["in_force"]).sum()), "accuracy": {}}
         for h in env["log_horizons"]:
             entry["accuracy"][str(h)] = live.accuracy(inside, int(h), None, int(env["min_scored_rows"]),
-                                                      int(env["calibration_window_days"] * 24))
+                                                      float(env["calibration_window_days"]))
         out[coin] = entry
     return out
 

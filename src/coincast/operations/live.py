@@ -234,33 +234,31 @@ def pending(log: pd.DataFrame, horizon: int) -> int:
     return int(in_force_rows(log, horizon)["actual"].isna().sum())
 
 
-def naive_empirical(log: pd.DataFrame, horizon: int, window_hours: int, min_scores: int = 48) -> pd.DataFrame:
+def naive_empirical(log: pd.DataFrame, horizon: int, window_days: float, min_scores: int = 48) -> pd.DataFrame:
     """The naive-empirical baseline at each origin of ``horizon`` in the log, indexed by origin: naive
-    (``last_price``) ± the conformal quantile of its own absolute errors over the ``window_hours`` before, known
-    at the origin (:func:`coincast.forecasting.calibration.empirical_intervals`). Every row counts, in force or
+    (``last_price``) ± the conformal quantile of its own absolute errors over the ``window_days``
+    (``calibration_window_days``) before, known at the origin (:func:`coincast.forecasting.calibration.empirical_intervals`). Every row counts, in force or
     not: naive's error does not depend on the model that made the row."""
     g = log.loc[log["horizon"] == horizon, ["origin", "horizon", "target_time", "last_price", "actual"]]
     g = g.sort_values("origin").drop_duplicates("origin", keep="last").rename(columns={"last_price": "forecast"})
-    return calibration.empirical_intervals(g, calibration.LEVELS, window_hours, min_scores).set_index("origin")
+    return calibration.empirical_intervals(g, calibration.LEVELS, int(window_days * 24), min_scores).set_index("origin")
 
 
-def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None,
-             min_scored: int = 1, calibration_window_hours: int = 24 * 30,
-             baseline: pd.DataFrame | None = None) -> dict[str, Any]:
-    """n, mae, naive_mae, rel_mae (vs "the price stays at last_price" on the same origins), coverage 80/95,
-    interval scores and CRPS with their rel_* against the naive-empirical baseline (:func:`naive_empirical`
-    over ``calibration_window_hours``) over the scored rows in force (``in_force``: made by the champion of
-    their hour; ``baseline``: that baseline when already made). From fewer than ``min_scored`` rows (or none):
-    only n, the other numbers None and ``status`` "too few to score (n < min)"."""
+def scored_rows(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None) -> pd.DataFrame:
+    """The rows of ``horizon`` in force with their actual known (target after ``since``, if given)."""
     g = in_force_rows(log, horizon)
     g = g.loc[g["actual"].notna()]
-    if since is not None:
-        g = g.loc[g["target_time"] > since]
+    return g if since is None else g.loc[g["target_time"] > since]
+
+
+def point_accuracy(g: pd.DataFrame, min_scored: int = 1) -> dict[str, Any]:
+    """n, mae, naive_mae, rel_mae (vs "the price stays at last_price" on the same origins) and coverage 80/95 of
+    :func:`scored_rows` ``g``. From fewer than ``min_scored`` rows (or none): only n, the other numbers None and
+    ``status`` "too few to score (n < min)"."""
     out: dict[str, Any] = {"n": float(len(g))}
     status = too_few(len(g), max(int(min_scored), 1))  # no row scored yet is "too few" too, whatever the minimum
     if status:
-        return {**out, **dict.fromkeys(("mae", "naive_mae", "rel_mae", *(f"coverage_{lv}" for lv in LEVELS),
-                                        *calibration.PROBABILISTIC_SCORES)),
+        return {**out, **dict.fromkeys(("mae", "naive_mae", "rel_mae", *(f"coverage_{lv}" for lv in LEVELS))),
                 "status": status}
     actual, forecast, naive = g["actual"], g["forecast"], g["last_price"]
     out["mae"] = metrics.mae(actual, forecast)
@@ -268,19 +266,33 @@ def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None,
     out["rel_mae"] = metrics.rel_mae(actual, forecast, naive)
     for lv in LEVELS:
         out[f"coverage_{lv}"] = metrics.coverage(actual, g[f"lower_{lv}"], g[f"upper_{lv}"])
+    return out
+
+
+def accuracy(log: pd.DataFrame, horizon: int, since: pd.Timestamp | None = None,
+             min_scored: int = 1, calibration_window_days: float = 30,
+             baseline: pd.DataFrame | None = None) -> dict[str, Any]:
+    """:func:`point_accuracy` of the scored rows in force (``in_force``: made by the champion of their hour),
+    plus interval scores and CRPS with their rel_* against the naive-empirical baseline (:func:`naive_empirical`
+    over ``calibration_window_days``; ``baseline``: that baseline when already made); all None ("too few to
+    score") from fewer than ``min_scored`` rows."""
+    g = scored_rows(log, horizon, since)
+    out = point_accuracy(g, min_scored)
+    if "status" in out:
+        return {**out, **dict.fromkeys(calibration.PROBABILISTIC_SCORES)}
     if baseline is None:
-        baseline = naive_empirical(log, horizon, calibration_window_hours)
+        baseline = naive_empirical(log, horizon, calibration_window_days)
     scores = calibration.probabilistic_scores(g, baseline)
     return {**out, **{k: (v if math.isfinite(v) else None) for k, v in scores.items()}}
 
 
 def live_metrics(
     log: pd.DataFrame, y: pd.Series, now: pd.Timestamp, horizons: Sequence[int], window_hours: int,
-    min_scored: int = 1, calibration_window_hours: int = 24 * 30,
+    min_scored: int = 1, calibration_window_days: float = 30,
 ) -> dict[str, Any]:
     """Accuracy of the scored log, all time and over the last ``window_hours`` (each "too few to score" from
     fewer than ``min_scored`` rows; the naive-empirical baseline of the rel_* scores over
-    ``calibration_window_hours``), the predictions still waiting for their actual (``pending``, per horizon),
+    ``calibration_window_days``), the predictions still waiting for their actual (``pending``, per horizon),
     plus realized volatility. Written to ``live.json``: what the dashboard shows."""
     since = pd.Timestamp(now) - pd.Timedelta(hours=window_hours)
     out: dict[str, Any] = {
@@ -295,7 +307,7 @@ def live_metrics(
         "horizons": {},
     }
     for h in horizons:
-        base = naive_empirical(log, h, calibration_window_hours)  # one baseline for both spans
+        base = naive_empirical(log, h, calibration_window_days)  # one baseline for both spans
         out["horizons"][str(h)] = {"all": accuracy(log, h, None, min_scored, baseline=base),
                                    "window": accuracy(log, h, since, min_scored, baseline=base)}
     out["pending"] = {str(h): pending(log, h) for h in horizons}
@@ -399,7 +411,7 @@ def retrain_decision(
     if age < min_gap_hours:
         return {**base, "reason": f"{what} trained {age:.0f} h ago; next scheduled in {every_hours - age:.0f} h"}
     since = now - pd.Timedelta(hours=drift_window_hours)
-    window = accuracy(log, 1, since, drift_min_scored) if len(log) else {"n": 0.0}
+    window = point_accuracy(scored_rows(log, 1, since), drift_min_scored)  # rel_mae only: no baseline to build
     rel = window.get("rel_mae")
     if window["n"] >= drift_min_scored and rel is not None and rel > drift_max_rel_mae:
         return {"due": True, "reason": f"drift: live 1 h rel_mae {rel:.3f} > {drift_max_rel_mae} over the last "
@@ -427,6 +439,7 @@ def completeness(log: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, hori
 
 __all__ = [
     "LOG_COLUMNS", "accuracy", "accuracy_over_time", "append", "completeness", "empty_log", "flat_live_metrics",
-    "in_force_rows", "live_metrics", "log_path", "models_for", "pending", "pending_origins", "predictions_at",
-    "read_log", "retrain_decision", "score", "too_few", "update_log", "with_in_force", "write_log",
+    "in_force_rows", "live_metrics", "log_path", "models_for", "naive_empirical", "pending", "pending_origins",
+    "point_accuracy", "predictions_at", "read_log", "retrain_decision", "score", "scored_rows", "too_few",
+    "update_log", "with_in_force", "write_log",
 ]
