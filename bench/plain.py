@@ -23,7 +23,7 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     from coincast.data.extract import extract
     from coincast.data.features import transform_data
     from coincast.forecasting.forecast import make_forecast
-    from coincast.data.profiling import profile_due, profile_html
+    from coincast.data.profiling import profile_due, write_profile
     from coincast.forecasting.serving import hourly_series
     from coincast.data.gate import judge, record_pass
     from coincast.data.validation import enforce
@@ -84,11 +84,8 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     lap("train")
 
     product = {"report": p["profile.html"], "meta": p["profile.json"]}
-    if profile_due(product, meta["now"], env["profile_every_hours"])["due"]:
-        html = profile_html(features, title=f"coincast · {coin} features", minimal=env["profile_minimal"])
-        files.write_text_atomic(html, p["profile.html"])
-        files.write_json_atomic({"data_through": meta["last"], "made_for": meta["now"], "rows": len(features)},
-                             p["profile.json"])
+    write_profile(profile_due(product, meta["now"], env["profile_every_hours"], env["profile_enabled"]),
+                  p["features.parquet"], meta, product, env["profile_minimal"])
     lap("profile")
 
     registry.configure(env["project_root"])

@@ -31,7 +31,7 @@ display.setup_logging()
 # %% tags=["parameters"]
 upstream = ["extract", "features"]
 product = None
-profile = None  # profile_minimal, profile_every_hours (env.yaml)
+profile = None  # profile_enabled, profile_minimal, profile_every_hours (env.yaml)
 
 # %%
 meta = files.read_json(upstream["extract"]["meta"])
@@ -41,7 +41,7 @@ display.banner(meta)
 # ## Is a new report due?
 
 # %%
-decision = profiling.profile_due(product, meta["now"], profile["profile_every_hours"])
+decision = profiling.profile_due(product, meta["now"], profile["profile_every_hours"], profile["profile_enabled"])
 decision
 
 # %%

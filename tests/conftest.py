@@ -88,8 +88,12 @@ def coincast(project: Path, *args: str, env: dict | None = None) -> subprocess.C
 
 
 # --- the demo project, built once per test session ------------------------------------------------------------
-DEMO_ARGS = ("--env", "env.test.yaml", "--coins", "bitcoin,ethereum", "--set", "coin_jobs=2",
-             "--set", "executed_format=html")  # as make demo writes them: the notebook and browser tests read HTML
+# env.test.yaml's models and one Prophet model: the end-to-end builds that cover every kind of model code path
+WITH_PROPHET = ("--set", "models=[{kind: naive}, {kind: drift, window: 168}, "
+                "{kind: prophet_returns, window_days: 30, weekly_seasonality: false, damping: 0.3}]")
+DEMO_ARGS = ("--env", "env.test.yaml", *WITH_PROPHET, "--coins", "bitcoin,ethereum", "--set", "coin_jobs=2",
+             "--set", "executed_format=html",  # as make demo writes them: the notebook and browser tests read HTML
+             "--set", "profile_enabled=true")  # and the dashboard tests the data profile
 
 
 def _session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
@@ -101,8 +105,8 @@ def _session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="session")
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """`make demo` in small, built once for the whole session (the first xdist worker builds it, the other waits):
-    two simulated coins side by side (coin_jobs=2), env.test.yaml (in-process notebooks, three models), one new
-    MLflow sqlite store. Tests only read it; a test that changes a project works on ``demo_copy``."""
+    two simulated coins side by side (coin_jobs=2), env.test.yaml (in-process notebooks) with a Prophet model
+    (WITH_PROPHET) and the profile on, one new MLflow sqlite store. Tests only read it; a test that changes a project works on ``demo_copy``."""
     from filelock import FileLock
 
     root = _session_root(tmp_path_factory) / "demo"

@@ -61,21 +61,27 @@ def mlflow_client(project: Path) -> MlflowClient:
     return MlflowClient(tracking_uri=f"sqlite:///{project / 'mlflow.db'}")  # no process-wide MLflow state
 
 
-FAILED = 25  # ticks before the one whose fetch fails (HTTP 503): a retrain 24 h after the first, the first scored
-# 24 h-ahead predictions, and 24 scored 1 h ones (min_scored_rows) happen within them
+# The replay's clock runs in hours, so its constants are hours too: a long horizon of 4 h instead of 24 h, a retrain
+# every 5 h, 4 scored rows to score, a profile every 8 h. Every behaviour of the 24 h setting happens within 9 ticks.
+LONG = 4  # the long horizon, logged and scored like the default 24 h
+MIN_SCORED = 4  # min_scored_rows
+KNOBS = ["--set", f"horizons=[1, {LONG}]", "--set", f"log_horizons=[1, {LONG}]", "--set", "retrain_every_hours=5",
+         "--set", f"min_scored_rows={MIN_SCORED}", "--set", "profile_enabled=true", "--set", "profile_every_hours=8"]
+FAILED = 6  # ticks before the one whose fetch fails (HTTP 503): a retrain 5 h after the first, the first scored
+# 4 h-ahead predictions, and MIN_SCORED scored 1 h ones happen within them
 TICKS = FAILED + 2  # successful ticks: the failed hour is caught up by the next one, and the one after is on time
 
 
 def test_replay_with_a_failing_fetch_logs_scores_and_catches_up_every_hour(tmp_path: Path):
-    """28 replayed hours against a local CoinGecko: 25 ticks in one replay, one `coincast hourly` while the API
+    """9 replayed hours against a local CoinGecko: 6 ticks in one replay, one `coincast hourly` while the API
     answers 503 (nothing lost), then a replay of 2 ticks whose first catches the failed hour up (late rows)."""
     project = copy_project(tmp_path / "p")
     hours = pd.date_range(T0.floor("h"), periods=TICKS + 1, freq="h")  # every origin, the failed hour included
-    # served: the series the simulated source gives up to the last hour (a retrain 24 h after the first, no drift)
+    # served: the series the simulated source gives up to the last hour (a retrain 5 h after the first, no drift)
     series = simulate_hourly("bitcoin", int((hours[-1] - EPOCH) / pd.Timedelta(hours=1)) + 1)
     with FakeCoinGecko({"bitcoin": series}, now=T0) as cg:
         env = {"COINGECKO_BASE_URL": cg.url, "COINGECKO_API_KEY": "", "COINGECKO_API_PLAN": "demo"}
-        common = ["--env", "env.test.yaml", "--source", "coingecko", "--no-progress"]
+        common = ["--env", "env.test.yaml", *KNOBS, "--source", "coingecko", "--no-progress"]
         first = cli(project, "replay", *common, "--hours", str(FAILED), "--start", T0.isoformat(), env=env)
         assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
         m = meta(project)
@@ -83,7 +89,7 @@ def test_replay_with_a_failing_fetch_logs_scores_and_catches_up_every_hour(tmp_p
         history_before = history_file(project, m).read_bytes()
 
         cg.down = 503
-        failed = cli(project, "hourly", "--env", "env.test.yaml", "--source", "coingecko",
+        failed = cli(project, "hourly", "--env", "env.test.yaml", *KNOBS, "--source", "coingecko",
                      "--now", (hours[FAILED] + pd.Timedelta(minutes=5)).isoformat(), env=env)
         cg.down = None
         assert failed.returncode == 1
@@ -97,23 +103,24 @@ def test_replay_with_a_failing_fetch_logs_scores_and_catches_up_every_hour(tmp_p
                     "--start", (hours[FAILED + 1] + pd.Timedelta(minutes=5)).isoformat(), env=env)
         assert after.returncode == 0, after.stdout[-3000:] + after.stderr[-3000:]
 
-    # the first replay's report: its 25 hours whole, its 24 scored 1 h predictions (min_scored_rows) scored
-    assert f"missed hours (1 h: 0, 24 h: 0) of {FAILED}" in first.stdout and "rel_mae vs naive" in first.stdout
+    # the first replay's report: its hours whole, its scored 1 h predictions (more than min_scored_rows) scored
+    assert f"missed hours (1 h: 0, {LONG} h: 0) of {FAILED}" in first.stdout and "rel_mae vs naive" in first.stdout
     report = json.loads(next((project / "logs").glob(f"replay-*-{FAILED}h.json")).read_text())
     assert report["failed_ticks"] == [] and report["ticks"] == FAILED
     coin = report["coins"]["bitcoin"]
-    assert coin["completeness"]["missed"] == {"1": 0, "24": 0} and coin["completeness"]["unscored_known"] == 0
+    assert coin["completeness"]["missed"] == {"1": 0, str(LONG): 0} and coin["completeness"]["unscored_known"] == 0
     assert coin["late_rows"] == 0
     acc = coin["accuracy"]["1"]
     assert acc["n"] == FAILED - 1 and 0.5 < acc["rel_mae"] < 2 and 0 <= acc["coverage_80"] <= 1
     # the second replay's report covers its own hours, and counts the failed hour's 2 rows its first tick caught up
-    assert f"missed hours (1 h: 0, 24 h: 0) of {TICKS - FAILED}" in after.stdout
+    assert f"missed hours (1 h: 0, {LONG} h: 0) of {TICKS - FAILED}" in after.stdout
     assert "late (caught-up) rows 2" in after.stdout
-    assert "1 h ahead: 1 scored: too few to score (n < 24)" in after.stdout and "rel_mae vs naive" not in after.stdout
+    assert f"1 h ahead: 1 scored: too few to score (n < {MIN_SCORED})" in after.stdout
+    assert "rel_mae vs naive" not in after.stdout
     report = json.loads(next((project / "logs").glob(f"replay-*-{TICKS - FAILED}h.json")).read_text())
     assert report["failed_ticks"] == [] and report["ticks"] == TICKS - FAILED
     coin = report["coins"]["bitcoin"]
-    assert coin["completeness"] == {"hours": TICKS - FAILED, "missed": {"1": 0, "24": 0}, "unscored_known": 0}
+    assert coin["completeness"] == {"hours": TICKS - FAILED, "missed": {"1": 0, str(LONG): 0}, "unscored_known": 0}
     assert coin["late_rows"] == 2 and coin["accuracy"]["1"]["n"] == 1 and coin["accuracy"]["1"]["rel_mae"] is None
 
     log = log_of(project, m)
@@ -130,8 +137,8 @@ def test_replay_with_a_failing_fetch_logs_scores_and_catches_up_every_hour(tmp_p
     history = stored.set_index("timestamp")["price"]
     truth = series.assign(timestamp=series["timestamp"].dt.floor("h")).set_index("timestamp")["price"]
     scored = log.loc[log["actual"].notna()]
-    # 1 h: all but the last origin; 24 h: targets up to the last clock
-    assert len(scored) == (len(hours) - 1) + (len(hours) - 24)
+    # 1 h: all but the last origin; LONG h: targets up to the last clock
+    assert len(scored) == (len(hours) - 1) + (len(hours) - LONG)
     assert (scored["actual"] == scored["target_time"].map(history)).all()
     assert (scored["actual"] == scored["target_time"].map(truth)).all()
     assert (scored["scored_at"] >= scored["target_time"]).all()
@@ -156,17 +163,17 @@ def test_replay_with_a_failing_fetch_logs_scores_and_catches_up_every_hour(tmp_p
     runs = client.search_runs([exp.experiment_id])
     training = [r for r in runs if "coincast.live_coin" not in r.data.tags]
     live_runs = [r for r in runs if r.data.tags.get("coincast.live_coin") == "bitcoin"]
-    # trained at the first tick and again 24 replayed hours later, not every hour
+    # trained at the first tick and again 5 replayed hours later (retrain_every_hours), not every hour
     assert len(training) == 2, [r.data.tags.get("data_through") for r in training]
     assert all(r.data.tags.get("data_version") for r in training)
     assert len(live_runs) == 1
     history_rel = client.get_metric_history(live_runs[0].info.run_id, "live_rel_mae_1h")
-    # one point per successful tick from the 25th on (24 scored: min_scored_rows), none from the failed one
-    assert len(history_rel) == TICKS - 24
+    # one point per successful tick from the one with MIN_SCORED scored rows on, none from the failed one
+    assert len(history_rel) == TICKS - MIN_SCORED
     assert client.get_metric_history(live_runs[0].info.run_id, "live_n_1h")[0].value == 0  # n from the first tick
     assert live_runs[0].data.tags["data_version"] == file_md5(history_file(project, m))
-    # the profile is made daily, not hourly
-    assert json.loads((project / "products/bitcoin/profile.json").read_text())["made_for"] == "2025-06-02T13:05:00+00:00"
+    # the profile is made every profile_every_hours (8), not hourly: at 13:05 and 21:05
+    assert json.loads((project / "products/bitcoin/profile.json").read_text())["made_for"] == "2025-06-01T21:05:00+00:00"
 
 
 def test_overlapping_ticks_and_recovery_after_kill_9(tmp_path: Path):

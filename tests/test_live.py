@@ -12,7 +12,7 @@ import pytest
 from coincast.operations import cron, live
 from coincast.forecasting.calibration import LEVELS, PROBABILISTIC_SCORES as PROBABILISTIC, level_key
 from coincast.forecasting.models import make_model
-from coincast.data.profiling import profile_due
+from coincast.data.profiling import profile_due, write_profile
 from coincast.forecasting.serving import ServedForecaster
 from coincast.timeseries import observed_prices
 from conftest import hourly_frame
@@ -220,6 +220,19 @@ def test_profile_due_follows_its_own_last_report(tmp_path):
     assert not profile_due(product, "2025-01-02T09:00Z", 24)["due"]
     assert profile_due(product, "2025-01-02T10:00Z", 24)["due"]
     assert profile_due(product, "2025-01-01T10:00Z", 0)["due"]
+
+
+def test_profiling_off_writes_a_page_saying_so_and_the_next_enabled_build_profiles(tmp_path):
+    product = {"report": tmp_path / "profile.html", "meta": tmp_path / "profile.json"}
+    off = profile_due(product, "2025-01-01T10:00Z", 0, enabled=False)
+    assert not off["due"] and off["enabled"] is False and "profile_enabled is false" in off["reason"]
+    meta = {"last": "2025-01-01T10:00:00+00:00", "now": "2025-01-01T10:05:00+00:00"}
+    made = write_profile(off, tmp_path / "never-read.parquet", meta, product)  # no ydata, no features read
+    assert made["disabled"] and "Profiling is off" in product["report"].read_text()
+    assert json.loads(product["meta"].read_text())["disabled"] is True
+    # turned on again: the page is replaced at once, whatever profile_every_hours says
+    on = profile_due(product, "2025-01-01T11:05Z", 24, enabled="true")
+    assert on["due"] and on["reason"] == "the last build had profiling off"
 
 
 def test_cron_line_is_tagged_and_install_is_idempotent(tmp_path):

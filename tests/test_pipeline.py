@@ -14,7 +14,7 @@ import yaml
 
 from cg_server import FakeCoinGecko
 from coincast.data.sources.simulated import simulate_hourly
-from conftest import BIN, BTC_CSV, DEMO_ARGS, coincast, need_shared, progress, run, summary
+from conftest import BIN, BTC_CSV, DEMO_ARGS, WITH_PROPHET, coincast, need_shared, progress, run, summary
 
 pytestmark = pytest.mark.pipeline
 
@@ -108,14 +108,14 @@ def test_demo_simulated_two_coins_then_a_noop_build(demo: Path):
 
 def test_bare_ploomber_build_replays_the_real_btc_file(project: Path, tmp_path: Path):
     csv = need_shared(BTC_CSV)
-    env = yaml.safe_load((project / "env.yaml").read_text())  # env.yaml's 90 days, env.test.yaml's three models
+    env = yaml.safe_load((project / "env.yaml").read_text())  # env.yaml's 90 days, env.test.yaml's two models
     env["models"] = yaml.safe_load((project / "env.test.yaml").read_text())["models"]
     (project / "env.yaml").write_text(yaml.safe_dump(env))
     args = [str(BIN / "ploomber"), "build", "--env--source", "replay", "--env--replay_file", str(csv),
             "--env--coin", "bitcoin", "--env--history_dir", str(tmp_path / "history"),
             # a short backtest, in-process, .ipynb notebooks (papermill and HTML: the live-path test)
             "--env--backtest_days", "2", "--env--calibration_days", "1", "--env--notebook_executor", "ploomber-engine",
-            "--env--executed_format", "ipynb"]
+            "--env--executed_format", "ipynb", "--env--profile_enabled", "false"]  # ydata: test_profiling's full size
     result = run(args, cwd=project)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     meta = assert_complete(project, "bitcoin")
@@ -140,7 +140,8 @@ def test_live_path_against_a_local_coingecko_never_leaks_the_key(project: Path, 
         env = {"COINGECKO_BASE_URL": server.url, "COINGECKO_API_KEY": secret, "COINGECKO_API_PLAN": "demo"}
         result = coincast(project, "--env", "env.test.yaml", "--source", "coingecko", "--coins", "bitcoin",
                           "--replay-now", now.isoformat(), "--set", "days=20", "--set", f"history_dir={tmp_path / 'h'}",
-                          "--set", "notebook_executor=papermill", "--set", "executed_format=html", env=env)
+                          "--set", "notebook_executor=papermill", "--set", "executed_format=html",
+                          "--set", "profile_enabled=true", *WITH_PROPHET, env=env)
         seen = list(server.requests)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     console = result.stdout + result.stderr  # a kernel per notebook, and none of their start-up noise shown

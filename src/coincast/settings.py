@@ -78,6 +78,7 @@ class FeatureSpec(Group):
 class Profile(Group):
     """The profile report (profile task)."""
 
+    profile_enabled: bool = Field(description="true or false")
     profile_minimal: bool = Field(description="true or false")
     profile_every_hours: int = Field(ge=0, description="a whole number of hours >= 0 (0 = every build)")
 

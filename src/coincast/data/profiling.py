@@ -45,6 +45,11 @@ DROP_MINI_HISTOGRAMS = True
 
 _ProfileReport: Any = None
 
+# profile.html when profile_enabled is false (the product exists, so the build and the dashboard stay whole)
+DISABLED_PAGE = ("<!doctype html><html><head><meta charset=\"utf-8\"><title>coincast profile</title></head><body>"
+                 "<p>Profiling is off for this build (<code>profile_enabled: false</code> in the env file): no "
+                 "ydata-profiling report was made.</p></body></html>\n")
+
 
 def profile_config(title: str, description: str = "", minimal: bool | None = True) -> dict[str, Any]:
     """Keyword arguments for `ydata_profiling.ProfileReport` (`ProfileReport(df, **profile_config(...))`).
@@ -150,19 +155,26 @@ def profile_html(
     return html
 
 
-def profile_due(product: Mapping[str, Any], now: Any, every_hours: int | None) -> dict[str, Any]:
-    """Whether to (re)make the report: always when ``every_hours`` is 0/None or a product is missing,
-    else when the last report was made for a clock ``every_hours`` or more before ``now``."""
+def profile_due(product: Mapping[str, Any], now: Any, every_hours: int | None,
+                enabled: bool = True) -> dict[str, Any]:
+    """Whether to (re)make the report: never when not ``enabled`` (:func:`write_profile` then writes a page saying
+    so); always when ``every_hours`` is 0/None, a product is missing or the last build had profiling off; else when
+    the last report was made for a clock ``every_hours`` or more before ``now``."""
     paths = {k: Path(str(v)) for k, v in product.items() if k in ("report", "meta")}
+    if not _as_bool(enabled, default=True):
+        return {"due": False, "enabled": False, "reason": "profile_enabled is false: no report is made"}
     if not every_hours:
         return {"due": True, "reason": "profile_every_hours is 0: every build profiles"}
     missing = [p.name for p in paths.values() if not p.exists()]
     if missing:
         return {"due": True, "reason": f"no previous report ({missing[0]} missing)"}
     try:
-        made_for = pd.Timestamp(json.loads(paths["meta"].read_text())["made_for"])
+        last = json.loads(paths["meta"].read_text())
+        made_for = pd.Timestamp(last["made_for"])
     except (OSError, ValueError, KeyError):
         return {"due": True, "reason": "the previous report's metadata cannot be read"}
+    if last.get("disabled"):
+        return {"due": True, "reason": "the last build had profiling off"}
     age = (pd.Timestamp(now) - made_for).total_seconds() / 3600
     if age >= every_hours:
         return {"due": True, "reason": f"last report is {age:.0f} h old (profile_every_hours {every_hours})"}
@@ -173,10 +185,16 @@ def write_profile(decision: Mapping[str, Any], features: str | Path, meta: Mappi
                   product: Mapping[str, Any], minimal: bool | None = True) -> dict[str, Any] | None:
     """The profile task when ``decision`` (:func:`profile_due`) says it is due: profile the features frame at
     ``features`` and write ``product["report"]`` and ``product["meta"]`` (returned; ``meta``: extract.json).
-    None when not due: the last report stays."""
+    Profiling off: a page saying so and ``disabled`` in the metadata. None when not due: the last report stays."""
+    from coincast import files
+
+    if decision.get("enabled") is False:
+        made = {"data_through": meta["last"], "made_for": meta["now"], "rows": 0, "disabled": True}
+        files.write_text_atomic(DISABLED_PAGE, product["report"])
+        files.write_json_atomic(made, product["meta"])
+        return made
     if not decision["due"]:
         return None
-    from coincast import files
     from coincast.data.sources.base import data_label
 
     df = files.read_frame(features)
