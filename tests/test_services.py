@@ -38,12 +38,16 @@ def test_two_workers_registering_at_once_keep_versions_and_aliases_whole(service
     build logged, its artifacts are in the bucket, and the aliases point at versions that were promoted."""
     go = tmp_path / "go"
     procs = [worker(services, tmp_path / f"w{i}", go, "racecoin", f"owncoin{i}") for i in (0, 1)]
-    time.sleep(0.5)
-    go.touch()  # each worker waits for it once imported and configured: their registrations overlap
+    deadline = time.monotonic() + 180
+    while len(list(tmp_path.glob("go.ready-*"))) < 2 and time.monotonic() < deadline:
+        assert all(p.poll() is None for p in procs), [p.communicate()[1][-2000:] for p in procs if p.poll()]
+        time.sleep(0.05)
+    go.touch()  # both workers are imported, configured and waiting: released together
     outs = [p.communicate(timeout=300) for p in procs]
     for p, (out, err) in zip(procs, outs):
         assert p.returncode == 0, err[-3000:]
     results = [json.loads(out.strip().splitlines()[-1]) for out, _ in outs]
+    assert max(r["began"] for r in results) < min(r["ended"] for r in results)  # the registrations overlapped
     client = MlflowClient(services.mlflow_uri)
 
     for coin in ("racecoin", "owncoin0", "owncoin1"):
