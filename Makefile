@@ -18,6 +18,8 @@ ENV_FILE ?=
 REPLAY_FILE ?=
 JUPYTER_PORT ?= 8888
 MLFLOW_PORT ?= 5000
+MLFLOW_HOST ?= 127.0.0.1
+MLFLOW_WORKERS ?= 2
 SERVE_PORT ?= 5001
 DASHBOARD_PORT ?= 8866
 DASHBOARD_IP ?= 127.0.0.1
@@ -25,6 +27,8 @@ COIN ?= bitcoin
 TRACKING_URI := $(or $(MLFLOW_TRACKING_URI),sqlite:///$(CURDIR)/mlflow.db)
 
 DVC_REMOTE ?= $(CURDIR)/dvc-remote
+# an S3-compatible server's URL for an s3:// DVC_REMOTE (MinIO, moto_server); empty: AWS S3 itself
+DVC_REMOTE_ENDPOINT ?=
 HOURS ?= 48
 START ?=
 SOURCE ?=
@@ -33,7 +37,7 @@ CRON_MINUTE ?= 5
 VENV_PATH := PATH="$(CURDIR)/$(BIN):$$PATH"
 
 .PHONY: install demo run test jupyter dashboard mlflow-ui serve bench-accuracy clean clean-products \
-        hourly replay cron-install cron-remove dvc-init bench bench-quick bench-soak
+        mlflow-server hourly replay cron-install cron-remove dvc-init bench bench-quick bench-soak
 
 install: $(STAMP)
 
@@ -78,11 +82,13 @@ cron-install: $(STAMP)
 cron-remove: $(STAMP)
 	$(BIN)/coincast cron remove --project "$(CURDIR)"
 
-## make dvc-init: DVC with a default remote DVC_REMOTE (a git-ignored folder here; s3://... with dvc-s3)
+## make dvc-init: DVC with a default remote DVC_REMOTE (a git-ignored folder here; s3://bucket/path with dvc-s3,
+## DVC_REMOTE_ENDPOINT=http://host:port for MinIO or another S3-compatible server; keys from AWS_* variables)
 dvc-init: $(STAMP)
 	@test -d .dvc || $(BIN)/dvc init -q $(if $(wildcard .git),,--no-scm)
 	@$(BIN)/dvc config core.analytics false
 	@$(BIN)/dvc remote add -f -d local "$(DVC_REMOTE)" >/dev/null
+	$(if $(strip $(DVC_REMOTE_ENDPOINT)),@$(BIN)/dvc remote modify local endpointurl "$(DVC_REMOTE_ENDPOINT)")
 
 ## make test: everything, two tests at a time (pytest-xdist), the 15 slowest printed at the end.
 ## PYTEST_ARGS adds options: make test PYTEST_ARGS="-m 'not slow'" (the quick loop), "-k gate", "-n 0" (one at a time)
@@ -101,6 +107,16 @@ dashboard: $(STAMP)
 ## make mlflow-ui: runs, metrics, artifacts and the model registry on http://127.0.0.1:$(MLFLOW_PORT)
 mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri "$(TRACKING_URI)" --host 127.0.0.1 --port $(MLFLOW_PORT)
+
+## make mlflow-server: the tracking server several workers share (docs/scaling.md, "Shared services"), set up from
+## the environment: MLFLOW_BACKEND_STORE_URI (postgresql+psycopg2://user:password@host:5432/mlflow) and
+## MLFLOW_ARTIFACTS_DESTINATION (s3://bucket/mlflow; MLFLOW_S3_ENDPOINT_URL for MinIO, keys in AWS_*).
+## Workers then set MLFLOW_TRACKING_URI=http://$(MLFLOW_HOST):$(MLFLOW_PORT); artifacts go through the server.
+mlflow-server: $(STAMP)
+	@test -n "$$MLFLOW_BACKEND_STORE_URI" -a -n "$$MLFLOW_ARTIFACTS_DESTINATION" || { echo "make mlflow-server: \
+	set MLFLOW_BACKEND_STORE_URI and MLFLOW_ARTIFACTS_DESTINATION (docs/scaling.md)" >&2; exit 2; }
+	MLFLOW_SERVER_ENABLE_JOB_EXECUTION=false exec $(BIN)/mlflow server --host $(MLFLOW_HOST) --port $(MLFLOW_PORT) \
+	  --workers $(MLFLOW_WORKERS)
 
 ## make serve [COIN=bitcoin]: the champion as a REST model server (MLflow's own) on 127.0.0.1:$(SERVE_PORT)
 serve: $(STAMP)

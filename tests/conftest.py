@@ -176,3 +176,18 @@ def browser():
             yield b
         finally:
             b.close()
+
+
+# --- shared services: PostgreSQL, the S3 stand-in, an MLflow server (tests/services.py) ------------------------
+@pytest.fixture(scope="session")
+def services(tmp_path_factory: pytest.TempPathFactory):
+    """PostgreSQL, moto_server (S3) and an MLflow tracking server on both, started once for the session and shared
+    by its xdist workers (the last one using them stops them); tests only add their own names to them."""
+    import services as svc
+
+    try:
+        svc.pg_bin("initdb")
+    except FileNotFoundError as exc:
+        pytest.skip(str(exc))
+    with svc.shared(_session_root(tmp_path_factory) / "services") as running:
+        yield running

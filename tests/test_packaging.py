@@ -11,9 +11,15 @@ def _name(req: str) -> str:
     return re.split(r"[=<>!~\[ ]", req, maxsplit=1)[0].lower().replace("_", "-")
 
 
+def pinned_requirements(project: dict) -> list[str]:
+    """The runtime dependencies and the extras make install installs (dev, services)."""
+    extras = project["optional-dependencies"]
+    return project["dependencies"] + extras["dev"] + extras["services"]
+
+
 def test_environment_yml_lists_the_same_pinned_packages_as_pyproject():
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    pinned = project["dependencies"] + project["optional-dependencies"]["dev"]
+    pinned = pinned_requirements(project)
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     pip_section = next(d["pip"] for d in env["dependencies"] if isinstance(d, dict))
     conda_reqs = [r for r in pip_section if not r.startswith("-e")]
@@ -30,7 +36,7 @@ def test_lock_file_agrees_with_pyproject_pins():
             name, version = line.split("==")
             lock[name.lower().replace("_", "-")] = version.strip()
     project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
-    for req in project["dependencies"] + project["optional-dependencies"]["dev"]:
+    for req in pinned_requirements(project):
         name, version = _name(req), req.split("==")[1]
         assert lock.get(name) == version, f"{name}: pyproject {version}, lock {lock.get(name)}"
 
