@@ -20,6 +20,7 @@ import mlflow
 import pandas as pd
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
+from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponential
 
 from coincast.forecasting.backtest import NAIVE
 from coincast.config import ConfigError, parse_time
@@ -136,13 +137,28 @@ def decision_tags(d: Decision, champion: bool) -> dict[str, str]:
     return tags
 
 
+def _alias_race(exc: BaseException) -> bool:
+    """MLflow's SQL store sets an alias by reading, then inserting: two workers setting a model's first alias at once
+    (an MLflow server on PostgreSQL) make the second insert fail on the alias table's primary key. Read again, it is
+    an update."""
+    return isinstance(exc, MlflowException) and any(
+        key in str(exc) for key in ("registered_model_alias_pk", "UNIQUE constraint failed: registered_model_aliases"))
+
+
+@retry(retry=retry_if_exception(_alias_race), stop=stop_after_attempt(5),
+       wait=wait_exponential(multiplier=0.05, max=1), reraise=True)
+def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
+    """``alias`` -> ``version`` of ``name``; retried when another worker set the same alias at the same moment."""
+    client.set_registered_model_alias(name, alias, version)
+
+
 def _annotate(client: MlflowClient, name: str, version: str, reason: str, champion: bool) -> None:
     """The reason as the version's description; a new champion's time and alias (its tags came with it)."""
     client.update_model_version(name, version, description=reason)
     if champion:
         client.set_model_version_tag(name, version, "promoted_at",
                                      utc_now().isoformat(timespec="seconds"))
-        client.set_registered_model_alias(name, CHAMPION, version)
+        set_alias(client, name, CHAMPION, version)
 
 
 def promote(coin: str, run_id: str, backtest: Mapping[str, Any], served: Mapping[str, ServedForecaster],
@@ -181,7 +197,7 @@ def promote(coin: str, run_id: str, backtest: Mapping[str, Any], served: Mapping
     logger.info("%s: %s", coin, reason)
     c_version = _register(client, coin, run_id, challenger, served[challenger], backtest, MODEL_NAME,
                           decision_tags(decision, decision.promote))
-    client.set_registered_model_alias(name, CHALLENGER, c_version)
+    set_alias(client, name, CHALLENGER, c_version)
 
     if decision.promote:
         _annotate(client, name, c_version, reason, True)
