@@ -9,6 +9,7 @@ A coin whose build fails does not stop the others; the exit code is 1 if any fai
 from __future__ import annotations
 
 import argparse
+import atexit
 import logging
 import os
 import sys
@@ -235,8 +236,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def entry() -> None:
     """The ``coincast`` console script. (A ``gc.freeze`` at exit saved 0.2 s of a tick once the build's imports
-    are frozen at start-up, ~2.5 %: dropped, see coincast.patches.)"""
-    sys.exit(main())
+    are frozen at start-up, ~2.5 %: dropped, see coincast.patches.)
+
+    After the command, Python's exit handlers run and the process ends without the C/C++ teardown that follows
+    them: Arrow's thread pool (any parquet read) can abort there, "terminate called without an active exception"
+    and exit code -6 after a command that succeeded (apache/arrow#34314, open; seen once here on a no-op build
+    under load), which cron would log as a failed tick."""
+    code = main()
+    atexit._run_exitfuncs()  # MLflow, logging, multiprocessing, temporary folders: what sys.exit would run
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            stream.flush()
+        except OSError:  # a closed pipe (| head): nothing more can be said
+            pass
+    os._exit(0 if code is None else int(code))
 
 
 if __name__ == "__main__":
