@@ -92,6 +92,7 @@ def run(args: argparse.Namespace) -> dict:
     if args.kinds:  # a quick run of some models only (naive is always there: the yardstick)
         models = [m for m in models if m["kind"] in args.kinds.split(",") or m["kind"] == NAIVE]
     result = {"machine": machine(), "settings": {**vars(args), "data_dir": rel(args.data_dir), "out": rel(args.out)},
+              "interval_scalings": list(settings.scalings), "scaling_p_value": settings.scaling_p_value,
               "models": models,
               "series": {}}
     for name in args.series:
@@ -130,6 +131,11 @@ def markdown(res: dict) -> str:
         f"Run {m['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}. "
         f"Windows of {res['settings']['window_days']} days of hourly origins, {res['settings']['history_days']} days "
         "of history each; every rel_mae is MAE / naive MAE on the same origins (< 1 beats naive).",
+        "",
+        f"Models: {', '.join(make_model(mm).name for mm in res['models'])}"
+        + (f" (only the kinds {res['settings']['kinds']}: --kinds)" if res["settings"].get("kinds") else "")
+        + f". Interval scalings: {', '.join(res.get('interval_scalings') or ['rv24'])}, "
+        f"scaling_p_value {res.get('scaling_p_value', '–')}.",
         "",
         "## Out of sample: the champion chosen on the previous window, scored on this one",
         "",

@@ -140,6 +140,10 @@ def test_the_backtest_records_the_choice_and_serving_uses_it():
     assert set(rec) == set(bt.summary["models"]) and len(rec) == 2
     assert all(set(v) == {"1", "24"} and set(v.values()) <= set(volatility.SCALINGS) for v in rec.values())
     assert bt.summary["settings"]["scalings"] == list(volatility.SCALINGS)
+    from coincast.operations.training import summary_table  # what 05_train shows
+
+    table = summary_table(bt.summary)
+    assert table.loc[(24, "naive"), "interval_scaling"] == rec["naive"]["24"]
     served = served_model(y, bt, "naive")
     assert served.scalings == {int(h): c for h, c in rec["naive"].items()}
     hist = pd.DataFrame({"timestamp": y.index, "price": y.to_numpy()})

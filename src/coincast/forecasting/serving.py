@@ -71,8 +71,8 @@ def scales_now(y: pd.Series, scalings: dict[int, str]) -> dict[int, float]:
 
 def half_widths(calibrated: dict[int, float], horizons: Sequence[int]) -> np.ndarray:
     """Log half-widths at ``horizons`` from those at the calibrated horizons (quantile × scale, each with its own
-    scaling): exact at a calibrated horizon, else the half-width / √h interpolated linearly in h (flat beyond
-    the ends) times √h. Interpolating half-widths, not quantiles, lets horizons with different scalings mix."""
+    scaling): exact at a calibrated horizon, else the half-width / √h interpolated linearly in h (beyond the
+    ends, the nearest end's) times √h. Interpolating half-widths, not quantiles, lets horizons with different scalings mix."""
     hs = sorted(calibrated)
     per_root_hour = [calibrated[h] / math.sqrt(h) for h in hs]
     return np.array([calibrated[h] if h in calibrated else float(np.interp(h, hs, per_root_hour)) * math.sqrt(h)

@@ -150,13 +150,14 @@ def save_backtest(result: BacktestResult, report: Mapping[str, Any], paths: Mapp
 
 def summary_table(report: Mapping[str, Any]) -> pd.DataFrame:
     """Models x horizons: rel_mae (vs naive on the same origins), coverage, width, rel_interval_score_80 and
-    rel_crps (vs the naive-empirical baseline), n."""
+    rel_crps (vs the naive-empirical baseline), n, and the interval scaling serving uses."""
     rows = []
     for name, m in report["models"].items():
         for h, s in m["horizons"].items():
             rows.append({"model": name, "horizon_h": int(h), **{k: s.get(k) for k in
                          ("rel_mae", "mae", "mase", "directional_accuracy", "coverage_80", "coverage_95",
-                          "width_80", "rel_interval_score_80", "rel_crps", "n")}})
+                          "width_80", "rel_interval_score_80", "rel_crps", "n")},
+                         "interval_scaling": (m.get("interval_scaling") or {}).get(h)})
     return pd.DataFrame(rows).sort_values(["horizon_h", "rel_mae"]).set_index(["horizon_h", "model"])
 
 
