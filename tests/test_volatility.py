@@ -189,3 +189,22 @@ def test_a_scaling_replaces_none_only_with_an_edge_beyond_noise():
     assert pick_scaling(np.column_stack([none, tiny, real]), names, 1, 0.05, 48) == "garch"
     assert pick_scaling(np.column_stack([none, tiny, real])[:40], names, 1, 0.05, 48) == "unscaled"  # too few rows
     assert pick_scaling(np.column_stack([none, tiny, noisy]), names, 1, 1.0, 48) == "har"  # p 1: the best mean
+
+
+@pytest.mark.slow
+def test_on_the_built_in_garch_simulator_1h_intervals_hold_coverage_and_beat_unscaled():
+    """The simulator's GARCH(1,1)-t(4) series, 60 scored days: at 1 h the chosen intervals cover within ±3 points
+    and score at least as well as unscaled ones. (At 24 h its 95 % coverage ran 92.0–92.9 % over three seeds: at
+    the edge of ±3 points, not reliably inside; docs/forecasting.md.)"""
+    from coincast.data.sources.simulated import simulate_hourly
+    from coincast.timeseries import hourly_series
+
+    df = simulate_hourly("bitcoin", 24 * 120, seed=2)
+    df["timestamp"] = df["timestamp"].dt.floor("h")
+    y = hourly_series(df)
+    settings = {**SETTINGS.__dict__, "backtest_days": 60, "calibration_days": 14}
+    chosen = backtest(y, [{"kind": "naive"}], BacktestSettings(**settings)).summary
+    plain = backtest(y, [{"kind": "naive"}], BacktestSettings(**{**settings, "scalings": ("unscaled",)})).summary
+    s = chosen["models"]["naive"]["horizons"]["1"]
+    assert abs(s["coverage_80"] - 0.80) <= 0.03 and abs(s["coverage_95"] - 0.95) <= 0.03
+    assert interval_score(chosen, "1") <= interval_score(plain, "1")
