@@ -59,6 +59,7 @@ def select_and_score(windows: list[dict], errors: list[pd.DataFrame], level: flo
             rows.append({
                 "window_end": w["end"], "champion": name, "chosen_on": windows[i - 1]["end"],
                 **{f"{k}_{h}h": m[str(h)].get(k) for h in (1, 24) for k in SCORED},
+                **{f"scaling_share_{h}h": m[str(h)].get("scaling_share") for h in (1, 24)},
                 "in_sample_best": best_model(models, 1),
                 "in_sample_best_rel_mae_1h": models[best_model(models, 1)]["horizons"]["1"]["rel_mae"],
             })
@@ -83,12 +84,16 @@ def run(args: argparse.Namespace) -> dict:
     calibration_days = env["calibration_days"] if args.calibration_days is None else args.calibration_days
     settings = BacktestSettings(backtest_days=args.window_days, calibration_days=calibration_days,
                                 calibration_window_days=env["calibration_window_days"],
-                                horizons=(1, 24), refit_every_hours=env["refit_every_hours"], n_jobs=args.jobs)
+                                horizons=(1, 24), refit_every_hours=env["refit_every_hours"], n_jobs=args.jobs,
+                                scalings=tuple(env["interval_scalings"]), scaling_p_value=env["scaling_p_value"])
     def rel(path: str) -> str:  # record paths relative to the project, never this machine's layout
         return os.path.relpath(Path(path).resolve(), ROOT)
 
     models = every_model(env["models"])
+    if args.kinds:  # a quick run of some models only (naive is always there: the yardstick)
+        models = [m for m in models if m["kind"] in args.kinds.split(",") or m["kind"] == NAIVE]
     result = {"machine": machine(), "settings": {**vars(args), "data_dir": rel(args.data_dir), "out": rel(args.out)},
+              "interval_scalings": list(settings.scalings), "scaling_p_value": settings.scaling_p_value,
               "models": models,
               "series": {}}
     for name in args.series:
@@ -115,6 +120,10 @@ def fmt(x, digits=3) -> str:
     return "–" if x is None else f"{x:.{digits}f}"
 
 
+def shares(share: dict | None) -> str:
+    return "–" if not share else ", ".join(f"{k} {v:.0%}" for k, v in share.items())
+
+
 def markdown(res: dict) -> str:
     m = res["machine"]
     lines = [
@@ -123,6 +132,11 @@ def markdown(res: dict) -> str:
         f"Run {m['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}. "
         f"Windows of {res['settings']['window_days']} days of hourly origins, {res['settings']['history_days']} days "
         "of history each; every rel_mae is MAE / naive MAE on the same origins (< 1 beats naive).",
+        "",
+        f"Models: {', '.join(make_model(mm).name for mm in res['models'])}"
+        + (f" (only the kinds {res['settings']['kinds']}: --kinds)" if res["settings"].get("kinds") else "")
+        + f". Interval scalings: {', '.join(res.get('interval_scalings') or ['rv24'])}, "
+        f"scaling_p_value {res.get('scaling_p_value', '–')}.",
         "",
         "## Out of sample: the champion chosen on the previous window, scored on this one",
         "",
@@ -151,6 +165,15 @@ def markdown(res: dict) -> str:
                                  ("coverage_95_24h", 0.95)):
                 if r[key] is not None and abs(r[key] - nominal) > 0.03:
                     misses.append(f"{s} {r['window_end'][:10]}: {key} {r[key]:.3f} (target {nominal} ± 0.03)")
+    lines += ["", "## Interval scalings the champion's intervals used (share of scored origins)", "",
+              "Chosen per coin, model and horizon among the `interval_scalings` of env.yaml: a scaling replaces "
+              "`unscaled` only when its interval score on the errors known at the origin beats unscaled's with a "
+              "Diebold–Mariano p-value below `scaling_p_value`; re-chosen every refit (24 origins).", "",
+              "| series | window end | 1 h | 24 h |", "|---|---|---|---|"]
+    for s, data in res["series"].items():
+        for r in data["out_of_sample"]:
+            lines.append(f"| {s} | {r['window_end'][:16]} | " + " | ".join(
+                shares(r.get(f"scaling_share_{h}h")) for h in (1, 24)) + " |")
     lines += ["", "## Targets", ""]
     lines += [f"- missed: {x}" for x in misses] or ["- all targets met"]
     lines += ["", "## Every model, every window (rel_mae 1h / 24h, coverage 80 % 1h / 24h)", ""]
@@ -175,6 +198,7 @@ def main(argv=None) -> int:
     p.add_argument("--history-days", type=int, default=90)
     p.add_argument("--calibration-days", type=int, default=None, help="warm-up days per window (default: env.yaml's)")
     p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--kinds", default="", help="only these model kinds (comma-separated; naive is always in)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
     p.add_argument("--tiny", action="store_true", help="1 series, 2 windows of 1 day, 3 warm-up days: proves the "
                    "script runs")

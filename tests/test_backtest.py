@@ -75,14 +75,15 @@ def test_intervals_use_only_errors_known_before_the_origin():
     n = 300
     origin = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
     fc = pd.DataFrame({"origin": origin, "horizon": 1, "target_time": origin + pd.Timedelta(hours=1),
-                       "forecast": 100.0, "scale": 0.01})
+                       "forecast": 100.0, "scale_unscaled": 1.0, "scale_rv24": np.linspace(0.01, 0.02, n)})
     fc["actual"] = 100 * np.exp(rng.normal(0, 0.01, n))
-    base = calibrate(fc, window_hours=1000, min_scores=20)
+    base = calibrate(fc, window_hours=1000, min_scores=20, scalings=("unscaled", "rv24"))
     t = 150
     changed = fc.copy()
     changed.loc[t, "actual"] = 10_000.0  # its target time is origin[t] + 1 h: known only after origin t
-    after = calibrate(changed, window_hours=1000, min_scores=20)
-    pd.testing.assert_series_equal(base.loc[:t, "upper_80"], after.loc[:t, "upper_80"])
+    after = calibrate(changed, window_hours=1000, min_scores=20, scalings=("unscaled", "rv24"))
+    for column in ("upper_80", "scaling"):  # the interval and the scaling chosen for it
+        pd.testing.assert_series_equal(base.loc[:t, column], after.loc[:t, column])
     assert not np.allclose(base.loc[t + 1:, "upper_95"], after.loc[t + 1:, "upper_95"])
 
 
@@ -94,8 +95,8 @@ def test_calibrated_coverage_is_close_to_nominal_on_a_random_walk():
     origin = y.index[:-1]
     fc = pd.DataFrame({"origin": origin, "horizon": 1, "target_time": origin + pd.Timedelta(hours=1),
                        "forecast": y.iloc[:-1].to_numpy(), "actual": y.iloc[1:].to_numpy(),
-                       "scale": realized_vol(y, 24).iloc[:-1].to_numpy()})
-    out = calibrate(fc, window_hours=720, min_scores=100).iloc[800:]
+                       "scale_rv24": realized_vol(y, 24).iloc[:-1].to_numpy()})
+    out = calibrate(fc, window_hours=720, min_scores=100, scalings=("rv24",)).iloc[800:]
     inside80 = ((out["actual"] >= out["lower_80"]) & (out["actual"] <= out["upper_80"])).mean()
     inside95 = ((out["actual"] >= out["lower_95"]) & (out["actual"] <= out["upper_95"])).mean()
     assert abs(inside80 - 0.80) < 0.03 and abs(inside95 - 0.95) < 0.02

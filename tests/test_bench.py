@@ -28,8 +28,10 @@ def test_tiny_accuracy_benchmark(tmp_path):
     for earlier, row in zip(res["series"]["BTCUSDT"]["windows"], rows):
         assert row["chosen_on"] == earlier["end"] and row["window_end"] > row["chosen_on"]
         assert row["rel_mae_1h"] > 0 and row["rel_crps_1h"] > 0 and row["rel_interval_score_95_24h"] > 0
+        assert set(row["scaling_share_1h"]) <= set(res["interval_scalings"])  # the scalings its intervals used
     md = (tmp_path / "accuracy.md").read_text()
     assert "Out of sample" in md and res["machine"]["cores"] >= 1 and "## Targets" in md
+    assert "## Interval scalings the champion's intervals used" in md
 
 
 def test_speed_benchmark_harness(tmp_path):

@@ -213,6 +213,7 @@ def test_promotion_gate(store, served):
     assert float(v1.tags["coverage_80_1h"]) == 0.79 and float(v1.tags["coverage_95_1h"]) == 0.94
     assert float(v1.tags["rel_crps_1h"]) == 0.97 and "rel_interval_score_95_1h" not in v1.tags  # None: no tag
     assert v1.tags["data_through"] == DATA_THROUGH
+    assert json.loads(v1.tags["interval_scaling"]) == {"1": "rv24", "24": "rv24"}  # no scalings: the legacy one
     assert v1.tags["promotion_reason"] == r1["reason"] == v1.description
     assert pd.Timestamp(v1.tags["promoted_at"]).tzinfo is not None
     # the decision and its Diebold-Mariano test are on the version and in registry.json, and the reason names them

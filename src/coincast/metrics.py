@@ -129,7 +129,8 @@ def mean_width(lower, upper) -> float:
 # A "level" is the central coverage of an interval (0.8, 0.95); its alpha is 1 - level. Quantiles are a mapping
 # {tau: values} with tau in (0, 1). Each score is a mean over the rows where every number it needs is finite; a
 # rel_* score is the model's mean over the naive-empirical baseline's on the same rows (< 1 beats it).
-def _interval_scores(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float) -> np.ndarray:
+def interval_scores(a: np.ndarray, lo: np.ndarray, hi: np.ndarray, level: float) -> np.ndarray:
+    """The interval score of each row (see :func:`interval_score`); NaN where a number is missing."""
     alpha = 1.0 - level
     return (hi - lo) + (2 / alpha) * np.maximum(lo - a, 0) + (2 / alpha) * np.maximum(a - hi, 0)
 
@@ -143,13 +144,13 @@ def interval_score(actual, lower, upper, level: float) -> float:
     misses and a wide one that always covers both score badly. Lower is better. Rows with an infinite or
     missing bound are left out (as in :func:`mean_width`)."""
     a, lo, hi = _clean(actual, lower, upper)
-    return float(np.mean(_interval_scores(a, lo, hi, level))) if len(a) else float("nan")
+    return float(np.mean(interval_scores(a, lo, hi, level))) if len(a) else float("nan")
 
 
 def rel_interval_score(actual, lower, upper, base_lower, base_upper, level: float) -> float:
     """:func:`interval_score` / the baseline's on the rows where both intervals are finite: < 1 beats it."""
     a, lo, hi, blo, bhi = _clean(actual, lower, upper, base_lower, base_upper)
-    return _ratio(_interval_scores(a, lo, hi, level), _interval_scores(a, blo, bhi, level))
+    return _ratio(interval_scores(a, lo, hi, level), interval_scores(a, blo, bhi, level))
 
 
 def interval_quantiles(forecast, intervals: dict[float, tuple]) -> dict[float, np.ndarray]:

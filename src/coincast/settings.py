@@ -39,6 +39,14 @@ def _windows(value: list[int]) -> list[int]:
     return value
 
 
+def _scalings(value: list[str]) -> list[str]:
+    from coincast.forecasting.volatility import SCALINGS
+
+    if not value or not all(v in SCALINGS for v in value) or len(set(value)) != len(value):
+        raise ValueError(BAD)
+    return value
+
+
 def _coins(value: list[str]) -> list[str]:
     if not value or not all(c.strip() for c in value) or len(set(value)) != len(value):
         raise ValueError(BAD)
@@ -92,6 +100,9 @@ class Backtest(Group):
     horizons: Hours = Field(description="a non-empty list of distinct positive whole hours, e.g. [1, 24]")
     refit_every_hours: int = Field(ge=1, description="a positive whole number of hours")
     n_jobs: int = Field(ge=1, le=64, description="a whole number of processes, 1 to 64")
+    interval_scalings: Annotated[list[str], AfterValidator(_scalings)] = Field(
+        description="a non-empty list of distinct scalings among unscaled, rv24, har, hod, har_hod, garch")
+    scaling_p_value: float = Field(gt=0, le=1, description="a p-value level above 0 and at most 1 such as 0.05")
 
 
 class Schedule(Group):

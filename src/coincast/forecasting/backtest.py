@@ -20,12 +20,14 @@ import pandas as pd
 
 from coincast import metrics
 from coincast.forecasting.calibration import (
-    LEVELS, calibrate, empirical_intervals, interval_columns, latest_quantiles, level_key, probabilistic_scores,
+    LEVELS, calibrate, empirical_intervals, interval_columns, latest_calibration, level_key, probabilistic_scores,
+    scale_column,
 )
 from coincast.forecasting.models import make_model
 from coincast.processes import pool_context
 from coincast.forecasting.serving import ServedForecaster
-from coincast.timeseries import HOUR, on_hourly_grid, realized_vol
+from coincast.forecasting.volatility import SCALINGS, check_scalings, scales
+from coincast.timeseries import HOUR, on_hourly_grid
 
 logger = logging.getLogger(__name__)
 NAIVE = "naive"
@@ -40,7 +42,8 @@ class BacktestSettings:
     n_jobs: int = 2
     calibration_window_days: float = 30
     min_calibration: int = 48
-    vol_window: int = 24
+    scalings: tuple[str, ...] = tuple(SCALINGS)  # interval scaling candidates, chosen per model and horizon
+    scaling_p_value: float = 0.05  # a scaling replaces "unscaled" only with a Diebold-Mariano p-value below this
 
 
 @dataclass
@@ -164,6 +167,7 @@ def backtest(
 ) -> BacktestResult:
     """Backtest every model in ``specs`` (naive is added if missing) on the hourly price series ``y``."""
     started = time.perf_counter()
+    check_scalings(settings.scalings)
     specs = list(specs)
     if not any(make_model(s).name == NAIVE for s in specs):
         specs.insert(0, {"kind": NAIVE})
@@ -175,16 +179,18 @@ def backtest(
     origins, first_scored = plan_origins(y, settings, max(make_model(s).min_history for s in specs))
     fc, fit_seconds = run_forecasts(y, specs, origins, settings.horizons, settings.refit_every_hours, settings.n_jobs)
 
-    vol = realized_vol(y, settings.vol_window)
     fc["target_time"] = fc["origin"] + fc["horizon"] * HOUR
     fc["actual"] = observed.reindex(fc["target_time"]).to_numpy()
     fc["last"] = y.reindex(fc["origin"]).to_numpy()
-    fc["scale"] = vol.reindex(fc["origin"]).to_numpy()
+    t0 = time.perf_counter()
+    fc = fc.merge(scale_table(y, origins, settings.horizons, settings.scalings), on=["origin", "horizon"])
     window = int(settings.calibration_window_days * 24)
     fc = pd.concat(
-        [calibrate(g, LEVELS, window, settings.min_calibration) for _, g in fc.groupby("model", sort=False)],
+        [calibrate(g, LEVELS, window, settings.min_calibration, settings.scalings, settings.scaling_p_value,
+                   settings.refit_every_hours) for _, g in fc.groupby("model", sort=False)],
         ignore_index=True,
     )
+    calibration_seconds = time.perf_counter() - t0
     fc["scored"] = fc["origin"] >= first_scored
     # the naive-empirical baseline of the probabilistic scores: naive ± its own past errors (known at the origin)
     empirical = empirical_intervals(fc.loc[fc["model"] == NAIVE], LEVELS, window, settings.min_calibration)
@@ -196,6 +202,9 @@ def backtest(
     models: dict[str, Any] = {}
     for spec, name in zip(specs, names):
         models[name] = {"spec": make_model(spec).spec, "fit_seconds": round(fit_seconds.get(name, 0.0), 3), "horizons": {}}
+        _, chosen = latest_calibration(fc.loc[fc["model"] == name], LEVELS, window, settings.min_calibration,
+                                       settings.scalings, settings.scaling_p_value)
+        models[name]["interval_scaling"] = {str(h): c for h, c in chosen.items()}
     baseline: dict[str, Any] = {}  # the naive-empirical baseline's own scores, per horizon
     for h in settings.horizons:
         naive = scored.loc[(scored["model"] == NAIVE) & (scored["horizon"] == h)].set_index("origin")["forecast"]
@@ -204,7 +213,8 @@ def backtest(
         baseline[str(h)] = baseline_scores(base)
         for name in names:
             g = scored.loc[(scored["model"] == name) & (scored["horizon"] == h)]
-            models[name]["horizons"][str(h)] = _score(g, naive, mase_scale, base.set_index("origin"))
+            models[name]["horizons"][str(h)] = {**_score(g, naive, mase_scale, base.set_index("origin")),
+                                                "scaling_share": scaling_share(g)}
     elapsed = time.perf_counter() - started
     summary = {
         "data_through": y.index[-1].isoformat(),
@@ -214,12 +224,29 @@ def backtest(
         "scored_origins": int((origins >= first_scored).sum()),
         "settings": {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(settings).items()},
         "elapsed_seconds": round(elapsed, 2),
+        "calibration_seconds": round(calibration_seconds, 2),
+        "interval_scaling": {name: models[name]["interval_scaling"] for name in names},
         "models": models,
         "naive_empirical": {"horizons": baseline},
         "best_1h": best_model(models, 1),
     }
     logger.info("backtest: %d models x %d origins in %.1f s", len(names), len(origins), elapsed)
     return BacktestResult(fc, summary, settings, elapsed, fit_seconds)
+
+
+def scale_table(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
+                names: Sequence[str]) -> pd.DataFrame:
+    """origin, horizon and one ``scale_<name>`` column per scaling (:func:`coincast.forecasting.volatility.scales`)."""
+    table = scales(y, origins, horizons, names)
+    return pd.concat([pd.DataFrame({"origin": origins, "horizon": int(h),
+                                    **{scale_column(n): table[n][h] for n in names}}) for h in horizons],
+                     ignore_index=True)
+
+
+def scaling_share(g: pd.DataFrame) -> dict[str, float]:
+    """The share of rows ``g`` (scored, with an interval) that used each scaling, largest first."""
+    used = g.loc[g[f"lower_{level_key(LEVELS[0])}"].notna(), "scaling"].value_counts(normalize=True)
+    return {str(k): round(float(v), 3) for k, v in used.items()}
 
 
 def best_model(models: Mapping[str, Any], horizon: int = 1) -> str:
@@ -248,6 +275,7 @@ def served_model(y: pd.Series, result: BacktestResult, name: str) -> ServedForec
     model = make_model(spec).fit(on_hourly_grid(y))
     fc = result.forecasts.loc[result.forecasts["model"] == name]
     window = int(result.settings.calibration_window_days * 24)
-    quantiles = latest_quantiles(fc, LEVELS, window)
-    return ServedForecaster(model, quantiles, result.settings.vol_window,
+    quantiles, chosen = latest_calibration(fc, LEVELS, window, result.settings.min_calibration,
+                                           result.settings.scalings, result.settings.scaling_p_value)
+    return ServedForecaster(model, quantiles, chosen,
                             {"data_through": result.summary["data_through"], "spec": spec})

@@ -1,16 +1,17 @@
-"""Out-of-sample interval calibration: split-conformal on volatility-scaled log errors.
+"""Out-of-sample interval calibration: split-conformal on volatility-scaled log errors, per horizon, with the
+volatility scaling chosen by interval score.
 
-For a forecast made at origin i for horizon h, the *score* is
-``|log(actual / forecast)| / (sigma_i * sqrt(h))`` where ``sigma_i`` is the standard deviation of the
-hourly log returns in the ``vol_window`` hours up to the origin (known at the origin:
-:func:`coincast.timeseries.realized_vol`). The interval at origin t uses only scores whose actual was known
-by t (``origin_i + h <= t``) and that are at most ``window_hours`` old; its half-width is the conformal
-quantile of those scores times ``sigma_t * sqrt(h)``, applied in log space (so intervals are multiplicative
-and never go below zero).
+For a forecast made at origin i for horizon h, the *score* is ``|log(actual / forecast)| / scale_i`` where
+``scale_i`` is a volatility forecast of the h-hour log return made at the origin (a scaling of
+:mod:`coincast.forecasting.volatility`; ``unscaled`` is 1). The interval at origin t uses only scores of the same
+horizon whose actual was known by t (``origin_i + h <= t``) and that are at most ``window_hours`` old; its
+half-width is the conformal quantile of those scores times ``scale_t``, applied in log space (so intervals are
+multiplicative and never go below zero).
 
-Scaling by recent volatility makes the intervals widen in turbulent hours and narrow in calm ones; the
-conformal quantile makes the coverage hold on average. Calibrating on the residuals that are then scored
-would make the coverage look right by construction: here a residual is only used after its target time.
+Every candidate scaling is calibrated this way, and each row takes the one whose intervals had the lowest mean
+interval score (80 % plus 95 %) on the same pool of rows known at its origin: a scaling is used where it has
+earned its place, "unscaled" while too few errors are known. Calibrating or choosing on the residuals that are then
+scored would make the result look right by construction: here a residual is only used after its target time.
 """
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ import numpy as np
 import pandas as pd
 
 from coincast import metrics
+from coincast.forecasting.volatility import DEFAULT
 
 LEVELS = (0.8, 0.95)
 
@@ -38,8 +40,14 @@ def conformal_quantile(scores: np.ndarray, level: float) -> float:
     return float(np.partition(scores, k - 1)[k - 1])
 
 
-def scores(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray, horizon: int) -> np.ndarray:
-    return np.abs(np.log(actual / forecast)) / (scale * math.sqrt(horizon))
+def scores(actual: np.ndarray, forecast: np.ndarray, scale: np.ndarray) -> np.ndarray:
+    """|log(actual / forecast)| / scale: a past error in units of the volatility forecast made at its origin
+    (``scale``: a :mod:`~coincast.forecasting.volatility` scaling of the h-hour log return, √h included)."""
+    return np.abs(np.log(actual / forecast)) / scale
+
+
+def scale_column(name: str) -> str:
+    return f"scale_{name}"
 
 
 def calibrate(
@@ -47,43 +55,110 @@ def calibrate(
     levels: Sequence[float] = LEVELS,
     window_hours: int = 24 * 30,
     min_scores: int = 48,
+    scalings: Sequence[str] = (DEFAULT,),
+    p_value: float = 0.05,
+    every: int = 24,
 ) -> pd.DataFrame:
-    """Add ``lower_<p>``/``upper_<p>`` (and ``q_<p>``) to forecasts of one model.
+    """Add ``lower_<p>``/``upper_<p>`` and ``q_<p>`` to forecasts of one model, with the volatility scaling of
+    each row (``scaling``, ``scale``) chosen among ``scalings`` by :func:`choose_scalings`.
 
-    ``fc`` columns: origin, horizon, target_time, forecast, actual (NaN if unknown), scale.
-    Rows whose calibration set has fewer than ``min_scores`` scores get NaN intervals.
-    """
+    ``fc`` columns: origin, horizon, target_time, forecast, actual (NaN if unknown) and ``scale_<name>`` for each
+    name in ``scalings``. Each candidate is calibrated on its own (the conformal quantile of its past scores,
+    :func:`rolling_quantiles`) and scored (``is_<name>``: the row's interval score, 80 % plus 95 %, once its
+    actual is known); a row takes the candidate :func:`choose_scalings` picks from the rows known at its origin
+    (a Diebold–Mariano edge over "unscaled" at ``p_value``, re-picked every ``every`` origins). Rows whose
+    calibration set has fewer than ``min_scores`` scores get NaN intervals."""
     out = []
     for h, g in fc.groupby("horizon", sort=True):
         g = g.sort_values("origin").copy()
-        known = g["actual"].notna().to_numpy()
-        s = np.full(len(g), np.nan)
-        s[known] = scores(g["actual"].to_numpy()[known], g["forecast"].to_numpy()[known],
-                          g["scale"].to_numpy()[known], int(h))
-        qs = rolling_quantiles(s, g["origin"].to_numpy(), g["target_time"].to_numpy(), levels, window_hours,
-                               min_scores)
-        half = {lv: qs[lv] * g["scale"].to_numpy() * math.sqrt(int(h)) for lv in levels}
-        for lv in levels:
-            key = level_key(lv)
-            g[f"q_{key}"] = qs[lv]
-            g[f"lower_{key}"] = g["forecast"] * np.exp(-half[lv])
-            g[f"upper_{key}"] = g["forecast"] * np.exp(half[lv])
+        origin, target = g["origin"].to_numpy(), g["target_time"].to_numpy()
+        actual, forecast = g["actual"].to_numpy(dtype=float), g["forecast"].to_numpy(dtype=float)
+        known = np.isfinite(actual)
+        candidate = {}
+        for name in scalings:
+            scale = g[scale_column(name)].to_numpy(dtype=float)
+            s = np.full(len(g), np.nan)
+            s[known] = scores(actual[known], forecast[known], scale[known])
+            qs = rolling_quantiles(s, origin, target, levels, window_hours, min_scores)
+            bounds = {lv: (forecast * np.exp(-qs[lv] * scale), forecast * np.exp(qs[lv] * scale)) for lv in levels}
+            g[f"is_{name}"] = sum(metrics.interval_scores(actual, *bounds[lv], lv) for lv in levels)
+            candidate[name] = (qs, bounds, scale)
+        chosen = choose_scalings(g[[f"is_{n}" for n in scalings]].to_numpy(), origin, target, window_hours,
+                                 min_scores, scalings, int(h), p_value, every)
+        g["scaling"] = chosen
+        g["scale"] = np.nan
+        for name, (qs, bounds, scale) in candidate.items():
+            rows = chosen == name
+            g.loc[rows, "scale"] = scale[rows]
+            for lv in levels:
+                key = level_key(lv)
+                g.loc[rows, f"q_{key}"] = qs[lv][rows]
+                g.loc[rows, f"lower_{key}"] = bounds[lv][0][rows]
+                g.loc[rows, f"upper_{key}"] = bounds[lv][1][rows]
         out.append(g)
     return pd.concat(out).sort_values(["origin", "horizon"]).reset_index(drop=True)
+
+
+def pick_scaling(pool: np.ndarray, names: Sequence[str], horizon: int, p_value: float, min_scores: int) -> str:
+    """The scaling for the next origins from ``pool``, the interval scores (rows × ``names``, every one finite) of
+    the rows known now: the one with the lowest mean among those that beat
+    :data:`~coincast.forecasting.volatility.DEFAULT` ("unscaled") by more than noise — a one-sided Diebold–Mariano
+    test at ``horizon`` (HAC over the overlapping h-hour errors) with a p-value below ``p_value`` — else DEFAULT
+    (the first name if DEFAULT is not a candidate); DEFAULT too from fewer than ``min_scores`` rows. A scaling
+    has to earn its place: with errors 24 h apart overlapping, a month holds only ~30 independent 24 h moves,
+    and the best mean alone would follow noise."""
+    names = list(names)
+    base = names.index(DEFAULT) if DEFAULT in names else 0
+    if len(pool) < max(min_scores, horizon + 1):
+        return names[base]
+    means = pool.mean(axis=0)
+    for j in np.argsort(means, kind="stable"):
+        if means[j] >= means[base]:
+            break
+        if metrics.diebold_mariano(pool[:, j], pool[:, base], horizon).p_value < p_value:
+            return names[j]
+    return names[base]
+
+
+def choose_scalings(
+    interval_scores: np.ndarray, origin: np.ndarray, target: np.ndarray, window_hours: int, min_scores: int,
+    names: Sequence[str], horizon: int, p_value: float, every: int,
+) -> np.ndarray:
+    """Per origin (rows of one horizon, by origin): the scaling :func:`pick_scaling` picks from the rows known at
+    the origin and at most ``window_hours`` old (the pool of :func:`pools`) where every candidate has a score
+    (``interval_scores``: rows × ``names``, NaN until the actual is known or while a candidate has no interval).
+    The pick is made every ``every`` origins and held in between, as a served model holds its own until the
+    next training."""
+    first, known = pools(origin, target, window_hours)
+    valid = np.isfinite(interval_scores).all(axis=1)
+    out = np.empty(len(origin), dtype=object)
+    for i in range(len(origin)):
+        if i % max(1, int(every)) == 0:
+            rows = slice(first[i], known[i])
+            pick = pick_scaling(interval_scores[rows][valid[rows]], names, horizon, p_value, min_scores)
+        out[i] = pick
+    return out
+
+
+def pools(origin: np.ndarray, target: np.ndarray, window_hours: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per origin t (rows of one horizon, in origin order with their targets in the same order): the rows
+    ``[first, known)`` whose actual is known by t (``target <= t``) and whose origin is at most ``window_hours``
+    before t. With origins and targets both in order, that pool is one slice."""
+    origin, target = pd.DatetimeIndex(origin).asi8, pd.DatetimeIndex(target).asi8  # ns since the epoch (UTC)
+    if np.any(np.diff(origin) < 0) or np.any(np.diff(target) < 0):
+        raise ValueError("rolling_quantiles needs rows in origin order with their targets in the same order")
+    first = np.searchsorted(origin, origin - int(window_hours) * 3_600_000_000_000, side="left")
+    known = np.searchsorted(target, origin, side="right")  # rows [0, known) have their actual by t
+    return first, np.maximum(known, first)
 
 
 def rolling_quantiles(
     s: np.ndarray, origin: np.ndarray, target: np.ndarray, levels: Sequence[float], window_hours: int,
     min_scores: int,
 ) -> dict[float, np.ndarray]:
-    """Per origin t (rows of one horizon, by origin): the conformal quantile at each level of the scores ``s``
-    known by t (``target <= t``, not NaN) and at most ``window_hours`` old (``origin >= t - window``); NaN with
-    fewer than ``min_scores`` of them. With origins and targets both in order, that pool is one slice."""
-    origin, target = pd.DatetimeIndex(origin).asi8, pd.DatetimeIndex(target).asi8  # ns since the epoch (UTC)
-    if np.any(np.diff(origin) < 0) or np.any(np.diff(target) < 0):
-        raise ValueError("rolling_quantiles needs rows in origin order with their targets in the same order")
-    first = np.searchsorted(origin, origin - int(window_hours) * 3_600_000_000_000, side="left")
-    known = np.searchsorted(target, origin, side="right")  # rows [0, known) have their actual by t
+    """Per origin t: the conformal quantile at each level of the scores ``s`` (not NaN) of the pool of
+    :func:`pools`; NaN with fewer than ``min_scores`` of them."""
+    first, known = pools(origin, target, window_hours)
     qs = {lv: np.full(len(s), np.nan) for lv in levels}
     for i in range(len(s)):
         pool = s[first[i]: known[i]]
@@ -124,25 +199,22 @@ def empirical_intervals(
     return pd.concat(out[1:] or out).sort_values(["origin", "horizon"]).reset_index(drop=True)
 
 
-def latest_quantiles(
-    fc: pd.DataFrame, levels: Iterable[float] = LEVELS, window_hours: int = 24 * 30
-) -> dict[int, dict[str, float]]:
-    """Quantiles for forecasting *now*: all known scores of the last ``window_hours``, per horizon."""
-    out: dict[int, dict[str, float]] = {}
+def latest_calibration(
+    fc: pd.DataFrame, levels: Iterable[float] = LEVELS, window_hours: int = 24 * 30, min_scores: int = 48,
+    scalings: Sequence[str] = (DEFAULT,), p_value: float = 0.05,
+) -> tuple[dict[int, dict[str, float]], dict[int, str]]:
+    """For forecasting *now* from a model's calibrated backtest rows (:func:`calibrate`): per horizon, the
+    scaling :func:`pick_scaling` picks from the known rows of the last ``window_hours`` (their ``is_<name>``)
+    and the conformal quantiles of its scores there. Returns ({h: {level key: q}}, {h: scaling})."""
+    quantiles: dict[int, dict[str, float]] = {}
+    chosen: dict[int, str] = {}
     for h, g in fc.dropna(subset=["actual"]).groupby("horizon"):
         g = g.loc[g["origin"] >= g["origin"].max() - pd.Timedelta(hours=window_hours)]
-        s = scores(g["actual"].to_numpy(), g["forecast"].to_numpy(), g["scale"].to_numpy(), int(h))
-        out[int(h)] = {level_key(lv): conformal_quantile(s, lv) for lv in levels}
-    return out
-
-
-def quantile_for(quantiles: dict[int, dict[str, float]], horizon: int, key: str) -> float:
-    """Quantile for any horizon: exact when calibrated, else linear in horizon between calibrated ones
-    (scores are already normalised by sqrt(h), so they vary slowly with h)."""
-    hs = sorted(quantiles)
-    if horizon in quantiles:
-        return quantiles[horizon][key]
-    return float(np.interp(horizon, hs, [quantiles[h][key] for h in hs]))
+        table = g[[f"is_{n}" for n in scalings]].to_numpy(dtype=float)
+        chosen[int(h)] = pick_scaling(table[np.isfinite(table).all(axis=1)], scalings, int(h), p_value, min_scores)
+        s = scores(g["actual"].to_numpy(), g["forecast"].to_numpy(), g[scale_column(chosen[int(h)])].to_numpy())
+        quantiles[int(h)] = {level_key(lv): conformal_quantile(s, lv) for lv in levels}
+    return quantiles, chosen
 
 
 # --- scoring intervals against the naive-empirical baseline -------------------------------------------------

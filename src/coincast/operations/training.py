@@ -75,11 +75,13 @@ def trained_elsewhere(champion: Mapping[str, Any] | None, meta: Mapping[str, Any
 
 
 def backtest_settings(*, backtest_days: float, calibration_days: float, calibration_window_days: float,
-                      horizons: Sequence[int], refit_every_hours: int, n_jobs: int) -> BacktestSettings:
+                      horizons: Sequence[int], refit_every_hours: int, n_jobs: int,
+                      interval_scalings: Sequence[str], scaling_p_value: float) -> BacktestSettings:
     """The walk-forward settings from the train task's ``backtest`` group (env.yaml keys of the same names)."""
     return BacktestSettings(backtest_days=backtest_days, calibration_days=calibration_days,
                             calibration_window_days=calibration_window_days, horizons=tuple(int(h) for h in horizons),
-                            refit_every_hours=refit_every_hours, n_jobs=n_jobs)
+                            refit_every_hours=refit_every_hours, n_jobs=n_jobs,
+                            scalings=tuple(interval_scalings), scaling_p_value=scaling_p_value)
 
 
 def run_artifacts(product: Mapping[str, Any], upstream: Mapping[str, Mapping[str, Any]]) -> list[str]:
@@ -113,7 +115,8 @@ def train(
     result = backtest(y, models, settings)
     report = backtest_report(result, meta)
     save_backtest(result, report, product, meta["coin"])
-    params = {"models": models, **report["settings"], "coin": meta["coin"], "source": meta["source"]}
+    params = {"models": models, **report["settings"], "coin": meta["coin"], "source": meta["source"],
+              "interval_scaling": report["interval_scaling"]}
     promotion = register_champion(meta["coin"], y, result, report, project_root, params,
                                   run_artifacts(product, upstream), promotion_p_value)
     registry_json = {**promotion, "trained": dict(decision)}
@@ -147,13 +150,14 @@ def save_backtest(result: BacktestResult, report: Mapping[str, Any], paths: Mapp
 
 def summary_table(report: Mapping[str, Any]) -> pd.DataFrame:
     """Models x horizons: rel_mae (vs naive on the same origins), coverage, width, rel_interval_score_80 and
-    rel_crps (vs the naive-empirical baseline), n."""
+    rel_crps (vs the naive-empirical baseline), n, and the interval scaling serving uses."""
     rows = []
     for name, m in report["models"].items():
         for h, s in m["horizons"].items():
             rows.append({"model": name, "horizon_h": int(h), **{k: s.get(k) for k in
                          ("rel_mae", "mae", "mase", "directional_accuracy", "coverage_80", "coverage_95",
-                          "width_80", "rel_interval_score_80", "rel_crps", "n")}})
+                          "width_80", "rel_interval_score_80", "rel_crps", "n")},
+                         "interval_scaling": (m.get("interval_scaling") or {}).get(h)})
     return pd.DataFrame(rows).sort_values(["horizon_h", "rel_mae"]).set_index(["horizon_h", "model"])
 
 

@@ -57,7 +57,7 @@ def model_signature() -> ModelSignature:
 
 def input_example(served: ServedForecaster, end: Any = None) -> pd.DataFrame:
     """A small history the model can forecast from (ISO timestamps, JSON friendly)."""
-    n = max(int(served.model.min_history), served.vol_window + 1, 25) + 1
+    n = max(int(served.model.min_history), 7 * 24 + 1, 25) + 1  # a week: enough for every volatility scaling
     end_ts = to_utc(end if end is not None else "2024-01-01T00:00Z").floor("h")
     ts = pd.date_range(end=end_ts, periods=n, freq="h")
     i = np.arange(n)

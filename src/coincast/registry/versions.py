@@ -67,6 +67,8 @@ def version_tags(coin: str, model_name: str, served: ServedForecaster, backtest:
         "model_name": model_name,
         "spec": tracking.truncate(json.dumps(spec, sort_keys=True, default=str)),
         "run_id": run_id,
+        # the volatility scaling of its intervals per calibrated horizon (what serving uses)
+        "interval_scaling": json.dumps({str(h): n for h, n in sorted(served.scaling_for().items())}),
     }
     for key, h, name in VERSION_SCORES:
         value = metric(entry, h, name)

@@ -1,0 +1,182 @@
+"""Volatility scalings for the calibrated intervals: candidates for the spread of the h-hour log return.
+
+Each scaling is a pure function ``(y, origins, horizons) -> {h: array}``: for every origin of the hourly price
+series ``y`` and every horizon h, a forecast of the standard deviation of ``log(y[origin + h] / y[origin])`` made
+from the prices up to the origin only (no look-ahead). Calibration divides each past error by it and takes a
+conformal quantile per horizon (:mod:`coincast.forecasting.calibration`), so only its shape over origins
+matters, not its level: a scaling earns its place when it makes the intervals sharper at the same coverage.
+
+- ``unscaled``: 1 — the naive-empirical baseline's shape (split-conformal on raw log errors);
+- ``rv24``: the realized volatility of the last 24 h × √h (what coincast used before the choice existed);
+- ``har``: a HAR-style equal mix of the 24 h and 7 d realized variances, × √h;
+- ``hod``: the hour-of-day pattern: each hour of the day's mean squared return over the last 28 days, summed
+  over the h hours ahead (crypto volatility is strongly periodic within the day);
+- ``har_hod``: the ``har`` level shaped by the hour-of-day pattern of the hours ahead;
+- ``garch``: GARCH(1,1) with Student-t shocks (``arch``), refitted every ``refit_every`` origins on the last
+  ``fit_hours`` returns and run forward with those parameters in between; its h-step variance forecast summed.
+
+Which one an interval uses is chosen per coin, model and horizon by interval score on errors known at the origin
+(:func:`coincast.forecasting.calibration.calibrate`).
+"""
+from __future__ import annotations
+
+import math
+import warnings
+from typing import Callable, Sequence
+
+import numpy as np
+import pandas as pd
+from scipy.signal import lfilter
+
+from coincast.timeseries import log_returns, realized_vol
+
+Scaling = Callable[[pd.Series, pd.DatetimeIndex, Sequence[int]], dict[int, np.ndarray]]
+#: the scaling calibration falls back to while too few errors are known to choose one
+DEFAULT = "unscaled"
+#: the scaling of served models pickled before the choice existed (their quantiles were calibrated with it)
+LEGACY = "rv24"
+HOD_DAYS = 28
+GARCH_FIT_HOURS = 24 * 60
+GARCH_REFIT_EVERY = 24
+GARCH_MIN_RETURNS = 168
+
+
+def _positions(y: pd.Series, origins: pd.DatetimeIndex) -> np.ndarray:
+    pos = y.index.get_indexer(origins)
+    if np.any(pos < 0):
+        raise ValueError("every origin must be an hour of the series")
+    return pos
+
+
+def _times_sqrt_h(sigma: np.ndarray, horizons: Sequence[int]) -> dict[int, np.ndarray]:
+    return {int(h): sigma * math.sqrt(int(h)) for h in horizons}
+
+
+def unscaled(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int]) -> dict[int, np.ndarray]:
+    _positions(y, origins)
+    return {int(h): np.ones(len(origins)) for h in horizons}
+
+
+def rv24(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int]) -> dict[int, np.ndarray]:
+    return _times_sqrt_h(realized_vol(y, 24).to_numpy()[_positions(y, origins)], horizons)
+
+
+def _har_sigma(y: pd.Series) -> np.ndarray:
+    return np.sqrt((realized_vol(y, 24).to_numpy() ** 2 + realized_vol(y, 168).to_numpy() ** 2) / 2)
+
+
+def har(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int]) -> dict[int, np.ndarray]:
+    return _times_sqrt_h(_har_sigma(y)[_positions(y, origins)], horizons)
+
+
+def hour_profile(y: pd.Series, days: int = HOD_DAYS) -> np.ndarray:
+    """(hours of y) × 24: at each hour t, column d is the mean squared log return of hour-of-day d over its last
+    ``days`` occurrences up to t (an hour not seen yet takes the mean squared return so far)."""
+    r2 = log_returns(y) ** 2
+    hour = y.index.hour.to_numpy()
+    latest = r2.groupby(hour).transform(lambda s: s.rolling(days, min_periods=1).mean()).to_numpy()
+    table = np.full((len(y), 24), np.nan)
+    table[np.arange(len(y)), hour] = latest
+    table = pd.DataFrame(table).ffill().to_numpy()
+    overall = r2.expanding(min_periods=1).mean().to_numpy()
+    return np.where(np.isnan(table), overall[:, None], table)
+
+
+def _hours_ahead(y: pd.Series, pos: np.ndarray, h: int) -> np.ndarray:
+    return (y.index.hour.to_numpy()[pos][:, None] + np.arange(1, h + 1)) % 24
+
+
+def hod(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int]) -> dict[int, np.ndarray]:
+    pos, table = _positions(y, origins), hour_profile(y)
+    return {int(h): np.sqrt(np.take_along_axis(table[pos], _hours_ahead(y, pos, int(h)), axis=1).sum(axis=1))
+            for h in horizons}
+
+
+def har_hod(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int]) -> dict[int, np.ndarray]:
+    pos, table = _positions(y, origins), hour_profile(y)
+    shape = table[pos] / np.maximum(table[pos].mean(axis=1, keepdims=True), 1e-300)  # mean 1 over the day
+    level = _har_sigma(y)[pos]
+    return {int(h): level * np.sqrt(np.take_along_axis(shape, _hours_ahead(y, pos, int(h)), axis=1).sum(axis=1))
+            for h in horizons}
+
+
+# -- GARCH(1,1)-t ------------------------------------------------------------------------------------------
+def fit_garch(returns: np.ndarray, start: np.ndarray | None = None) -> tuple[float, float, float]:
+    """(omega, alpha, beta) of a zero-mean GARCH(1,1) with standardized Student-t shocks fitted to ``returns``
+    (any unit); a constant variance (alpha = beta = 0) from fewer than :data:`GARCH_MIN_RETURNS` of them or
+    when the fit fails."""
+    r = returns[np.isfinite(returns)]
+    if len(r) < GARCH_MIN_RETURNS:
+        return float(np.mean(r ** 2)) if len(r) else 1.0, 0.0, 0.0
+    from arch import arch_model  # ~0.3 s to import: only when the scaling is asked for
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            res = arch_model(r, mean="Zero", vol="GARCH", p=1, q=1, dist="t", rescale=False).fit(
+                disp="off", show_warning=False, starting_values=start)
+            omega, alpha, beta = (float(res.params[k]) for k in ("omega", "alpha[1]", "beta[1]"))
+        except (ValueError, np.linalg.LinAlgError):
+            return float(np.mean(r ** 2)), 0.0, 0.0
+    if not all(map(math.isfinite, (omega, alpha, beta))) or omega <= 0:
+        return float(np.mean(r ** 2)), 0.0, 0.0
+    return omega, alpha, beta
+
+
+def garch_next_variance(returns: np.ndarray, omega: float, alpha: float, beta: float, start: float) -> np.ndarray:
+    """sigma²_{t+1} = omega + alpha r_t² + beta sigma²_t after each return, from sigma² = ``start`` before the first."""
+    r2 = np.nan_to_num(returns) ** 2
+    out, _ = lfilter([1.0], [1.0, -beta], omega + alpha * r2, zi=[beta * start])
+    return out
+
+
+def garch_horizon_variance(next_var: np.ndarray, omega: float, alpha: float, beta: float, h: int) -> np.ndarray:
+    """The variance of the sum of the next h returns: sum over k of E sigma²_{t+k} (mean-reverting)."""
+    phi = alpha + beta
+    if phi >= 1.0 or phi <= 0.0:
+        return next_var * h
+    long_run = omega / (1 - phi)
+    return h * long_run + (next_var - long_run) * (1 - phi ** h) / (1 - phi)
+
+
+def garch(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
+          refit_every: int = GARCH_REFIT_EVERY, fit_hours: int = GARCH_FIT_HOURS) -> dict[int, np.ndarray]:
+    pos = _positions(y, origins)
+    r = log_returns(y).to_numpy() * 100  # percent: arch's optimizer is happiest near unit variance
+    out = {int(h): np.full(len(pos), np.nan) for h in horizons}
+    params = None
+    for a in range(0, len(pos), refit_every):
+        block = pos[a: a + refit_every]
+        lo = max(1, block[0] + 1 - fit_hours)
+        omega, alpha, beta = fit_garch(r[lo: block[0] + 1], None if params is None or params[1] + params[2] == 0
+                                       else np.array([params[0], params[1], params[2], 8.0]))
+        params = (omega, alpha, beta)
+        start = float(np.nanmean(r[lo: block[0] + 1] ** 2))  # the fit window's mean square: known at the refit
+        next_var = garch_next_variance(r[lo: block[-1] + 1], omega, alpha, beta, start)[block - lo]
+        for h in out:
+            out[h][a: a + len(block)] = np.sqrt(garch_horizon_variance(next_var, omega, alpha, beta, h)) / 100
+    return out
+
+
+SCALINGS: dict[str, Scaling] = {"unscaled": unscaled, "rv24": rv24, "har": har, "hod": hod, "har_hod": har_hod,
+                                "garch": garch}
+
+
+def check_scalings(names: Sequence[str]) -> tuple[str, ...]:
+    """``names`` if each is a known scaling and the list is not empty, else a one-line ValueError."""
+    unknown = [n for n in names if n not in SCALINGS]
+    if unknown or not names:
+        raise ValueError(f"interval scalings must be some of {', '.join(SCALINGS)}, got {list(names)}")
+    return tuple(names)
+
+
+def scales(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
+           names: Sequence[str] = tuple(SCALINGS)) -> dict[str, dict[int, np.ndarray]]:
+    """Every scaling in ``names`` at every origin and horizon: ``{name: {h: array over origins}}``."""
+    return {name: SCALINGS[name](y, origins, horizons) for name in check_scalings(names)}
+
+
+def scale_now(y: pd.Series, horizons: Sequence[int], name: str) -> dict[int, float]:
+    """One scaling at the last hour of ``y`` (what serving multiplies the calibrated quantile by)."""
+    got = SCALINGS[check_scalings([name])[0]](y, y.index[-1:], horizons)
+    return {h: float(v[0]) for h, v in got.items()}

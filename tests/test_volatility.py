@@ -1,0 +1,210 @@
+"""Volatility scalings of the intervals: each on synthetic data with a known volatility, no look-ahead, the choice
+by interval score (it must beat "unscaled" where volatility clusters and not lose to it on i.i.d. noise), and serving
+with the chosen scaling per horizon (old pickles included)."""
+from __future__ import annotations
+
+import math
+import pickle
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from coincast.forecasting import volatility
+from coincast.forecasting.backtest import BacktestSettings, backtest, served_model
+from coincast.forecasting.models import make_model
+from coincast.forecasting.serving import ServedForecaster, half_widths
+from coincast.timeseries import log_returns, realized_vol
+
+HOURS = 24 * 75
+INDEX = pd.date_range("2024-01-01", periods=HOURS, freq="h", tz="UTC")
+
+
+def garch_path(seed: int = 0, alpha: float = 0.12, beta: float = 0.86, vol: float = 0.006) -> tuple[pd.Series, np.ndarray]:
+    """A price series whose hourly log returns are GARCH(1,1) with Student-t(5) shocks, and the true sigma of the
+    return of each hour (known the hour before)."""
+    rng = np.random.default_rng(seed)
+    z = rng.standard_t(5, HOURS) / math.sqrt(5 / 3)
+    omega = vol ** 2 * (1 - alpha - beta)
+    r, sigma = np.empty(HOURS), np.empty(HOURS)
+    s2, prev = vol ** 2, 0.0
+    for t in range(HOURS):
+        s2 = omega + alpha * prev ** 2 + beta * s2
+        sigma[t], prev = math.sqrt(s2), math.sqrt(s2) * z[t]
+        r[t] = prev
+    return pd.Series(100 * np.exp(np.cumsum(r)), index=INDEX), sigma
+
+
+def iid_path(seed: int = 1, vol: float = 0.006) -> pd.Series:
+    rng = np.random.default_rng(seed)
+    return pd.Series(100 * np.exp(np.cumsum(rng.normal(0, vol, HOURS))), index=INDEX)
+
+
+def hour_of_day_path(seed: int = 2) -> tuple[pd.Series, np.ndarray]:
+    """i.i.d. normal returns whose sigma depends on the hour of the day only (3× at 15:00 as at 03:00)."""
+    hour = INDEX.hour.to_numpy()
+    sigma = 0.004 * (1 + np.exp(-0.5 * ((hour - 15) / 3.0) ** 2) * 2)
+    rng = np.random.default_rng(seed)
+    return pd.Series(100 * np.exp(np.cumsum(rng.normal(0, 1, HOURS) * sigma)), index=INDEX), sigma
+
+
+@pytest.mark.parametrize("name", list(volatility.SCALINGS))
+def test_each_scaling_is_positive_and_uses_no_price_after_the_origin(name):
+    y, _ = garch_path()
+    origins = y.index[200:300]
+    got = volatility.SCALINGS[name](y, origins, (1, 24))
+    assert set(got) == {1, 24} and all(len(v) == len(origins) and (v > 0).all() for v in got.values())
+    t = origins[48]  # a GARCH refit point (every 24 origins)
+    poisoned = y.copy()
+    poisoned[poisoned.index > t] *= np.exp(np.linspace(0, 3, (poisoned.index > t).sum()))
+    again = volatility.SCALINGS[name](poisoned, origins, (1, 24))
+    for h in (1, 24):
+        np.testing.assert_array_equal(got[h][:49], again[h][:49])
+    # serving computes it at the last hour (GARCH refits there, without the backtest's warm start: optimizer noise)
+    assert volatility.scale_now(y.loc[:t], (1, 24), name) == pytest.approx({h: got[h][48] for h in (1, 24)}, rel=1e-3)
+
+
+@pytest.mark.parametrize("name", ["rv24", "har", "har_hod", "garch"])
+def test_level_scalings_track_a_known_garch_volatility(name):
+    """On GARCH returns the 1 h scale follows the true sigma of the next hour (none cannot: it is constant)."""
+    y, sigma = garch_path()
+    origins = y.index[400:-1]
+    scale = volatility.SCALINGS[name](y, origins, (1,))[1]
+    truth = sigma[400 + 1:]  # the return of the hour after each origin
+    assert np.corrcoef(scale, truth)[0, 1] > (0.85 if name == "garch" else 0.6)
+
+
+def test_garch_recovers_the_parameters_of_a_simulated_series():
+    y, _ = garch_path(seed=3)
+    r = log_returns(y).to_numpy()[1:] * 100
+    omega, alpha, beta = volatility.fit_garch(r)
+    assert alpha == pytest.approx(0.12, abs=0.05) and beta == pytest.approx(0.86, abs=0.06)
+    assert omega / (1 - alpha - beta) == pytest.approx(np.mean(r ** 2), rel=0.5)  # near-unit persistence: loose
+    assert volatility.fit_garch(np.ones(10)) == (1.0, 0.0, 0.0)  # too few returns: a constant variance
+
+
+def test_hour_of_day_scaling_recovers_the_daily_pattern():
+    y, sigma = hour_of_day_path()
+    origins = y.index[-48:-24]
+    one = volatility.hod(y, origins, (1, 24))
+    ratio = one[1] / sigma[np.arange(len(y))[-47:-23]]  # scale over the true sigma of the next hour
+    assert ratio.std() / ratio.mean() < 0.15  # the same up to a constant: the pattern is the truth's
+    assert one[24].std() / one[24].mean() < 0.02  # a whole day ahead covers every hour once: flat
+    assert volatility.har_hod(y, origins, (1,))[1].argmax() == one[1].argmax()
+
+
+def test_unknown_scaling_is_a_one_line_error():
+    with pytest.raises(ValueError, match="interval scalings must be some of unscaled, rv24"):
+        volatility.check_scalings(["unscaled", "ewma"])
+    with pytest.raises(ValueError, match="interval scalings"):
+        backtest(iid_path(), [{"kind": "naive"}], BacktestSettings(scalings=()))
+
+
+SETTINGS = BacktestSettings(backtest_days=30, calibration_days=14, horizons=(1, 24), n_jobs=1)
+
+
+def naive_backtest(y: pd.Series, scalings: tuple[str, ...]) -> dict:
+    bt = backtest(y, [{"kind": "naive"}], BacktestSettings(**{**SETTINGS.__dict__, "scalings": scalings}))
+    return bt.summary
+
+
+def interval_score(summary: dict, h: str) -> float:
+    s = summary["models"]["naive"]["horizons"][h]
+    return s["interval_score_80"] + s["interval_score_95"]
+
+
+def test_on_clustered_volatility_the_choice_beats_no_scaling():
+    y, _ = garch_path(seed=4)
+    chosen, plain = naive_backtest(y, tuple(volatility.SCALINGS)), naive_backtest(y, ("unscaled",))
+    assert interval_score(chosen, "1") < 0.95 * interval_score(plain, "1")
+    assert chosen["models"]["naive"]["horizons"]["1"]["scaling_share"].get("unscaled", 0) < 0.2
+    assert chosen["interval_scaling"]["naive"]["1"] != "unscaled"
+    for h in ("1", "24"):  # and the chosen intervals stay calibrated per horizon
+        s = chosen["models"]["naive"]["horizons"][h]
+        assert abs(s["coverage_80"] - 0.8) <= 0.03 + (0.05 if h == "24" else 0)
+        assert abs(s["coverage_95"] - 0.95) <= 0.03
+
+
+def test_on_iid_noise_no_scaling_is_chosen_or_ties():
+    y = iid_path()
+    chosen, plain = naive_backtest(y, tuple(volatility.SCALINGS)), naive_backtest(y, ("unscaled",))
+    for h in ("1", "24"):
+        assert interval_score(chosen, h) <= 1.02 * interval_score(plain, h)
+
+
+def test_the_backtest_records_the_choice_and_serving_uses_it():
+    y, _ = garch_path(seed=5)
+    bt = backtest(y, [{"kind": "naive"}, {"kind": "drift", "window": 168}],
+                  BacktestSettings(**{**SETTINGS.__dict__, "backtest_days": 10, "calibration_days": 7}))
+    rec = bt.summary["interval_scaling"]
+    assert set(rec) == set(bt.summary["models"]) and len(rec) == 2
+    assert all(set(v) == {"1", "24"} and set(v.values()) <= set(volatility.SCALINGS) for v in rec.values())
+    assert bt.summary["settings"]["scalings"] == list(volatility.SCALINGS)
+    from coincast.operations.training import summary_table  # what 05_train shows
+
+    table = summary_table(bt.summary)
+    assert table.loc[(24, "naive"), "interval_scaling"] == rec["naive"]["24"]
+    served = served_model(y, bt, "naive")
+    assert served.scalings == {int(h): c for h, c in rec["naive"].items()}
+    hist = pd.DataFrame({"timestamp": y.index, "price": y.to_numpy()})
+    fc = served.forecast(hist, (1, 24))
+    scale = {h: volatility.scale_now(y, [h], served.scalings[h])[h] for h in (1, 24)}
+    for i, h in enumerate((1, 24)):
+        half = served.quantiles[h]["80"] * scale[h]
+        assert fc["upper_80"].iloc[i] == pytest.approx(y.iloc[-1] * math.exp(half))
+
+
+def test_half_widths_interpolate_across_horizons_with_different_scalings():
+    got = half_widths({1: 0.01, 24: 0.024}, [1, 4, 24, 30])
+    assert got[0] == 0.01 and got[2] == 0.024
+    per_root = np.interp(4, [1, 24], [0.01, 0.024 / math.sqrt(24)])
+    assert got[1] == pytest.approx(per_root * 2) and got[3] == pytest.approx(0.024 / math.sqrt(24) * math.sqrt(30))
+
+
+def test_a_served_model_pickled_before_the_choice_keeps_its_rv24_intervals():
+    y = iid_path()
+    quantiles = {1: {"80": 1.2, "95": 2.0}, 24: {"80": 1.4, "95": 2.4}}
+    served = ServedForecaster(make_model({"kind": "naive"}), quantiles)
+    state = {k: v for k, v in served.__dict__.items() if k != "scalings"} | {"vol_window": 24}
+    old = pickle.loads(pickle.dumps(served))
+    old.__dict__.clear()
+    old.__dict__.update(state)  # what an old pickle restores: no scalings attribute, a vol_window
+    fc = old.forecast(pd.DataFrame({"timestamp": y.index, "price": y.to_numpy()}), (1, 12, 24))
+    sigma = float(realized_vol(y, 24).iloc[-1])
+    q80_12 = np.interp(12, [1, 24], [1.2, 1.4])  # what quantile_for interpolated before
+    expected = [1.2 * sigma, q80_12 * sigma * math.sqrt(12), 1.4 * sigma * math.sqrt(24)]
+    np.testing.assert_allclose(np.log(fc["upper_80"] / fc["forecast"]), expected, rtol=1e-9)
+
+
+def test_a_scaling_replaces_none_only_with_an_edge_beyond_noise():
+    from coincast.forecasting.calibration import pick_scaling
+
+    rng = np.random.default_rng(7)
+    none = rng.gamma(2.0, 1.0, 500)
+    noisy = none * rng.normal(1.0, 0.3, 500)  # no edge on average, noisy row by row
+    tiny = noisy * 0.995  # 0.5 % better in mean: within noise
+    real = none * rng.normal(0.9, 0.05, 500)  # 10 % better, consistently
+    names = ["unscaled", "har", "garch"]
+    assert pick_scaling(np.column_stack([none, tiny, noisy]), names, 1, 0.05, 48) == "unscaled"
+    assert pick_scaling(np.column_stack([none, tiny, real]), names, 1, 0.05, 48) == "garch"
+    assert pick_scaling(np.column_stack([none, tiny, real])[:40], names, 1, 0.05, 48) == "unscaled"  # too few rows
+    assert pick_scaling(np.column_stack([none, tiny, noisy]), names, 1, 1.0, 48) == "har"  # p 1: the best mean
+
+
+@pytest.mark.slow
+def test_on_the_built_in_garch_simulator_1h_intervals_hold_coverage_and_beat_unscaled():
+    """The simulator's GARCH(1,1)-t(4) series, 60 scored days: at 1 h the chosen intervals cover within ±3 points
+    and score at least as well as unscaled ones. (At 24 h its 95 % coverage ran 92.0–92.9 % over three seeds: at
+    the edge of ±3 points, not reliably inside; docs/forecasting.md.)"""
+    from coincast.data.sources.simulated import simulate_hourly
+    from coincast.timeseries import hourly_series
+
+    df = simulate_hourly("bitcoin", 24 * 120, seed=2)
+    df["timestamp"] = df["timestamp"].dt.floor("h")
+    y = hourly_series(df)
+    settings = {**SETTINGS.__dict__, "backtest_days": 60, "calibration_days": 14}
+    chosen = backtest(y, [{"kind": "naive"}], BacktestSettings(**settings)).summary
+    plain = backtest(y, [{"kind": "naive"}], BacktestSettings(**{**settings, "scalings": ("unscaled",)})).summary
+    s = chosen["models"]["naive"]["horizons"]["1"]
+    assert abs(s["coverage_80"] - 0.80) <= 0.03 and abs(s["coverage_95"] - 0.95) <= 0.03
+    assert interval_score(chosen, "1") <= interval_score(plain, "1")
