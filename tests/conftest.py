@@ -48,6 +48,15 @@ def hourly_frame(hours: int = 200, start: str = "2024-01-01T00:00Z", seed: int =
     return pd.DataFrame({"timestamp": ts, "price": price, "volume": volume, "market_cap": price * 1e6})
 
 
+def simulated_frame(coin: str = "bitcoin", hours: int = 24 * 20, seed: int = 11) -> pd.DataFrame:
+    """The simulator's hourly rows for ``coin``, timestamps on the hour: a model test's series (``hourly_series``)."""
+    from coincast.data.sources.simulated import simulate_hourly
+
+    df = simulate_hourly(coin, hours, seed=seed)
+    df["timestamp"] = df["timestamp"].dt.floor("h")
+    return df
+
+
 @pytest.fixture
 def frame() -> pd.DataFrame:
     return hourly_frame()

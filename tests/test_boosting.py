@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from coincast.data.features import price_features
-from coincast.data.sources.simulated import simulate_hourly
 from coincast.forecasting.backtest import BacktestSettings, backtest, plan_origins, run_forecasts, served_model
 from coincast.forecasting.models import make_model
 from coincast.timeseries import hourly_series
+from conftest import simulated_frame
 
 SPEC = {"kind": "lightgbm", "window_days": 7, "n_estimators": 40}
 SMALL = BacktestSettings(backtest_days=2, calibration_days=1, horizons=(1, 24), refit_every_hours=24, n_jobs=1,
@@ -20,9 +20,7 @@ SMALL = BacktestSettings(backtest_days=2, calibration_days=1, horizons=(1, 24), 
 
 @pytest.fixture(scope="module")
 def y() -> pd.Series:
-    df = simulate_hourly("bitcoin", 24 * 20, seed=11)
-    df["timestamp"] = df["timestamp"].dt.floor("h")
-    return hourly_series(df)
+    return hourly_series(simulated_frame())
 
 
 def test_one_regressor_per_horizon_on_the_features_at_the_origin(y):

@@ -50,7 +50,7 @@ def test_unknown_kind_and_bad_settings():
     with pytest.raises(ValueError, match="bad settings for model 'drift'"):
         make_model({"kind": "drift", "windoww": 3})
     assert set(KINDS) == {"naive", "seasonal_naive", "drift", "prophet_default", "prophet_seasonal", "prophet_returns",
-                          "lightgbm"}
+                          "lightgbm", "prophet_regressors"}
 
 
 def test_a_models_identity_is_its_kind_and_a_hash_of_its_settings():
