@@ -3,14 +3,13 @@ feature lagged by the horizon so it is known at the origin, in the same walk-for
 import math
 import pickle
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from coincast.forecasting.backtest import BacktestSettings, backtest, plan_origins, run_forecasts
+from coincast.forecasting.backtest import BacktestSettings, backtest
 from coincast.forecasting.models import make_model
 from coincast.timeseries import HOUR, hourly_series, naive_utc
-from conftest import simulated_frame
+from conftest import assert_no_look_ahead, garbage_after, simulated_frame
 
 SPEC = {"kind": "prophet_regressors", "window_days": 5}
 SMALL = BacktestSettings(backtest_days=1, calibration_days=1, horizons=(1, 24), refit_every_hours=24, n_jobs=1,
@@ -75,15 +74,7 @@ def test_bad_settings_and_missing_extra_features_are_one_line_errors(y):
 def test_no_look_ahead_and_it_runs_in_the_walk_forward_backtest(y):
     """Prices after origin t replaced by garbage: every forecast at or before t is identical (t is a refit origin,
     so its fits are covered too), the later ones differ; then the whole backtest scores it on naive's origins."""
-    origins, _ = plan_origins(y, SMALL, make_model(SPEC).min_history)
-    t = origins[24]
-    poisoned = y.copy()
-    poisoned[poisoned.index > t] *= np.exp(np.random.default_rng(0).normal(0, 0.05, (poisoned.index > t).sum()))
-    a, _ = run_forecasts(y, [SPEC], origins[:27], (1, 24), refit_every=24, n_jobs=1)
-    b, _ = run_forecasts(poisoned, [SPEC], origins[:27], (1, 24), refit_every=24, n_jobs=1)
-    before = a["origin"] <= t
-    pd.testing.assert_frame_equal(a.loc[before], b.loc[before])
-    assert (a.loc[~before, "forecast"] != b.loc[~before, "forecast"]).all()
+    assert_no_look_ahead(SPEC, SMALL, lambda t: (y if t is None else garbage_after(y, t), None), n_origins=27)
 
     result = backtest(y, [{"kind": "naive"}, SPEC], SMALL)
     name = make_model(SPEC).name

@@ -51,11 +51,12 @@ def fit_warm(new: Callable[[], Any], frame: pd.DataFrame, warm: dict[str, Any] |
 
 
 def warm_start(model: Any) -> dict[str, Any]:
-    """A fitted Prophet's parameters, as the ``init`` of the next fit."""
+    """A fitted Prophet's parameters, as the ``init`` of the next fit. ``delta`` and ``beta`` stay arrays: Prophet
+    compares their shapes with its defaults' (with lists every warm start raised and fell back to a cold fit)."""
     return {
         "k": float(model.params["k"][0][0]), "m": float(model.params["m"][0][0]),
         "sigma_obs": float(model.params["sigma_obs"][0][0]),
-        "delta": model.params["delta"][0].tolist(), "beta": model.params["beta"][0].tolist(),
+        "delta": np.array(model.params["delta"][0], dtype=float), "beta": np.array(model.params["beta"][0], dtype=float),
     }
 
 
