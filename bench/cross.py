@@ -1,7 +1,7 @@
 """Feature-based models with and without the cross-coin features, on the real series in ../shared/data.
 
     .venv/bin/python bench/cross.py                    # BTC, ETH, LTC; the last 2 windows of 30 days
-    .venv/bin/python bench/cross.py --tiny --out DIR   # 1 series, 1 window of 1 day: proves the script runs
+    .venv/bin/python bench/cross.py --tiny --out DIR   # 1 series, 1 window of 1 day (1 day of warm-up): it runs
 
 For each series and window, one walk-forward backtest (env.yaml's calibration and refit settings, 90 days of
 history before the window's end) of naive, LightGBM and Prophet with regressors, each without the cross-coin
@@ -37,7 +37,8 @@ def specs(columns: list[str]) -> list[dict]:
 
 def run(args: argparse.Namespace) -> dict:
     env = yaml.safe_load((ROOT / "env.yaml").read_text())
-    settings = BacktestSettings(backtest_days=args.window_days, calibration_days=env["calibration_days"],
+    calibration_days = 1 if args.tiny else env["calibration_days"]  # --tiny: 2 days of origins, 2 refits
+    settings = BacktestSettings(backtest_days=args.window_days, calibration_days=calibration_days,
                                 calibration_window_days=env["calibration_window_days"], horizons=(1, 24),
                                 refit_every_hours=env["refit_every_hours"], n_jobs=args.jobs)
     prices = {}
