@@ -36,6 +36,7 @@
 
 # %%
 from coincast import display, files
+from coincast.data.features import cross_feature_frame
 from coincast.forecasting import figures
 from coincast.operations import live, training
 from coincast.forecasting.serving import hourly_series
@@ -55,7 +56,8 @@ predictions_dir = None
 
 # %%
 meta = files.read_json(upstream["extract"]["meta"])
-y = hourly_series(files.read_frame(upstream["features"]["data"]))
+features = files.read_frame(upstream["features"]["data"])
+y = hourly_series(features)
 settings = training.backtest_settings(**backtest)
 display.banner(meta)
 
@@ -71,7 +73,10 @@ decision
 # ## Backtest and registration (only when due)
 
 # %%
-training.train(decision, y, models, settings, meta, product, upstream, project_root, **promotion)
+exog = cross_feature_frame(features)  # the cross-coin columns (cross_coins), read by the feature-based models
+
+# %%
+training.train(decision, y, models, settings, meta, product, upstream, project_root, **promotion, exog=exog)
 
 # %% [markdown]
 # ## The standing backtest

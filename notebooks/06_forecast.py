@@ -25,6 +25,7 @@
 
 # %%
 from coincast import display, files, registry
+from coincast.data.features import with_cross_features
 from coincast.forecasting import figures
 from coincast.operations import publish
 from coincast.forecasting.forecast import make_forecast
@@ -32,7 +33,7 @@ from coincast.forecasting.forecast import make_forecast
 display.setup_logging()
 
 # %% tags=["parameters"]
-upstream = ["extract", "train"]
+upstream = ["extract", "features", "train"]
 product = None
 forecast_hours = None
 project_root = None
@@ -40,6 +41,7 @@ project_root = None
 # %%
 meta = files.read_json(upstream["extract"]["meta"])
 raw = files.read_frame(upstream["extract"]["data"])
+history = with_cross_features(raw, files.read_frame(upstream["features"]["data"]))  # + cross-coin columns, if any
 registry.configure(project_root)
 served, version = registry.load_champion(meta["coin"])
 display.banner(meta)
@@ -48,7 +50,7 @@ display.banner(meta)
 # ## The forecast
 
 # %%
-forecast = make_forecast(served, {**version, "coin": meta["coin"]}, raw, hours=forecast_hours)
+forecast = make_forecast(served, {**version, "coin": meta["coin"]}, history, hours=forecast_hours)
 forecast
 
 # %%

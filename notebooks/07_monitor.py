@@ -27,6 +27,7 @@
 
 # %%
 from coincast import display, files, registry
+from coincast.data.features import with_cross_features
 from coincast.forecasting import figures
 from coincast.operations import live, publish
 from coincast.forecasting.serving import hourly_series
@@ -34,7 +35,7 @@ from coincast.forecasting.serving import hourly_series
 display.setup_logging()
 
 # %% tags=["parameters"]
-upstream = ["extract", "forecast"]
+upstream = ["extract", "features", "forecast"]
 product = None
 predictions_dir = None
 project_root = None
@@ -43,6 +44,7 @@ scoring = None  # log_horizons, live_window_hours, max_catchup_hours, min_scored
 # %%
 meta = files.read_json(upstream["extract"]["meta"])
 raw = files.read_frame(upstream["extract"]["data"])
+history = with_cross_features(raw, files.read_frame(upstream["features"]["data"]))  # + cross-coin columns, if any
 registry.configure(project_root)
 served, version = registry.load_champion(meta["coin"])
 path = live.log_path(predictions_dir, meta)
@@ -54,7 +56,7 @@ display.banner(meta)
 # %%
 with live.log_lock(path):
     log, summary = live.update_log(
-        live.read_log(path), served, version, raw, coin=meta["coin"], horizons=scoring["log_horizons"],
+        live.read_log(path), served, version, history, coin=meta["coin"], horizons=scoring["log_horizons"],
         data_version=meta.get("data_version"), now=meta["now"], max_catchup_hours=scoring["max_catchup_hours"],
         in_force_at=registry.in_force_at(meta["coin"], version),
     )

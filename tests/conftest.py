@@ -48,6 +48,45 @@ def hourly_frame(hours: int = 200, start: str = "2024-01-01T00:00Z", seed: int =
     return pd.DataFrame({"timestamp": ts, "price": price, "volume": volume, "market_cap": price * 1e6})
 
 
+def simulated_frame(coin: str = "bitcoin", hours: int = 24 * 20, seed: int = 11) -> pd.DataFrame:
+    """The simulator's hourly rows for ``coin``, timestamps on the hour: a model test's series (``hourly_series``)."""
+    from coincast.data.sources.simulated import simulate_hourly
+
+    df = simulate_hourly(coin, hours, seed=seed)
+    df["timestamp"] = df["timestamp"].dt.floor("h")
+    return df
+
+
+def garbage_after(values: pd.Series, t: pd.Timestamp) -> pd.Series:
+    """``values`` (prices by hour) with every one after ``t`` multiplied by random noise."""
+    out = values.copy()
+    later = out.index > t
+    out[later] *= np.exp(np.random.default_rng(0).normal(0, 0.05, later.sum()))
+    return out
+
+
+def assert_no_look_ahead(spec: dict, settings, inputs, n_origins: int = 49, every_later_differs: bool = True) -> None:
+    """A model's forecasts at the first ``n_origins`` origins of a backtest with ``settings``, from ``inputs(None)``
+    (prices, extra features or None) and from ``inputs(t)`` (the same with the data after origin t garbage; t is a
+    refit origin, so the fit there is covered too): each forecast at or before t is identical, the later ones
+    differ (``every_later_differs``; else at least one)."""
+    from coincast.forecasting.backtest import plan_origins, run_forecasts
+    from coincast.forecasting.models import make_model
+
+    origins, _ = plan_origins(inputs(None)[0], settings, make_model(spec).min_history)
+    t = origins[settings.refit_every_hours]
+    runs = []
+    for at in (None, t):
+        prices, extra = inputs(at)
+        runs.append(run_forecasts(prices, [spec], origins[:n_origins], settings.horizons, settings.refit_every_hours,
+                                  1, extra)[0])
+    a, b = runs
+    before = a["origin"] <= t
+    pd.testing.assert_frame_equal(a.loc[before], b.loc[before])
+    differs = a.loc[~before, "forecast"] != b.loc[~before, "forecast"]
+    assert differs.all() if every_later_differs else differs.any()
+
+
 @pytest.fixture
 def frame() -> pd.DataFrame:
     return hourly_frame()

@@ -5,8 +5,8 @@ import pytest
 from coincast.forecasting.backtest import BacktestSettings, backtest, best_model, plan_origins, run_forecasts
 from coincast.forecasting.models import make_model
 from coincast.forecasting.calibration import calibrate, conformal_quantile, empirical_intervals
-from coincast.data.sources.simulated import simulate_hourly
 from coincast.timeseries import hourly_series, realized_vol
+from conftest import simulated_frame
 
 SMALL = BacktestSettings(backtest_days=3, calibration_days=3, horizons=(1, 24), refit_every_hours=24, n_jobs=2,
                          min_calibration=24)
@@ -16,9 +16,7 @@ SPECS = [{"kind": "naive"}, {"kind": "drift", "window": 24},
 
 @pytest.fixture(scope="module")
 def y() -> pd.Series:
-    df = simulate_hourly("bitcoin", 24 * 20, seed=11)
-    df["timestamp"] = df["timestamp"].dt.floor("h")
-    return hourly_series(df)
+    return hourly_series(simulated_frame())
 
 
 @pytest.fixture(scope="module")

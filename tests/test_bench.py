@@ -60,3 +60,18 @@ def test_speed_benchmark_harness(tmp_path):
     assert "first_render_seconds" in r["dashboard"] or "skipped" in r["dashboard"]
     md = (tmp_path / "speed-smoke.md").read_text()
     assert "plain script (the limit)" in md and "| ratio |" in md and "Ploomber's floor" in md
+
+
+def test_tiny_cross_coin_benchmark(tmp_path):
+    """`bench/cross.py --tiny`: LightGBM and Prophet with regressors, without and with the cross-coin features of the
+    other two real series, beside naive on the same origins (no assertion on the scores or on time)."""
+    need_shared(BTC_CSV)
+    out = subprocess.run([sys.executable, str(ROOT / "bench" / "cross.py"), "--tiny", "--out", str(tmp_path)],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stderr[-3000:]
+    rows = json.loads((tmp_path / "cross.json").read_text())["rows"]
+    assert {(r["kind"], r["cross"]) for r in rows} == {("naive", "off"), ("lightgbm", "off"), ("lightgbm", "on"),
+                                                       ("prophet_regressors", "off"), ("prophet_regressors", "on")}
+    assert all(r["rel_mae_1h"] > 0 and r["rel_mae_24h"] > 0 for r in rows)
+    assert len({r["model"] for r in rows}) == 5  # with the cross-coin columns a model is another model
+    assert "| BTCUSDT |" in (tmp_path / "cross.md").read_text()

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from coincast.data.features import price_features
-from coincast.data.sources.simulated import simulate_hourly
-from coincast.forecasting.backtest import BacktestSettings, backtest, plan_origins, run_forecasts, served_model
+from coincast.forecasting.backtest import BacktestSettings, backtest, served_model
 from coincast.forecasting.models import make_model
 from coincast.timeseries import hourly_series
+from conftest import assert_no_look_ahead, garbage_after, simulated_frame
 
 SPEC = {"kind": "lightgbm", "window_days": 7, "n_estimators": 40}
 SMALL = BacktestSettings(backtest_days=2, calibration_days=1, horizons=(1, 24), refit_every_hours=24, n_jobs=1,
@@ -20,9 +20,7 @@ SMALL = BacktestSettings(backtest_days=2, calibration_days=1, horizons=(1, 24), 
 
 @pytest.fixture(scope="module")
 def y() -> pd.Series:
-    df = simulate_hourly("bitcoin", 24 * 20, seed=11)
-    df["timestamp"] = df["timestamp"].dt.floor("h")
-    return hourly_series(df)
+    return hourly_series(simulated_frame())
 
 
 def test_one_regressor_per_horizon_on_the_features_at_the_origin(y):
@@ -52,15 +50,7 @@ def test_bad_settings_and_an_unfitted_model_are_clear_errors(y):
 def test_no_look_ahead_changing_prices_after_an_origin_leaves_its_forecast_identical(y):
     """Every origin of a backtest, on the series and on one whose prices after origin t are garbage: each forecast at
     or before t is identical (t is a refit origin, so the fit there is covered too), and the later ones differ."""
-    origins, _ = plan_origins(y, SMALL, make_model(SPEC).min_history)
-    t = origins[24]
-    poisoned = y.copy()
-    poisoned[poisoned.index > t] *= np.exp(np.random.default_rng(0).normal(0, 0.05, (poisoned.index > t).sum()))
-    a, _ = run_forecasts(y, [SPEC], origins[:49], (1, 24), refit_every=24, n_jobs=1)
-    b, _ = run_forecasts(poisoned, [SPEC], origins[:49], (1, 24), refit_every=24, n_jobs=1)
-    before = a["origin"] <= t
-    pd.testing.assert_frame_equal(a.loc[before], b.loc[before])
-    assert (a.loc[~before, "forecast"] != b.loc[~before, "forecast"]).all()
+    assert_no_look_ahead(SPEC, SMALL, lambda t: (y if t is None else garbage_after(y, t), None))
 
 
 def test_it_runs_in_the_walk_forward_backtest_and_serves(y):

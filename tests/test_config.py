@@ -113,7 +113,7 @@ def test_features_feed_training_and_the_profile_runs_beside_it():
     order = [task.name for task in dag.values()]  # the order the Serial executor runs them
     assert order.index("features") < order.index("train") < order.index("profile") < order.index("publish")
     source = (ROOT / "notebooks" / "05_train.py").read_text()
-    assert 'hourly_series(files.read_frame(upstream["features"]["data"]))' in source
+    assert 'features = files.read_frame(upstream["features"]["data"])' in source and "hourly_series(features)" in source
     assert 'upstream["extract"]["data"]' not in source
 
 

@@ -50,7 +50,7 @@ def test_unknown_kind_and_bad_settings():
     with pytest.raises(ValueError, match="bad settings for model 'drift'"):
         make_model({"kind": "drift", "windoww": 3})
     assert set(KINDS) == {"naive", "seasonal_naive", "drift", "prophet_default", "prophet_seasonal", "prophet_returns",
-                          "lightgbm"}
+                          "lightgbm", "prophet_regressors"}
 
 
 def test_a_models_identity_is_its_kind_and_a_hash_of_its_settings():
@@ -83,3 +83,21 @@ def test_served_forecaster_intervals_nest(y):
     width = fc["upper_80"] - fc["lower_80"]
     assert width.is_monotonic_increasing  # wider further out
     assert fc["target_time"].iloc[0] == y.index[-1] + pd.Timedelta(hours=1)
+
+
+def test_prophet_takes_the_warm_start_of_the_last_fit(y):
+    """warm_start(fit) is an ``init`` Prophet accepts (with delta and beta as lists, Prophet raised on every warm
+    start and the models fell back to cold fits), and a refit from it is where a cold refit gets to."""
+    from prophet import Prophet
+
+    from coincast.forecasting.models.prophet_models import warm_start
+    from coincast.timeseries import naive_utc
+
+    def frame(n: int) -> pd.DataFrame:
+        r = np.log(y).diff().iloc[-n:]
+        return pd.DataFrame({"ds": naive_utc(r.index), "y": r.to_numpy()})
+
+    first = Prophet(growth="flat", uncertainty_samples=0).fit(frame(24 * 7 + 24).iloc[:-24])
+    warm = Prophet(growth="flat", uncertainty_samples=0).fit(frame(24 * 7), init=warm_start(first))
+    cold = Prophet(growth="flat", uncertainty_samples=0).fit(frame(24 * 7))
+    assert warm.params["beta"] == pytest.approx(cold.params["beta"], abs=1e-3)

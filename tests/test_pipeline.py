@@ -274,3 +274,23 @@ def test_gate_stops_the_build_and_keeps_downstream_products(demo_copy: Path, tmp
     assert report["failed"] == ["jumps"] and not report["passed"]
     assert before == {name: (out / name).read_bytes() for name in downstream}
     assert published == {p.name: p.read_bytes() for p in (out / "published").iterdir()}  # what is shown: unchanged
+
+
+def test_cross_coin_features_reach_the_feature_based_models(demo_copy: Path):
+    """cross_coins on, for a built two-coin project (both raw histories stored): each coin's features.parquet gets the
+    other coin's lagged log returns, and the backtest's LightGBM reads them (named in its settings, so it is another
+    model than LightGBM without them); the forecast and monitor tasks run on."""
+    project = demo_copy
+    args = [*DEMO_ARGS[:4], "--set", "cross_coins=[bitcoin, ethereum]", "--set", "retrain_every_hours=0",
+            "--set", "models=[{kind: naive}, {kind: lightgbm, window_days: 7, n_estimators: 40}]"]
+    result = coincast(project, *args)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    for coin, other in (("bitcoin", "ethereum"), ("ethereum", "bitcoin")):
+        features = pd.read_parquet(products(project, coin) / "features.parquet")
+        cross = [c for c in features.columns if c.startswith("cross_")]
+        assert cross == [f"cross_{other}_log_return_{k}h" for k in (1, 3, 6, 12, 24)]
+        assert features[cross].iloc[-1].notna().all()
+        models = json.loads((products(project, coin) / "backtest.json").read_text())["models"]
+        (lgb,) = [name for name in models if name.startswith("lightgbm-")]
+        assert models[lgb]["spec"]["exog"] == sorted(cross)
+        assert np.isfinite(pd.read_parquet(products(project, coin) / "forecast.parquet")["forecast"]).all()

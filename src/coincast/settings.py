@@ -53,6 +53,12 @@ def _coins(value: list[str]) -> list[str]:
     return value
 
 
+def _other_coins(value: list[str]) -> list[str]:
+    if not all(c.strip() for c in value) or len(set(value)) != len(value):
+        raise ValueError(BAD)
+    return value
+
+
 Hours = Annotated[list[int], AfterValidator(_hours_list)]
 
 
@@ -159,6 +165,8 @@ class Settings(BaseModel):
     # --- the stages' groups
     limits: Limits
     feature_spec: FeatureSpec
+    cross_coins: Annotated[list[str], AfterValidator(_other_coins)] = Field(
+        description="a list of distinct coin ids, each also in coins (empty: no cross-coin features)")
     profile: Profile
     # --- models, backtest, registry, retraining
     models: list[dict[str, Any]] = Field(
@@ -201,6 +209,10 @@ class Settings(BaseModel):
     def _together(self) -> "Settings":
         if self.source == "replay" and not self.replay_file:
             raise ValueError("replay_file must be set when source is replay (a file path or {coin: path})")
+        unbuilt = [c for c in self.cross_coins if c not in self.coins]
+        if unbuilt:
+            raise ValueError(f"cross_coins must each be in coins {self.coins}: the history of "
+                             f"{', '.join(unbuilt)} is never fetched")
         horizons, logged = self.backtest.horizons, self.scoring.log_horizons
         extra = sorted(set(logged) - set(horizons))
         if extra:

@@ -9,18 +9,19 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 import pandas as pd
 
 from coincast.config import parse_time
 from coincast.files import file_md5, new_build_id
 from coincast.data.history import (
-    align_to_hourly, empty_quarantine, missing_ranges, quarantine_rows, repair_history, split_rows, store_batch,
+    HistoryError, align_to_hourly, empty_quarantine, missing_ranges, quarantine_rows, read_history, repair_history,
+    split_rows, store_batch,
 )
 from coincast.data.sources import make_source
 from coincast.data.sources.base import Source, SourceError
-from coincast.timeseries import utc_now
+from coincast.timeseries import observed_prices, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -161,6 +162,29 @@ def history_file_for(env: Mapping[str, Any], coin: str) -> Path:
     src = build_source(env["source"], vs_currency=env.get("vs_currency", "usd"), replay_file=env.get("replay_file"),
                        seed=env.get("seed", 42))
     return history_path(env["history_dir"], src, coin, env.get("vs_currency", "usd"))
+
+
+def cross_coin_prices(cross_coins: Sequence[str], coin: str, through: Any, env: Mapping[str, Any]) -> dict[str, pd.Series]:
+    """The stored hourly prices of each coin of ``cross_coins`` but ``coin`` itself, up to ``through`` (this build's
+    origin, its last hour): a row after it is never returned. ``env`` locates the raw histories (source,
+    history_dir, vs_currency, replay_file, seed: :func:`history_file_for`). The histories are only read, never
+    fetched: each coin's own build stores its history. A coin without a stored history is a one-line error."""
+    end = pd.Timestamp(through)
+    out = {}
+    for other in cross_coins:
+        if other == coin:
+            continue
+        path = history_file_for(env, other)
+        if not path.exists():
+            raise HistoryError(f"cross_coins: no stored history for {other} ({path}); its own build stores it, so "
+                               f"build {other} first (or remove it from cross_coins)")
+        prices = observed_prices(read_history(path))
+        out[other] = prices.loc[prices.index <= end]
+        stale = (end - out[other].index[-1]) / pd.Timedelta(hours=1) if len(out[other]) else float("inf")
+        if stale > 1:
+            logger.warning("cross_coins: %s's stored history ends %.0f hours before %s: its last price is carried "
+                           "forward", other, stale, end)
+    return out
 
 
 def fetch_failed_note(history_rows: int, added: int) -> str:

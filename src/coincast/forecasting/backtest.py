@@ -5,6 +5,8 @@ Origins are the last ``backtest_days`` × 24 hours before the end of the series 
 ``calibration_days`` of warm-up origins whose errors only feed the interval calibration. At each origin a
 model sees the series up to and including that hour; it is refitted every ``refit_every_hours`` origins
 (warm-started) and predicts at every origin from the latest price. Models run in ``n_jobs`` processes.
+``exog`` (the cross-coin columns of features.parquet) is cut at each origin like the prices; the models that read
+extra features get its columns named in their settings (:func:`~coincast.forecasting.models.with_exog`).
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from coincast.forecasting.calibration import (
     LEVELS, calibrate, empirical_intervals, interval_columns, latest_calibration, level_key, probabilistic_scores,
     scale_column,
 )
-from coincast.forecasting.models import make_model
+from coincast.forecasting.models import make_model, with_exog
 from coincast.processes import pool_context
 from coincast.forecasting.serving import ServedForecaster
 from coincast.forecasting.volatility import SCALINGS, check_scalings, scales
@@ -83,32 +85,36 @@ def _chunks(n_origins: int, refit_every: int, parts: int) -> list[tuple[int, int
 
 def _forecast_chunk(args: tuple) -> tuple[str, list[tuple], float]:
     """Worker: one model over a contiguous run of origins; refits on the cadence, warm-started."""
-    spec, y, origins, first_pos, refit_every, horizons = args
+    spec, y, origins, first_pos, refit_every, horizons, exog = args
     model = make_model(spec)
     positions = y.index.get_indexer(origins)
     rows, fit_seconds = [], 0.0
     for k, (origin, pos) in enumerate(zip(origins, positions)):
         history = y.iloc[: pos + 1]  # everything up to and including the origin, nothing after
+        extra = None if exog is None else exog.iloc[: pos + 1]  # the same cut (exog is on y's hours)
         if k == 0 or (first_pos + k) % refit_every == 0:
             t0 = time.perf_counter()
-            model.fit(history)
+            model.fit(history, extra)
             fit_seconds += time.perf_counter() - t0
-        preds = model.predict(history, horizons)
+        preds = model.predict(history, horizons, extra)
         rows.extend((origin, h, p) for h, p in zip(horizons, preds))
     return model.name, rows, fit_seconds
 
 
 def run_forecasts(
     y: pd.Series, specs: Sequence[Mapping[str, Any]], origins: pd.DatetimeIndex, horizons: Sequence[int],
-    refit_every: int = 24, n_jobs: int = 2,
+    refit_every: int = 24, n_jobs: int = 2, exog: pd.DataFrame | None = None,
 ) -> tuple[pd.DataFrame, dict[str, float]]:
-    """Point forecasts of every model at every origin: columns model, origin, horizon, forecast."""
+    """Point forecasts of every model at every origin: columns model, origin, horizon, forecast. ``exog``, when
+    given, is indexed by the hours of ``y``."""
+    if exog is not None and not exog.index.equals(y.index):
+        raise ValueError("exog must be indexed by the hours of the price series")
     tasks = []
     for spec in specs:
         heavy = str(spec.get("kind", "")).startswith("prophet")
         parts = n_jobs if heavy else 1
         for a, b in _chunks(len(origins), refit_every, parts):
-            tasks.append((dict(spec), y, origins[a:b], a, refit_every, tuple(horizons)))
+            tasks.append((dict(spec), y, origins[a:b], a, refit_every, tuple(horizons), exog))
     tasks.sort(key=lambda t: not str(t[0].get("kind", "")).startswith("prophet"))  # heavy first
     if n_jobs > 1 and len(tasks) > 1:
         ctx = pool_context(preload=("coincast.forecasting.backtest",))  # a Jupyter kernel has threads: no plain fork there
@@ -164,11 +170,13 @@ def _score(g: pd.DataFrame, naive: pd.Series, mase_scale: float, base: pd.DataFr
 
 def backtest(
     y: pd.Series, specs: Sequence[Mapping[str, Any]], settings: BacktestSettings = BacktestSettings(),
+    exog: pd.DataFrame | None = None,
 ) -> BacktestResult:
-    """Backtest every model in ``specs`` (naive is added if missing) on the hourly price series ``y``."""
+    """Backtest every model in ``specs`` (naive is added if missing) on the hourly price series ``y``; the models
+    that read extra features read every column of ``exog`` (indexed by hour; None: no extra features)."""
     started = time.perf_counter()
     check_scalings(settings.scalings)
-    specs = list(specs)
+    specs = [with_exog(s, [] if exog is None else list(exog.columns)) for s in specs]
     if not any(make_model(s).name == NAIVE for s in specs):
         specs.insert(0, {"kind": NAIVE})
     names = [make_model(s).name for s in specs]
@@ -176,8 +184,10 @@ def backtest(
         raise ValueError(f"models must differ in kind or settings (a name is kind + settings hash), got {names}")
     observed = on_hourly_grid(y, fill=False)  # missing hours stay NaN here: they are never scored as outcomes
     y = observed.ffill()  # what the models see: the last known price
+    exog = None if exog is None else exog.reindex(y.index)
     origins, first_scored = plan_origins(y, settings, max(make_model(s).min_history for s in specs))
-    fc, fit_seconds = run_forecasts(y, specs, origins, settings.horizons, settings.refit_every_hours, settings.n_jobs)
+    fc, fit_seconds = run_forecasts(y, specs, origins, settings.horizons, settings.refit_every_hours, settings.n_jobs,
+                                    exog)
 
     fc["target_time"] = fc["origin"] + fc["horizon"] * HOUR
     fc["actual"] = observed.reindex(fc["target_time"]).to_numpy()
@@ -269,10 +279,13 @@ def errors_by_origin(forecasts: pd.DataFrame, horizon: int = 1) -> pd.DataFrame:
     return g.pivot(index="origin", columns="model", values="abs_error").sort_index()
 
 
-def served_model(y: pd.Series, result: BacktestResult, name: str) -> ServedForecaster:
-    """Refit ``name`` on the whole series and attach the latest out-of-sample calibration quantiles."""
+def served_model(y: pd.Series, result: BacktestResult, name: str,
+                 exog: pd.DataFrame | None = None) -> ServedForecaster:
+    """Refit ``name`` on the whole series (and the extra features ``exog`` it was backtested with) and attach the
+    latest out-of-sample calibration quantiles."""
     spec = result.summary["models"][name]["spec"]
-    model = make_model(spec).fit(on_hourly_grid(y))
+    y = on_hourly_grid(y)
+    model = make_model(spec).fit(y, None if exog is None else exog.reindex(y.index))
     fc = result.forecasts.loc[result.forecasts["model"] == name]
     window = int(result.settings.calibration_window_days * 24)
     quantiles, chosen = latest_calibration(fc, LEVELS, window, result.settings.min_calibration,

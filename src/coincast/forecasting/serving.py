@@ -12,6 +12,7 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
+from coincast.data.features import cross_feature_frame
 from coincast.forecasting.calibration import LEVELS, level_key
 from coincast.forecasting.models import Forecaster
 from coincast.forecasting.volatility import LEGACY, scale_now
@@ -42,12 +43,13 @@ class ServedForecaster:
         return dict(self.scalings) if self.scalings else {h: LEGACY for h in self.quantiles}
 
     def forecast(self, history: pd.DataFrame, horizons: Sequence[int] = tuple(range(1, 25))) -> pd.DataFrame:
-        """Forecasts for ``horizons`` hours after the last row of ``history`` (timestamp, price)."""
+        """Forecasts for ``horizons`` hours after the last row of ``history`` (timestamp, price, and the cross-coin
+        columns a model that reads them needs: :func:`coincast.data.features.with_cross_features`)."""
         y = hourly_series(history)
         if len(y) < self.model.min_history:
             raise ValueError(f"{self.name} needs {self.model.min_history} hours of history, got {len(y)}")
         origin = y.index[-1]
-        point = self.model.predict(y, list(horizons))
+        point = self.model.predict(y, list(horizons), cross_feature_frame(history))
         scale = scales_now(y, self.scaling_for())
         rows = {"horizon": list(horizons), "target_time": [origin + pd.Timedelta(hours=h) for h in horizons],
                 "forecast": point}

@@ -102,23 +102,25 @@ def train(
     upstream: Mapping[str, Mapping[str, Any]],
     project_root: str | Path,
     promotion_p_value: float,
+    exog: pd.DataFrame | None = None,
 ) -> dict[str, Any] | None:
     """The train stage when ``decision`` (:func:`decide_retrain`) says it is due: backtest every model, write
     backtest.json, the scored forecasts and backtest.html, log the run to MLflow, register and gate the champion
     (an edge counts when its Diebold–Mariano p-value is below ``promotion_p_value``: the ``promotion`` group),
-    write registry.json (the promotion and ``trained``: the decision). Returns registry.json's content; None when
-    not due (the products of the last training stay as they are)."""
+    write registry.json (the promotion and ``trained``: the decision). ``exog``: the cross-coin columns of
+    features.parquet by hour (None without), read by the feature-based models. Returns registry.json's content;
+    None when not due (the products of the last training stay as they are)."""
     if not decision["due"]:
         return None
     from coincast import files
 
-    result = backtest(y, models, settings)
+    result = backtest(y, models, settings, exog)
     report = backtest_report(result, meta)
     save_backtest(result, report, product, meta["coin"])
     params = {"models": models, **report["settings"], "coin": meta["coin"], "source": meta["source"],
               "interval_scaling": report["interval_scaling"]}
     promotion = register_champion(meta["coin"], y, result, report, project_root, params,
-                                  run_artifacts(product, upstream), promotion_p_value)
+                                  run_artifacts(product, upstream), promotion_p_value, exog)
     registry_json = {**promotion, "trained": dict(decision)}
     files.write_json_atomic(registry_json, product["registry"])
     return registry_json
@@ -191,6 +193,7 @@ def register_champion(
     params: Mapping[str, Any],
     artifacts: Sequence[str | Path],
     promotion_p_value: float,
+    exog: pd.DataFrame | None = None,
 ) -> dict[str, Any]:
     """Log the build as an MLflow run, register the best model (challenger) and apply the promotion gate (its
     Diebold–Mariano tests on the backtest's 1 h errors by origin, at level ``promotion_p_value``)."""
@@ -206,7 +209,7 @@ def register_champion(
         "data_version": report.get("data_version"),
     }
     challenger = registry.pick_challenger(report["models"])
-    served = {name: served_model(y, result, name) for name in {challenger, NAIVE}}
+    served = {name: served_model(y, result, name, exog) for name in {challenger, NAIVE}}
     with registry.write_lock():  # the run, the version and its aliases are written by one process at a time
         run_id = registry.log_build(coin, dict(params), flat_metrics(report), [Path(a) for a in artifacts], tags)
         return registry.promote(coin, run_id, dict(report), served, errors_by_origin(result.forecasts, 1),

@@ -7,7 +7,7 @@ the package re-exports it, so they still load.
 from __future__ import annotations
 
 from importlib import metadata
-from typing import Any
+from typing import Any, Sequence
 
 import mlflow.pyfunc
 import numpy as np
@@ -27,7 +27,8 @@ class CoincastPyfunc(mlflow.pyfunc.PythonModel):
     Input: a DataFrame with ``timestamp`` (datetimes or ISO-8601 strings) and ``price`` — the recent hourly
     history, at least 25 rows (more if the model needs it, e.g. drift's window + 1). Output: one row per
     horizon 1..24 (``params={"max_horizon": n}`` for fewer or more) with ``target_time`` as ISO-8601 UTC
-    strings and the forecast with its 80 % and 95 % intervals.
+    strings and the forecast with its 80 % and 95 % intervals. A model that reads cross-coin features (its
+    ``exog`` setting) also needs those columns (as in features.parquet).
     """
 
     def __init__(self, served: ServedForecaster) -> None:
@@ -44,9 +45,11 @@ class CoincastPyfunc(mlflow.pyfunc.PythonModel):
         return out.reset_index(drop=True)
 
 
-def model_signature() -> ModelSignature:
-    """timestamp (any: strings from JSON, datetimes in process) and price in; the forecast table out."""
-    inputs = Schema([ColSpec(AnyType(), "timestamp"), ColSpec("double", "price")])
+def model_signature(extra: Sequence[str] = ()) -> ModelSignature:
+    """timestamp (any: strings from JSON, datetimes in process), price and the ``extra`` feature columns a model
+    reads (optional in the schema: the model names a missing one) in; the forecast table out."""
+    inputs = Schema([ColSpec(AnyType(), "timestamp"), ColSpec("double", "price"),
+                     *(ColSpec("double", c, required=False) for c in extra)])
     outputs = Schema(
         [ColSpec("long", "horizon"), ColSpec("string", "target_time")]
         + [ColSpec("double", c) for c in FORECAST_COLUMNS[2:]]
@@ -62,7 +65,8 @@ def input_example(served: ServedForecaster, end: Any = None) -> pd.DataFrame:
     ts = pd.date_range(end=end_ts, periods=n, freq="h")
     i = np.arange(n)
     price = 100.0 * np.exp(0.002 * np.sin(i / 3.0) + 0.0001 * i)
-    return pd.DataFrame({"timestamp": [t.isoformat() for t in ts], "price": price})
+    extra = {c: 0.0 for c in served.model.params.get("exog", ())}  # cross-coin returns: flat markets
+    return pd.DataFrame({"timestamp": [t.isoformat() for t in ts], "price": price, **extra})
 
 
 def pip_requirements(served: ServedForecaster) -> list[str]:
@@ -83,7 +87,7 @@ def log_pyfunc(served: ServedForecaster, artifact_name: str, data_through: Any, 
     return mlflow.pyfunc.log_model(
         name=artifact_name,
         python_model=CoincastPyfunc(served),
-        signature=model_signature(),
+        signature=model_signature(served.model.params.get("exog", ())),
         input_example=input_example(served, data_through),
         pip_requirements=pip_requirements(served),
         tags=tags,

@@ -1,19 +1,21 @@
-"""Models: baselines, Prophet variants and LightGBM (opt-in) behind one interface (see :mod:`coincast.forecasting.models.base`)."""
+"""Models: baselines, Prophet variants, Prophet with regressors and LightGBM (opt-in) behind one interface (see :mod:`coincast.forecasting.models.base`)."""
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
 from coincast.forecasting.models.base import Forecaster, model_id
 from coincast.forecasting.models.baselines import Drift, Naive, SeasonalNaive
 from coincast.forecasting.models.boosting import LightGBMReturns
-from coincast.forecasting.models.prophet_models import ProphetDefault, ProphetReturns, ProphetSeasonal
+from coincast.forecasting.models.prophet_models import (
+    ProphetDefault, ProphetRegressors, ProphetReturns, ProphetSeasonal,
+)
 
 KINDS: dict[str, type[Forecaster]] = {
     cls.kind: cls for cls in (Naive, SeasonalNaive, Drift, ProphetDefault, ProphetSeasonal, ProphetReturns,
-                              LightGBMReturns)
+                              LightGBMReturns, ProphetRegressors)
 }
 
-__all__ = ["Forecaster", "KINDS", "make_model", "model_id", "Naive"]
+__all__ = ["Forecaster", "KINDS", "make_model", "model_id", "Naive", "with_exog"]
 
 
 def make_model(spec: Mapping[str, Any]) -> Forecaster:
@@ -28,3 +30,13 @@ def make_model(spec: Mapping[str, Any]) -> Forecaster:
         return KINDS[kind](**params)
     except TypeError as exc:
         raise ValueError(f"bad settings for model {kind!r}: {exc}") from None
+
+
+def with_exog(spec: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
+    """``spec`` of a model that reads extra features (``uses_exog``) set to read ``columns`` (the cross-coin columns),
+    so its identity names what it reads; a spec naming its own ``exog``, any other kind, or no columns: unchanged."""
+    out = dict(spec)
+    kind = KINDS.get(str(out.get("kind")))
+    if columns and kind is not None and kind.uses_exog and "exog" not in out:
+        out["exog"] = sorted(columns)
+    return out

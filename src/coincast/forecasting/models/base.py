@@ -6,6 +6,11 @@ value being the price at the forecast origin) and forecasts the price ``h`` hour
 * ``fit(y)`` learns whatever is expensive from the history up to the origin (may be a no-op);
 * ``predict(y, horizons)`` gives point forecasts from the *latest* history, reusing the last fit.
 
+Both take an optional ``exog``: extra features indexed by the hours of ``y`` (the cross-coin columns of
+features.parquet, :func:`coincast.data.features.cross_feature_frame`), cut at the origin like ``y``. Only a model
+with ``uses_exog`` reads it, and only the columns its ``exog`` setting names (part of its identity); the others
+ignore it.
+
 The backtest refits on a cadence and predicts at every origin, so fitting stays rare and prediction
 cheap. Intervals are not the model's business: :mod:`coincast.forecasting.calibration` adds them out of sample.
 """
@@ -38,6 +43,8 @@ class Forecaster:
     kind: str = "base"
     #: the distributions serving a fitted model needs besides coincast's own (the registered pyfunc lists them)
     requires: tuple[str, ...] = ()
+    #: whether the model reads extra features (``exog``): the backtest then names the columns in its settings
+    uses_exog: bool = False
 
     def __init__(self, **params: Any) -> None:
         self.params = params
@@ -57,10 +64,10 @@ class Forecaster:
         """Hours of history ``predict`` needs before the origin."""
         return 1
 
-    def fit(self, y: pd.Series) -> "Forecaster":
+    def fit(self, y: pd.Series, exog: pd.DataFrame | None = None) -> "Forecaster":
         return self
 
-    def predict(self, y: pd.Series, horizons: Sequence[int]) -> np.ndarray:
+    def predict(self, y: pd.Series, horizons: Sequence[int], exog: pd.DataFrame | None = None) -> np.ndarray:
         raise NotImplementedError
 
     def __repr__(self) -> str:
@@ -72,3 +79,16 @@ def last_value(y: pd.Series) -> float:
     if not math.isfinite(value) or value <= 0:
         raise ValueError(f"the price at the origin {y.index[-1]} is missing or not positive ({value})")
     return value
+
+
+def exog_inputs(exog: pd.DataFrame | None, columns: Sequence[str], index: pd.DatetimeIndex, who: str) -> pd.DataFrame:
+    """The extra features ``columns`` of ``exog`` at the hours ``index`` (empty when the model names none); a
+    column the model was set up with but ``exog`` lacks is a one-line error."""
+    if not columns:
+        return pd.DataFrame(index=index)
+    have = [] if exog is None else list(exog.columns)
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise ValueError(f"{who} reads the extra features {', '.join(missing)}, which this data lacks "
+                         "(cross_coins in env.yaml makes them)")
+    return exog[list(columns)].reindex(index)

@@ -15,7 +15,7 @@ class Naive(Forecaster):
 
     kind = "naive"
 
-    def predict(self, y: pd.Series, horizons: Sequence[int]) -> np.ndarray:
+    def predict(self, y: pd.Series, horizons: Sequence[int], exog: pd.DataFrame | None = None) -> np.ndarray:
         return np.full(len(horizons), last_value(y))
 
 
@@ -32,7 +32,7 @@ class SeasonalNaive(Forecaster):
     def min_history(self) -> int:
         return self.season + 1
 
-    def predict(self, y: pd.Series, horizons: Sequence[int]) -> np.ndarray:
+    def predict(self, y: pd.Series, horizons: Sequence[int], exog: pd.DataFrame | None = None) -> np.ndarray:
         values = y.to_numpy(dtype=float)
         out = []
         for h in horizons:
@@ -56,7 +56,7 @@ class Drift(Forecaster):
     def min_history(self) -> int:
         return self.window + 1
 
-    def predict(self, y: pd.Series, horizons: Sequence[int]) -> np.ndarray:
+    def predict(self, y: pd.Series, horizons: Sequence[int], exog: pd.DataFrame | None = None) -> np.ndarray:
         last = last_value(y)
         first = float(y.iloc[-1 - self.window])
         rate = (np.log(last) - np.log(first)) / self.window if np.isfinite(first) and first > 0 else 0.0

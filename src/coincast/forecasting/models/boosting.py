@@ -9,8 +9,10 @@ not a level that drifts out of the range they were fitted on. The forecast is th
 log return). A horizon without a regressor of its own (the served forecast asks for 1..24 h) takes the log return
 interpolated linearly in h between the fitted horizons (0 at h = 0; the longest fitted horizon's beyond it).
 
-The model sees the price series only (the :class:`~coincast.forecasting.models.base.Forecaster` interface): the
-volume lags of features.parquet are not among its inputs. Opt-in: a ``{kind: lightgbm}`` entry in ``models``.
+The model sees the price series (the :class:`~coincast.forecasting.models.base.Forecaster` interface), plus the
+cross-coin columns of features.parquet when the ``cross_coins`` knob makes them (the backtest names them in its
+``exog`` setting, so they are part of its identity): the volume lags of features.parquet are not among its inputs.
+Opt-in: a ``{kind: lightgbm}`` entry in ``models``.
 """
 from __future__ import annotations
 
@@ -19,13 +21,14 @@ from typing import Any, Sequence
 import numpy as np
 import pandas as pd
 
-from coincast.data.features import price_features
-from coincast.forecasting.models.base import Forecaster, last_value
+from coincast.data.features import relative_features
+from coincast.forecasting.models.base import Forecaster, exog_inputs, last_value
 
 
 class LightGBMReturns(Forecaster):
     kind = "lightgbm"
     requires = ("lightgbm",)
+    uses_exog = True
 
     def __init__(
         self,
@@ -38,6 +41,7 @@ class LightGBMReturns(Forecaster):
         num_leaves: int = 15,
         min_child_samples: int = 40,
         seed: int = 0,
+        exog: Sequence[str] = (),
     ) -> None:
         horizons = sorted({int(h) for h in horizons})
         if not horizons or horizons[0] < 1:
@@ -46,6 +50,8 @@ class LightGBMReturns(Forecaster):
                          rolling_windows=[int(w) for w in rolling_windows], n_estimators=n_estimators,
                          learning_rate=learning_rate, num_leaves=num_leaves, min_child_samples=min_child_samples,
                          seed=seed)
+        if exog:  # only when set: the identity of a model without extra features is unchanged
+            self.params["exog"] = sorted(exog)
         self.models: dict[int, Any] = {}
 
     @property
@@ -54,20 +60,19 @@ class LightGBMReturns(Forecaster):
         p = self.params
         return max([*p["lags"], *p["rolling_windows"], 24]) + 1
 
-    def features(self, y: pd.Series) -> pd.DataFrame:
-        """The model's inputs at every hour of ``y``: the price features, levels relative to the price."""
-        x = price_features(y, self.params["lags"], self.params["rolling_windows"])
-        levels = [c for c in x.columns if c.startswith("price_")]
-        x[levels] = x[levels].div(y, axis=0)
-        return x
+    def features(self, y: pd.Series, exog: pd.DataFrame | None = None) -> pd.DataFrame:
+        """The model's inputs at every hour of ``y``: the price features, levels relative to the price, and the
+        extra features its ``exog`` setting names."""
+        x = relative_features(y, self.params["lags"], self.params["rolling_windows"])
+        return x.join(exog_inputs(exog, self.params.get("exog", ()), y.index, self.name))
 
-    def fit(self, y: pd.Series) -> "LightGBMReturns":
+    def fit(self, y: pd.Series, exog: pd.DataFrame | None = None) -> "LightGBMReturns":
         import lightgbm
 
         p = self.params
         window = int(p["window_days"] * 24)
         recent = y.iloc[-(window + max(p["horizons"]) + self.min_history):]
-        x = self.features(recent)
+        x = self.features(recent, exog)
         complete = x.notna().all(axis=1)
         log_price = np.log(recent)
         models = {}
@@ -85,10 +90,10 @@ class LightGBMReturns(Forecaster):
         self.models = models
         return self
 
-    def predict(self, y: pd.Series, horizons: Sequence[int]) -> np.ndarray:
+    def predict(self, y: pd.Series, horizons: Sequence[int], exog: pd.DataFrame | None = None) -> np.ndarray:
         if not self.models:
             raise RuntimeError(f"{self.name} is not fitted")
-        x = self.features(y.iloc[-self.min_history:]).iloc[[-1]]
+        x = self.features(y.iloc[-self.min_history:], exog).iloc[[-1]]
         if x.isna().to_numpy().any():
             raise ValueError(f"{self.name}: the features at the origin {y.index[-1]} are incomplete")
         fitted = sorted(self.models)
