@@ -139,7 +139,8 @@ AIRFLOW_TEST_COINS ?= bitcoin,ethereum
 # One machine: LocalExecutor, SQLite metadata in a git-ignored AIRFLOW_HOME inside the project, 127.0.0.1 only, two
 # task processes at a time (2 cores; the default 32 starts 32 workers, ~5.4 GB). Task workers reach the API server
 # over HTTP: its URL follows AIRFLOW_PORT.
-AIRFLOW_VARS = AIRFLOW_HOME="$(1)/.airflow" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/airflow/dags" \
+# (standalone starts `airflow scheduler`, `airflow api-server`, ... by name: the venv's bin first on PATH)
+AIRFLOW_VARS = PATH="$(CURDIR)/$(AIRFLOW_BIN):$$PATH" AIRFLOW_HOME="$(1)/.airflow" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/airflow/dags" \
   COINCAST_AIRFLOW_GRAPH="$(1)/airflow/coincast-dag.json" COINCAST_BIN="$(CURDIR)/$(BIN)/coincast" \
   AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__CORE__PARALLELISM=2 \
   AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_PORT) \

@@ -66,17 +66,13 @@ def set_clock(project: Path, coins: list[str], clock: str) -> None:
 
 # -- coincast hourly ---------------------------------------------------------------------------------------------
 def hourly_round(project: Path) -> dict[str, Any]:
-    log = project / "logs" / "hourly.log"
-    before = log.read_text() if log.exists() else ""
     started = time.perf_counter()
-    done = subprocess.run([str(BIN / "coincast"), "hourly", "--project", str(project), *ARGS, "--verbose"],
-                          cwd=project, env=ENV, capture_output=True, text=True)
+    done = subprocess.run([str(BIN / "coincast"), "hourly", "--project", str(project), *ARGS], cwd=project, env=ENV,
+                          capture_output=True, text=True)
     wall = time.perf_counter() - started
     if done.returncode != 0:
         raise RuntimeError(f"coincast hourly failed: {done.stdout[-2000:]}{done.stderr[-2000:]}")
-    lines = PROGRESS.findall(log.read_text()[len(before):])
-    return {"wall_seconds": round(wall, 1), "tasks_run": len(lines),
-            "task_seconds": round(sum(float(s) for *_, s in lines), 1)}
+    return {"wall_seconds": round(wall, 1), "output": done.stdout.strip().splitlines()}
 
 
 # -- Airflow -----------------------------------------------------------------------------------------------------
