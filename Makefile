@@ -149,7 +149,7 @@ AIRFLOW_POOL = $(AIRFLOW_BIN)/airflow pools set coincast_training $(AIRFLOW_TRAI
 
 airflow-venv: $(AIRFLOW_STAMP)
 
-$(AIRFLOW_STAMP): airflow/requirements.lock $(STAMP)
+$(AIRFLOW_STAMP): airflow/requirements.lock | $(STAMP)
 	@test -x $(AIRFLOW_BIN)/python || $(BIN)/uv venv -q --python $(PYTHON) $(AIRFLOW_VENV)
 	$(BIN)/uv pip install -q --compile-bytecode --no-deps --python $(AIRFLOW_BIN)/python -r airflow/requirements.lock
 	@touch $(AIRFLOW_STAMP)
