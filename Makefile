@@ -33,11 +33,13 @@ HOURS ?= 48
 START ?=
 SOURCE ?=
 CRON_MINUTE ?= 5
+comma := ,
 # dvc runs `coincast build` from dvc.yaml: the venv's bin must be on its PATH.
 VENV_PATH := PATH="$(CURDIR)/$(BIN):$$PATH"
 
 .PHONY: install demo run test jupyter dashboard mlflow-ui serve bench-accuracy clean clean-products \
-        mlflow-server hourly replay cron-install cron-remove dvc-init bench bench-quick bench-soak
+        mlflow-server hourly replay cron-install cron-remove dvc-init bench bench-quick bench-soak airflow airflow-venv \
+        airflow-test bench-airflow
 
 install: $(STAMP)
 
@@ -139,6 +141,68 @@ bench-soak: $(STAMP)
 ## make bench-accuracy: backtests BTC/ETH/LTC from ../shared/data; writes bench/results/accuracy.{md,json}
 bench-accuracy: $(STAMP)
 	$(BIN)/python bench/accuracy.py
+
+## --- Apache Airflow (opt-in; docs/scaling.md) -------------------------------------------------------------
+## Airflow lives in its own venv (.venv-airflow: its pins conflict with Ploomber's), pinned by airflow/requirements.lock
+## (uv pip compile --universal airflow/requirements.in). make install / make demo never install it.
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_BIN := $(AIRFLOW_VENV)/bin
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
+AIRFLOW_PORT ?= 8080
+AIRFLOW_TRAINING_SLOTS ?= 1
+AIRFLOW_TEST_DIR ?= $(CURDIR)/.airflow-test
+AIRFLOW_TEST_COINS ?= bitcoin,ethereum
+# One machine: LocalExecutor, SQLite metadata in a git-ignored AIRFLOW_HOME inside the project, 127.0.0.1 only, two
+# task processes at a time (2 cores; the default 32 starts 32 workers, ~5.4 GB). Task workers reach the API server
+# over HTTP: its URL follows AIRFLOW_PORT.
+# (standalone starts `airflow scheduler`, `airflow api-server`, ... by name: the venv's bin first on PATH)
+AIRFLOW_VARS = PATH="$(CURDIR)/$(AIRFLOW_BIN):$$PATH" AIRFLOW_HOME="$(1)/.airflow" AIRFLOW__CORE__DAGS_FOLDER="$(CURDIR)/airflow/dags" \
+  COINCAST_AIRFLOW_GRAPH="$(1)/airflow/coincast-dag.json" COINCAST_BIN="$(CURDIR)/$(BIN)/coincast" \
+  AIRFLOW__CORE__LOAD_EXAMPLES=False AIRFLOW__CORE__EXECUTOR=LocalExecutor AIRFLOW__CORE__PARALLELISM=2 \
+  AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT=$(AIRFLOW_PORT) \
+  AIRFLOW__CORE__EXECUTION_API_SERVER_URL=http://127.0.0.1:$(AIRFLOW_PORT)/execution/
+AIRFLOW_POOL = $(AIRFLOW_BIN)/airflow pools set coincast_training $(AIRFLOW_TRAINING_SLOTS) "coincast trainings at a time" >/dev/null
+
+airflow-venv: $(AIRFLOW_STAMP)
+
+$(AIRFLOW_STAMP): airflow/requirements.lock | $(STAMP)
+	@test -x $(AIRFLOW_BIN)/python || $(BIN)/uv venv -q --python $(PYTHON) $(AIRFLOW_VENV)
+	$(BIN)/uv pip install -q --compile-bytecode --no-deps --python $(AIRFLOW_BIN)/python -r airflow/requirements.lock
+	@touch $(AIRFLOW_STAMP)
+
+## make airflow: Airflow on this machine (standalone: scheduler, API server and UI on http://127.0.0.1:$(AIRFLOW_PORT)),
+## running the DAG `coincast` every hour for env.yaml's coins (+ ENV_FILE); the admin password is printed on first start
+## (AIRFLOW_PROJECT: another project folder, AIRFLOW_EXPORT: other settings arguments for its tasks; the benchmark's)
+AIRFLOW_PROJECT ?= $(CURDIR)
+AIRFLOW_EXPORT ?= $(if $(ENV_FILE),--env $(ENV_FILE))
+airflow: $(AIRFLOW_STAMP)
+	$(BIN)/coincast airflow export --project "$(AIRFLOW_PROJECT)" $(AIRFLOW_EXPORT)
+	@$(call AIRFLOW_VARS,$(AIRFLOW_PROJECT)) $(AIRFLOW_BIN)/airflow db migrate >/dev/null
+	@$(call AIRFLOW_VARS,$(AIRFLOW_PROJECT)) $(AIRFLOW_POOL)
+	@echo "make airflow: http://127.0.0.1:$(AIRFLOW_PORT) (user admin; its password is printed below on first start and kept in $(AIRFLOW_PROJECT)/.airflow/simple_auth_manager_passwords.json.generated)"
+	$(call AIRFLOW_VARS,$(AIRFLOW_PROJECT)) $(AIRFLOW_BIN)/airflow standalone
+
+## make bench-airflow: the DAG's run for 8 simulated coins on 2 workers (airflow standalone, LocalExecutor) vs
+## `coincast hourly` for the same coins; the scheduler's overhead per task; writes bench/results/airflow.{md,json}
+bench-airflow: $(AIRFLOW_STAMP)
+	$(BIN)/python bench/airflow.py
+
+## make airflow-test: the DAG offline (`airflow dags test`, no servers) for two simulated coins in a scratch copy of the
+## project (AIRFLOW_TEST_DIR), env.test.yaml with the naive model only; then each coin's products are checked
+airflow-test: $(AIRFLOW_STAMP)
+	rm -rf "$(AIRFLOW_TEST_DIR)" && mkdir -p "$(AIRFLOW_TEST_DIR)"
+	cp -r pipeline.yaml env.yaml env.test.yaml env.cron.yaml notebooks "$(AIRFLOW_TEST_DIR)/"
+	$(BIN)/coincast airflow export --project "$(AIRFLOW_TEST_DIR)" --env env.test.yaml --coins $(AIRFLOW_TEST_COINS) \
+	  --set "models=[{kind: naive}]"
+	@$(call AIRFLOW_VARS,$(AIRFLOW_TEST_DIR)) $(AIRFLOW_BIN)/airflow db migrate >/dev/null
+	@$(call AIRFLOW_VARS,$(AIRFLOW_TEST_DIR)) $(AIRFLOW_POOL)
+	$(call AIRFLOW_VARS,$(AIRFLOW_TEST_DIR)) $(AIRFLOW_BIN)/airflow dags test coincast > "$(AIRFLOW_TEST_DIR)/dags-test.log" 2>&1 \
+	  || { tail -40 "$(AIRFLOW_TEST_DIR)/dags-test.log"; exit 1; }
+	@for coin in $(subst $(comma), ,$(AIRFLOW_TEST_COINS)); do \
+	  for product in published.json forecast.parquet live.json; do \
+	    test -s "$(AIRFLOW_TEST_DIR)/products/$$coin/published/$$product" \
+	      || { echo "make airflow-test: $$coin: no published $$product (log: $(AIRFLOW_TEST_DIR)/dags-test.log)"; exit 1; }; \
+	  done; echo "make airflow-test: $$coin: published (forecast, live scores)"; done
 
 clean-products:
 	rm -rf products/*/

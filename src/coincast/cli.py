@@ -67,6 +67,11 @@ def _load(args: argparse.Namespace, defaults: Sequence[str] = ()) -> tuple[Path,
     return project, resolve_root(env, project)
 
 
+def _load_tick(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:
+    """:func:`_load` with env.cron.yaml under the --env files, unless --no-cron-env."""
+    return _load(args, defaults=[] if args.no_cron_env else ["env.cron.yaml"])
+
+
 def _build_command(args: argparse.Namespace) -> int:
     from coincast.operations import build
     from coincast.operations import console
@@ -111,7 +116,7 @@ def _hourly_logging(env: Mapping[str, Any], verbose: bool) -> None:
 def _hourly_command(args: argparse.Namespace) -> int:
     from coincast.operations import hourly
 
-    project, env = _load(args, defaults=[] if args.no_cron_env else ["env.cron.yaml"])
+    project, env = _load_tick(args)
     os.chdir(project)
     clock = parse_time(args.now, "--now") if args.now else None
     try:
@@ -130,7 +135,7 @@ def _hourly_command(args: argparse.Namespace) -> int:
 def _replay_command(args: argparse.Namespace) -> int:
     from coincast.operations import hourly
 
-    project, env = _load(args, defaults=[] if args.no_cron_env else ["env.cron.yaml"])
+    project, env = _load_tick(args)
     if args.hours < 1:
         raise ConfigError(f"--hours must be a positive number of ticks, got {args.hours}")
     os.chdir(project)
@@ -145,6 +150,67 @@ def _replay_command(args: argparse.Namespace) -> int:
         return 2
     print(hourly.format_report(report))
     print(f"coincast replay: report written to {report['report_path']}")
+    return 0
+
+
+def settings_args(args: argparse.Namespace) -> list[str]:
+    """The settings arguments of this command (env files, source, overrides; not the coins), as a scheduler's
+    task commands repeat them (``coincast airflow export``)."""
+    out: list[str] = []
+    for name in args.env or []:
+        out += ["--env", name]
+    for flag, value in (("--source", args.source), ("--replay-file", args.replay_file),
+                        ("--replay-now", args.replay_now)):
+        if value:
+            out += [flag, value]
+    for item in args.set or []:
+        out += ["--set", item]
+    return out + (["--no-cron-env"] if args.no_cron_env else [])
+
+
+def _task_command(args: argparse.Namespace) -> int:
+    from coincast.operations import build
+
+    project, env = _load_tick(args)
+    if args.run_stamp and build.real_clock(env):
+        env = {**env, "build_hour": parse_time(args.run_stamp, "--run-stamp").isoformat()}
+    env = build.with_build_hour(env)
+    os.chdir(project)
+    build.preload_build(env, one_task=True)
+    result = build.build_coin(env, args.coin, project / "pipeline.yaml", force=args.force, verbose=args.verbose,
+                              task=args.task)
+    if not result.ok:
+        print(f"coincast task: {args.coin} {args.task}: {result.message}", file=sys.stderr)
+        return 1
+    print(f"coincast task: {args.coin} {args.task}: {result.message}")
+    return 0
+
+
+def _snapshot_command(args: argparse.Namespace) -> int:
+    from coincast.operations import hourly
+
+    project, env = _load_tick(args)
+    if not env.get("dvc_snapshot"):
+        print("coincast snapshot: dvc_snapshot is off: nothing versioned")
+        return 0
+    line = hourly.snapshot_data(project, env)
+    failed = line.startswith("dvc failed")
+    print(f"coincast snapshot: {line}", file=sys.stderr if failed else sys.stdout)
+    return 1 if failed else 0
+
+
+def _airflow_command(args: argparse.Namespace) -> int:
+    from coincast.operations import export
+
+    project, env = _load_tick(args)
+    out = Path(args.out) if args.out else project / export.DEFAULT_PATH
+    try:
+        content = export.write(project, env, out, settings_args(args))
+    except ValueError as exc:
+        print(f"coincast airflow export: {exc}", file=sys.stderr)
+        return 1
+    print(f"coincast airflow export: {len(content['tasks'])} tasks x {len(content['coins'])} coins "
+          f"({', '.join(content['coins'])}) written to {out}")
     return 0
 
 
@@ -165,6 +231,12 @@ def _cron_command(args: argparse.Namespace) -> int:
         print(f"coincast cron: {exc}", file=sys.stderr)
         return 1
     return 0
+
+
+def _tick_options(p: argparse.ArgumentParser) -> None:
+    """The settings options of a command that runs as a tick does (env.cron.yaml under the --env files)."""
+    _common(p)
+    p.add_argument("--no-cron-env", action="store_true", help="do not layer env.cron.yaml under --env files")
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -189,20 +261,40 @@ def make_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=_build_command)
 
     h = sub.add_parser("hourly", help="one unattended tick: env.yaml + env.cron.yaml, locked, logged under logs/")
-    _common(h)
+    _tick_options(h)
     h.add_argument("--now", help="the tick's clock (default: the real clock); e.g. 2025-06-01T13:05Z")
-    h.add_argument("--no-cron-env", action="store_true", help="do not layer env.cron.yaml under --env files")
     h.add_argument("--verbose", action="store_true", help="debug messages in logs/hourly.log")
     h.set_defaults(func=_hourly_command)
 
     r = sub.add_parser("replay", help="N hourly ticks over simulated/recorded data, the clock advancing 1 h per tick")
-    _common(r)
+    _tick_options(r)
     r.add_argument("--hours", type=int, required=True, help="number of ticks (hours) to replay")
     r.add_argument("--start", help="the first tick's clock (default: --hours before the env's clock)")
-    r.add_argument("--no-cron-env", action="store_true", help="do not layer env.cron.yaml under --env files")
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     r.add_argument("--verbose", action="store_true", help="debug messages (incl. build output) in logs/hourly.log")
     r.set_defaults(func=_replay_command)
+
+    t = sub.add_parser("task", help="one task of one coin's pipeline (a step of a scheduler's run, e.g. Airflow's): "
+                                    "the tick's settings (env.cron.yaml), its upstream tasks must be up to date")
+    _tick_options(t)
+    t.add_argument("task", help="the pipeline.yaml task, e.g. extract")
+    t.add_argument("--coin", required=True, help="the coin, e.g. bitcoin")
+    t.add_argument("--run-stamp", help="the scheduler run's time (Airflow: its logical date), the same for every task "
+                                       "of a run: a real-clock run refetches once per stamp (default: this hour)")
+    t.add_argument("--force", action="store_true", help="run the task even if up to date")
+    t.add_argument("-v", "--verbose", action="store_true",
+                   help="Ploomber's messages on the console too (always in logs/build.log)")
+    t.set_defaults(func=_task_command)
+
+    s = sub.add_parser("snapshot", help="the tick's DVC snapshot: commit (and push) the raw history and prediction log")
+    _tick_options(s)
+    s.set_defaults(func=_snapshot_command)
+
+    af = sub.add_parser("airflow", help="export Ploomber's task graph and the coins for airflow/dags/coincast.py")
+    af.add_argument("action", choices=["export"])
+    _tick_options(af)
+    af.add_argument("--out", help="the JSON to write (default: <project>/airflow/coincast-dag.json)")
+    af.set_defaults(func=_airflow_command)
 
     a = sub.add_parser("accept", help="accept a flagged hour as real (the jumps check skips it); kept with the history")
     _common(a)

@@ -95,10 +95,15 @@ def root_cause(message: str) -> str:
 
 
 # --- the environment of a build -------------------------------------------------------------------------
+def real_clock(env: Mapping[str, Any]) -> bool:
+    """True when the env's clock is the real one (no replay_now; not a replay): only then is ``build_hour`` stamped."""
+    return env.get("replay_now") is None and env.get("source") != "replay"
+
+
 def with_build_hour(env: dict[str, Any], now: Any = None) -> dict[str, Any]:
-    """With a real clock (no replay_now; not a replay), stamp the current UTC hour into ``build_hour``:
-    Ploomber reruns tasks whose params changed, so each new hour refetches instead of being a no-op."""
-    if env.get("replay_now") is not None or env.get("source") == "replay" or env.get("build_hour") is not None:
+    """With a real clock, stamp the current UTC hour into ``build_hour``: Ploomber reruns tasks whose params
+    changed, so each new hour refetches instead of being a no-op."""
+    if not real_clock(env) or env.get("build_hour") is not None:
         return env
     import pandas as pd
 
@@ -116,12 +121,14 @@ def gate_failed_last(project: Path, coin: str) -> bool:
         return False
 
 
-def coin_env(env: Mapping[str, Any], coin: str, project: Path) -> dict[str, Any]:
+def coin_env(env: Mapping[str, Any], coin: str, project: Path, refetch: bool = True) -> dict[str, Any]:
     """The env of one coin's DAG. After a gate failure a real-clock build fetches again at once, not at the
-    next hour (a quarantined batch's hours are holes, refetched like any other): a healed API repairs it."""
+    next hour (a quarantined batch's hours are holes, refetched like any other): a healed API repairs it.
+    ``refetch=False`` (one task of a run, :func:`build_coin`'s ``task``): every task of the run must render the
+    same extract params, so the run's own stamp decides when to refetch."""
     out = {k: v for k, v in env.items() if k not in ("coins", "coin_jobs")}
     out["coin"] = coin
-    if out.get("build_hour") is not None and gate_failed_last(project, coin):
+    if refetch and out.get("build_hour") is not None and gate_failed_last(project, coin):
         import pandas as pd
 
         out["build_hour"] = pd.Timestamp.now(tz="UTC").floor("s").isoformat()
@@ -266,14 +273,30 @@ def outcome(dag: Any, coin: str, log: str | None, failure: BaseException | None 
 
 
 # --- building ----------------------------------------------------------------------------------------------
+def run_dag(dag: Any, task: str | None, force: bool) -> None:
+    """Build the whole DAG, or only its task ``task`` unless it is up to date (its upstream tasks must be: Ploomber
+    refuses otherwise, naming them). Raises Ploomber's DAGBuildError / TaskBuildError when a task fails."""
+    from ploomber.constants import TaskStatus
+
+    if task is None:
+        dag.build(force=force, show_progress=False)
+        return
+    if task not in dag:
+        raise ValueError(f"no task {task!r} in the pipeline (its tasks: {', '.join(dag)})")
+    dag.render(show_progress=False)  # upstream tasks as they are: up to date or not (force is for this task)
+    if force or dag[task].exec_status != TaskStatus.Skipped:
+        dag[task].build(force=force)
+
+
 def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = False, verbose: bool = False,
-               out: TextIO | None = None) -> BuildResult:
-    """Build the pipeline's DAG for one coin, a line per task on ``out`` (default stdout). Never raises."""
-    from ploomber.exceptions import DAGBuildError
+               out: TextIO | None = None, task: str | None = None) -> BuildResult:
+    """Build the pipeline's DAG for one coin, a line per task on ``out`` (default stdout); with ``task``, only that
+    task (one step of a scheduler's run, e.g. Airflow's: ``coincast task``). Never raises."""
+    from ploomber.exceptions import DAGBuildError, TaskBuildError
     from ploomber.spec import DAGSpec
 
     out = out or sys.stdout
-    cenv = coin_env(env, coin, pipeline.parent)
+    cenv = coin_env(env, coin, pipeline.parent, refetch=task is None)
     with build_log(env, verbose) as log, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
         console.ignore_known_warnings()
@@ -282,9 +305,9 @@ def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = 
             console.quiet_notebooks(dag)
             report_progress(dag, coin, out)
             try:
-                dag.build(force=force, show_progress=False)
+                run_dag(dag, task, force)
                 result = outcome(dag, coin, log)
-            except DAGBuildError as exc:
+            except (DAGBuildError, TaskBuildError) as exc:
                 logger.error("%s: build failed:\n%s", coin, exc)
                 result = outcome(dag, coin, log, exc)
         except Exception as exc:  # rendering errors etc.: one coin's failure never stops the others
@@ -292,7 +315,8 @@ def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = 
             result = BuildResult(coin, error=root_cause(f"{type(exc).__name__}: {exc}"), log=log)
         for w in caught:
             logger.warning("%s: %s", coin, str(w.message).strip())
-        record_outcome(pipeline.parent / "products" / coin, result, cenv)
+        if task is None or not result.ok or task == list(dag)[-1]:  # a run's failure, or its last task's success
+            record_outcome(pipeline.parent / "products" / coin, result, cenv)
     if result.ok and not result.built:
         print(console.up_to_date_line(coin), file=out, flush=True)
     return result
@@ -308,16 +332,16 @@ def _build_coin_captured(env: Mapping[str, Any], coin: str, pipeline: Path, forc
     return result, sink.getvalue()
 
 
-def preload_build(env: Mapping[str, Any], jobs: int = 1) -> list[str]:
+def preload_build(env: Mapping[str, Any], jobs: int = 1, one_task: bool = False) -> list[str]:
     """Import what the builds need up front, the collector off (coincast.patches): everything the notebooks
     import when they run in this process (ploomber-engine) or in workers forked from it, else Ploomber only
-    (papermill's kernels import the rest themselves)."""
+    (papermill's kernels import the rest themselves, and ``one_task``'s notebook what it needs)."""
 
     lighten_ploomber_engine()  # before Ploomber is imported: no matplotlib unless a notebook draws with it
     in_process = env.get("notebook_executor") == "ploomber-engine"
     if in_process:
         release_notebook_shells()  # each notebook's IPython shell closed when it ends, not at the process's exit
-    names = PRELOAD if in_process or jobs > 1 else ("ploomber.spec",)
+    names = PRELOAD if (in_process and not one_task) or jobs > 1 else ("ploomber.spec",)
     return preload((*names, "ploomber_engine.execute", "IPython") if in_process else names)
 
 

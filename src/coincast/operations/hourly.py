@@ -97,12 +97,21 @@ def tick_env(env: Mapping[str, Any], clock: pd.Timestamp | None) -> dict[str, An
     return with_build_hour(out)
 
 
+def snapshot_data(project: Path, env: Mapping[str, Any]) -> str:
+    """The DVC snapshot after a tick (or an Airflow run: ``coincast snapshot``): the source's raw history and
+    prediction log committed, and pushed when ``dvc_push``; one line, ``dvc failed: ...`` when DVC failed."""
+    from coincast.operations import versioning
+
+    try:
+        return versioning.snapshot(project, str(env["source"]), push=bool(env.get("dvc_push")))
+    except (RuntimeError, OSError) as exc:
+        return f"dvc failed: {exc}"
+
+
 def run_tick(project: Path, env: Mapping[str, Any], clock: pd.Timestamp | None = None,
              quiet: bool = False, locked: bool = False, snapshot: bool | None = None) -> TickResult:
     """One tick under the lock (``locked``: the caller holds it): build every coin, then snapshot the data
     in DVC (``snapshot``: default env's dvc_snapshot). Raises AlreadyRunning if another tick holds the lock."""
-    from coincast.operations import versioning
-
     started = time.perf_counter()
     with contextlib.nullcontext() if locked else tick_lock(env["lock_file"]):
         cenv = tick_env(env, clock)
@@ -117,10 +126,7 @@ def run_tick(project: Path, env: Mapping[str, Any], clock: pd.Timestamp | None =
         if sink is not None:  # the log file keeps the build's output when a coin failed
             logger.log(logging.WARNING if result.failed else logging.DEBUG, "build output:\n%s", sink.getvalue())
         if (env.get("dvc_snapshot") if snapshot is None else snapshot) and result.built:
-            try:
-                result.dvc = versioning.snapshot(project, str(env["source"]), push=bool(env.get("dvc_push")))
-            except (RuntimeError, OSError) as exc:
-                result.dvc = f"dvc failed: {exc}"
+            result.dvc = snapshot_data(project, env)
     result.seconds = time.perf_counter() - started
     return result
 
@@ -222,8 +228,6 @@ def replay_report(project: Path, env: Mapping[str, Any], first: pd.Timestamp, la
 def _replay_ticks(project: Path, env: Mapping[str, Any], bar: Any, seconds: list[float],
                   failed: list[dict[str, Any]]) -> str | None:
     """The replay's ticks (lock held); one DVC snapshot at the end rather than one per replayed hour."""
-    from coincast.operations import versioning
-
     for clock in bar:
         result = run_tick(project, env, clock, quiet=True, locked=True, snapshot=False)
         seconds.append(result.seconds)
@@ -233,12 +237,7 @@ def _replay_ticks(project: Path, env: Mapping[str, Any], bar: Any, seconds: list
             failed.append({"clock": clock.isoformat(), "results": {c: r.message for c, r in result.results.items()}})
             bar.write(f"tick {clock.isoformat()} failed: " + "; ".join(
                 f"{c}: {r}" for c, r in result.failed.items()))
-    if not env.get("dvc_snapshot"):
-        return None
-    try:
-        return versioning.snapshot(project, str(env["source"]), push=bool(env.get("dvc_push")))
-    except (RuntimeError, OSError) as exc:
-        return f"dvc failed: {exc}"
+    return snapshot_data(project, env) if env.get("dvc_snapshot") else None
 
 
 def replay(project: Path, env: Mapping[str, Any], hours: int, start: Any = None,

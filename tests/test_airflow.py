@@ -1,0 +1,179 @@
+"""The pipeline on Apache Airflow: the export of Ploomber's task graph (``coincast airflow export``), one task of one
+coin (``coincast task``, what each Airflow task runs), and the DAG file run offline by Airflow itself in its own
+venv (.venv-airflow) for two simulated coins (``make airflow-test``)."""
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from coincast.cli import make_parser, settings_args
+from coincast.config import resolve_root
+from coincast.operations import export
+from coincast.operations.build import build_coin
+from coincast.settings import load_env
+from conftest import BIN, ROOT, run
+
+COINS = ["bitcoin", "ethereum"]
+
+
+def project_env(project: Path, **overrides) -> dict:
+    env = load_env(project / "env.yaml", [project / "env.test.yaml", project / "env.cron.yaml"],
+                   {"coins": COINS, **overrides})
+    return resolve_root(env, project)
+
+
+# --- the export (fast) ----------------------------------------------------------------------------------------
+def test_export_is_ploomber_graph_in_build_order(project: Path):
+    graph = export.graph(project, project_env(project), ["--env", "env.test.yaml"])
+    names = [t["name"] for t in graph["tasks"]]
+    upstream = {t["name"]: set(t["upstream"]) for t in graph["tasks"]}
+    assert names == ["extract", "validate", "features", "train", "profile", "forecast", "monitor", "publish"]
+    for i, name in enumerate(names):  # an upstream task always comes earlier: Airflow may run them in this order
+        assert upstream[name] <= set(names[:i]), name
+    assert upstream["extract"] == set() and upstream["validate"] == {"extract"}
+    assert "validate" in upstream["features"] and "profile" not in upstream["train"]
+    assert upstream["publish"] == set(names[:-1])  # publish runs only when every other task succeeded
+    assert (graph["extract"], graph["gate"], graph["train"]) == ("extract", "validate", "train")
+    assert graph["coins"] == COINS and graph["project"] == str(project)
+    assert graph["args"] == ["--env", "env.test.yaml"] and graph["format"] == export.FORMAT
+
+
+def test_export_writes_json_the_dag_file_reads(project: Path, tmp_path: Path):
+    out = tmp_path / "deep" / "coincast-dag.json"
+    written = export.write(project, project_env(project), out)
+    assert json.loads(out.read_text()) == written
+
+
+def test_export_names_a_missing_task(project: Path):
+    text = (project / "pipeline.yaml").read_text()
+    (project / "pipeline.yaml").write_text(text[:text.index("  - source: notebooks/02_validate.py")])  # extract only
+    with pytest.raises(ValueError, match=r"^pipeline.yaml has no task train, validate: the export names them$"):
+        export.graph(project, project_env(project))
+
+
+def test_task_commands_repeat_the_settings_the_export_read():
+    parser = make_parser()
+    given = parser.parse_args(["airflow", "export", "--env", "env.test.yaml", "--env", "x.yaml", "--source", "simulated",
+                               "--replay-now", "2025-06-01T12:30Z", "--set", "days=3", "--set", "models=[{kind: naive}]",
+                               "--no-cron-env", "--coins", "bitcoin"])
+    forwarded = settings_args(given)
+    task = parser.parse_args(["task", "extract", "--coin", "bitcoin", *forwarded])
+    for name in ("env", "source", "replay_file", "replay_now", "set", "no_cron_env"):
+        assert getattr(task, name) == getattr(given, name), name
+    assert "--coins" not in forwarded  # each task names its one coin
+
+
+# --- one task of one coin (what each Airflow task runs) ----------------------------------------------------------
+def test_one_task_refuses_when_its_upstream_task_has_not_run(project: Path):
+    result = build_coin(project_env(project), "bitcoin", project / "pipeline.yaml", task="validate")
+    assert not result.ok and result.built == ()
+    assert result.error.startswith("Cannot build task 'validate' because the following upstream dependencies are "
+                                   "missing: ['extract']")
+
+
+def test_one_task_names_an_unknown_task(project: Path):
+    result = build_coin(project_env(project), "bitcoin", project / "pipeline.yaml", task="fetch")
+    assert result.error == ("ValueError: no task 'fetch' in the pipeline (its tasks: extract, validate, features, "
+                            "train, profile, forecast, monitor, publish)")
+
+
+@pytest.mark.slow
+def test_tasks_one_by_one_build_what_the_whole_dag_builds(project: Path):
+    """extract, then validate, each in its own `coincast task` process as Airflow runs them: validate finds extract
+    up to date (the same run stamp), a second run of extract is a no-op, and --force reruns only that task."""
+    common = ["--project", str(project), "--env", "env.test.yaml", "--coin", "bitcoin", "--run-stamp", "2026-01-01T10:00Z"]
+    coincast = str(BIN / "coincast")
+    for name, expect in (("extract", "ok (ran: extract)"), ("validate", "ok (ran: validate)"),
+                         ("extract", "ok (ran: nothing, up to date)")):
+        done = run([coincast, "task", name, *common], cwd=project)
+        assert done.returncode == 0, done.stderr[-2000:]
+        assert f"coincast task: bitcoin {name}: {expect}" in done.stdout
+    forced = run([coincast, "task", "validate", "--force", *common], cwd=project)
+    assert "coincast task: bitcoin validate: ok (ran: validate)" in forced.stdout, forced.stderr[-2000:]
+    assert json.loads((project / "products" / "bitcoin" / "validation.json").read_text())["passed"] is True
+
+
+# --- Airflow itself, in its own venv ---------------------------------------------------------------------------
+UNREACHABLE = re.compile(r"(?i)failed to fetch|connect(ion)? (error|refused|timed out)|dns error|network is unreachable"
+                         r"|could not resolve|no solution found .* not found in the package registry")
+
+
+@pytest.fixture(scope="module")
+def airflow_venv() -> Path:
+    """.venv-airflow, made from airflow/requirements.lock if absent (`make airflow-venv`, ~15 s from uv's cache)."""
+    done = run(["make", "-s", "airflow-venv"], cwd=ROOT, timeout=900)
+    if done.returncode != 0 and UNREACHABLE.search(done.stderr + done.stdout):
+        pytest.skip(f"the package index is unreachable, so .venv-airflow cannot be made: {done.stderr.strip()[-300:]}")
+    assert done.returncode == 0, done.stderr[-3000:]
+    return ROOT / ".venv-airflow"
+
+
+DESCRIBE = """
+import json, sys
+from airflow.dag_processing.dagbag import DagBag
+bag = DagBag(dag_folder=sys.argv[1])
+assert not bag.import_errors, bag.import_errors
+dag = bag.dags["coincast"]
+print(json.dumps({"schedule": str(dag.schedule), "catchup": dag.catchup, "max_active_runs": dag.max_active_runs,
+                  "tasks": {t.task_id: {"downstream": sorted(t.get_flat_relative_ids(upstream=False)),
+                                        "retries": t.retries, "backoff": t.retry_exponential_backoff,
+                                        "pool": t.pool, "trigger_rule": getattr(t.trigger_rule, "value", t.trigger_rule),
+                                        "command": getattr(t, "bash_command", None), "cwd": getattr(t, "cwd", None)}
+                            for t in dag.tasks}}))
+"""
+
+
+@pytest.mark.slow
+def test_dag_file_wires_each_coin_apart(airflow_venv: Path, project: Path, tmp_path: Path):
+    """The DAG as Airflow loads it: one group per coin wired like Ploomber's DAG, so a failed gate (validate) stops
+    only its own coin; retries with backoff on extract only; every training in the pool; the snapshot after every
+    coin; each task a `coincast task` in the project."""
+    graph = tmp_path / "coincast-dag.json"
+    export.write(project, project_env(project), graph, ["--env", "env.test.yaml"])
+    done = run([str(airflow_venv / "bin" / "python"), "-c", DESCRIBE, str(ROOT / "airflow" / "dags")], cwd=tmp_path,
+               env={"COINCAST_AIRFLOW_GRAPH": str(graph), "AIRFLOW_HOME": str(tmp_path / "home"),
+                    "AIRFLOW__CORE__LOAD_EXAMPLES": "False"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    dag = json.loads(done.stdout.strip().splitlines()[-1])
+    tasks = dag["tasks"]
+    assert (dag["catchup"], dag["max_active_runs"]) == (False, 1) and "5 * * * *" in dag["schedule"]
+    assert set(tasks) == {f"{c}.{t}" for c in COINS for t in [t["name"] for t in json.loads(graph.read_text())["tasks"]]} \
+        | {"dvc_snapshot", "every_coin"}
+    for coin in COINS:
+        stopped = set(tasks[f"{coin}.validate"]["downstream"])
+        assert stopped == {f"{coin}.{t}" for t in ("features", "train", "profile", "forecast", "monitor", "publish")} \
+            | {"dvc_snapshot", "every_coin"}
+        assert tasks[f"{coin}.extract"]["retries"] == 3 and tasks[f"{coin}.extract"]["backoff"] is True
+        assert tasks[f"{coin}.validate"]["retries"] == 0
+        assert tasks[f"{coin}.train"]["pool"] == "coincast_training"
+        assert tasks[f"{coin}.features"]["pool"] == "default_pool"
+        assert tasks[f"{coin}.extract"]["cwd"] == str(project)
+        assert tasks[f"{coin}.extract"]["command"].startswith(f"{project}/.venv/bin/coincast task extract --coin {coin} ")
+    # the snapshot runs once every coin is done and one succeeded, as a tick; the run fails if any coin failed
+    assert tasks["dvc_snapshot"]["trigger_rule"] == "all_done_min_one_success"
+    assert tasks["every_coin"]["trigger_rule"] == "all_success"
+
+
+@pytest.mark.slow
+def test_airflow_runs_the_dag_for_two_coins_offline(airflow_venv: Path, tmp_path: Path):
+    """`make airflow-test`: `airflow dags test` (SQLite, no servers, offline) runs every task of both simulated
+    coins, each a `coincast task` process; each coin publishes a build with its forecast, prediction log and champion."""
+    folder = tmp_path / "af"
+    done = run(["make", "-s", "airflow-test", f"AIRFLOW_TEST_DIR={folder}"], cwd=ROOT, timeout=1200)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    log = (folder / "dags-test.log").read_text()
+    for coin in COINS:
+        ran = re.findall(rf"coincast task: {coin} (\w+): ok \(ran: (\w+)\)", log)
+        assert ran == [(t, t) for t, _ in ran] and len(ran) == 8, ran  # each task ran once, in its own process
+        published = folder / "products" / coin / "published"
+        manifest = json.loads((published / "published.json").read_text())
+        assert manifest["coin"] == coin and manifest["source"] == "simulated"
+        assert len(pd.read_parquet(published / "forecast.parquet")) == 24
+        registry = json.loads((published / "registry.json").read_text())
+        assert registry["registered_model"] == f"coincast-{coin}" and registry["champion"]["model_name"] == "naive"
+        assert list((folder / "data" / "predictions-test").rglob(f"{coin}-usd.parquet"))
+    assert "coincast snapshot: dvc: not initialised here" in log  # the snapshot task ran after both coins
