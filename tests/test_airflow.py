@@ -159,11 +159,19 @@ def test_dag_file_wires_each_coin_apart(airflow_venv: Path, project: Path, tmp_p
 
 
 @pytest.mark.slow
-def test_airflow_runs_the_dag_for_two_coins_offline(airflow_venv: Path, tmp_path: Path):
-    """`make airflow-test`: `airflow dags test` (SQLite, no servers, offline) runs every task of both simulated
-    coins, each a `coincast task` process; each coin publishes a build with its forecast, prediction log and champion."""
+def test_airflow_runs_the_dag_for_two_coins_offline(airflow_venv: Path, services, tmp_path: Path):
+    """`make airflow-test`: `airflow dags test` (Airflow's metadata on SQLite, offline) runs every task of both
+    simulated coins, each a `coincast task` process, as a worker would: against the shared services (the MLflow
+    server on PostgreSQL with its artifacts in the S3 stand-in; tests/services.py). Each coin publishes a build with
+    its forecast, prediction log and champion; the registry and the artifacts are on the services, not in the
+    project."""
+    from mlflow.tracking import MlflowClient
+
+    from services import s3_keys
+
     folder = tmp_path / "af"
-    done = run(["make", "-s", "airflow-test", f"AIRFLOW_TEST_DIR={folder}"], cwd=ROOT, timeout=1200)
+    done = run(["make", "-s", "airflow-test", f"AIRFLOW_TEST_DIR={folder}"], cwd=ROOT, timeout=1200,
+               env=services.worker_env())
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     log = (folder / "dags-test.log").read_text()
     for coin in COINS:
@@ -176,4 +184,11 @@ def test_airflow_runs_the_dag_for_two_coins_offline(airflow_venv: Path, tmp_path
         registry = json.loads((published / "registry.json").read_text())
         assert registry["registered_model"] == f"coincast-{coin}" and registry["champion"]["model_name"] == "naive"
         assert list((folder / "data" / "predictions-test").rglob(f"{coin}-usd.parquet"))
+        # the registry is the server's: its aliases are what the build recorded, its model files are in the bucket
+        client = MlflowClient(services.mlflow_uri)
+        aliases = {k: str(v) for k, v in client.get_registered_model(f"coincast-{coin}").aliases.items()}
+        assert aliases == {"champion": registry["champion"]["version"], "challenger": registry["challenger"]["version"]}
+        run_id = client.get_model_version(f"coincast-{coin}", aliases["champion"]).run_id
+        assert any(run_id in key for key in s3_keys(services.s3_endpoint, services.bucket, "mlflow/")), run_id
+    assert not (folder / "mlflow.db").exists() and not (folder / "mlartifacts").exists()
     assert "coincast snapshot: dvc: not initialised here" in log  # the snapshot task ran after both coins
