@@ -281,7 +281,7 @@ def test_cross_coin_features_reach_the_feature_based_models(demo_copy: Path):
     other coin's lagged log returns, and the backtest's LightGBM reads them (named in its settings, so it is another
     model than LightGBM without them); the forecast and monitor tasks run on."""
     project = demo_copy
-    args = [*DEMO_ARGS[:4], "--set", "cross_coins=[bitcoin, ethereum]", "--set", "retrain_every_hours=0",
+    args = ["--env", "env.test.yaml", "--coins", "bitcoin,ethereum", "--set", "cross_coins=[bitcoin, ethereum]", "--set", "retrain_every_hours=0",
             "--set", "models=[{kind: naive}, {kind: lightgbm, window_days: 7, n_estimators: 40}]"]
     result = coincast(project, *args)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
