@@ -144,3 +144,23 @@ def test_directional_p_value_is_the_one_sided_binomial_test():
     assert metrics.direction_hits([2.0, 1.0, 0.5], [1.0, 3.0, 2.0], [1.0, 1.0, 1.0]).tolist() == [False]
     assert metrics.directional_p_value([2.0, 1.0, 0.5], [1.0, 3.0, 2.0], [1.0, 1.0, 1.0]) == 1.0
     assert math.isnan(metrics.directional_p_value(A, LAST, LAST))  # naive never moves
+
+
+def test_the_p_values_are_scipy_stats_own():
+    """metrics uses scipy.special (lighter to import) for the two distributions: the same numbers as scipy.stats'
+    binomtest (alternative "greater") and Student t CDF, every hit count and both infinite statistics included."""
+    from scipy import stats
+
+    rng = np.random.default_rng(3)
+    for n in (1, 2, 7, 40):
+        for hits in range(n + 1):
+            last = np.ones(n)
+            actual = last + 1.0
+            forecast = np.where(np.arange(n) < hits, 2.0, 0.5)  # the first `hits` call the move up, the rest down
+            expected = stats.binomtest(hits, n, 0.5, alternative="greater").pvalue
+            assert metrics.directional_p_value(actual, forecast, last) == pytest.approx(expected, rel=1e-12, abs=1e-300)
+    for _ in range(20):
+        a, b = rng.normal(1, 0.3, 50), rng.normal(1.1, 0.3, 50)
+        got = metrics.diebold_mariano(a, b, horizon=3)
+        assert got.p_value == pytest.approx(stats.t.cdf(got.statistic, df=got.n - 1), rel=1e-12)
+    assert metrics.diebold_mariano([1.0, 2.0, 3.0], [2.0, 3.0, 4.0]).p_value == stats.t.cdf(-np.inf, df=2) == 0.0

@@ -141,7 +141,7 @@ def test_live_path_against_a_local_coingecko_never_leaks_the_key(project: Path, 
         result = coincast(project, "--env", "env.test.yaml", "--source", "coingecko", "--coins", "bitcoin",
                           "--replay-now", now.isoformat(), "--set", "days=20", "--set", f"history_dir={tmp_path / 'h'}",
                           "--set", "notebook_executor=papermill", "--set", "executed_format=html",
-                          "--set", "profile_enabled=true", *WITH_PROPHET, env=env)
+                          *WITH_PROPHET, env=env)  # the profile off (env.test.yaml): the session demo runs ydata
         seen = list(server.requests)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     console = result.stdout + result.stderr  # a kernel per notebook, and none of their start-up noise shown

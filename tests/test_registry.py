@@ -327,9 +327,9 @@ def test_load_champion_loads_each_version_once(store, served, monkeypatch):
     coin = "oncecoin"
     build(coin, served, {"naive": 1.0, "drift": 0.98})
     loads = []
-    real = mlflow.pyfunc.load_model
-    monkeypatch.setattr(mlflow.pyfunc, "load_model", lambda uri, *a, **k: (
-        loads.append(uri) if str(uri).startswith("models:/") else None) or real(uri, *a, **k))
+    real = mlflow.artifacts.download_artifacts  # a version is fetched from the store, then loaded from its folder
+    monkeypatch.setattr(mlflow.artifacts, "download_artifacts", lambda *a, **k: (
+        loads.append(k.get("artifact_uri", a[0] if a else None))) or real(*a, **k))
     first, info = registry.load_champion(coin)
     again, info_again = registry.load_champion(coin)
     assert again is first and info_again == info and loads == [f"models:/coincast-{coin}/1"]
@@ -338,6 +338,40 @@ def test_load_champion_loads_each_version_once(store, served, monkeypatch):
     newer, newer_info = registry.load_champion(coin)
     assert newer_info["version"] != info["version"] and newer.name == ID["seasonal_naive"]
     assert loads == [f"models:/coincast-{coin}/1", f"models:/coincast-{coin}/{newer_info['version']}"]
+
+
+def test_a_version_logged_with_other_packages_is_served_with_a_warning_naming_them(store, served, caplog):
+    """The pins a version was logged with (its requirements.txt) are checked against the installed packages when it
+    is loaded (MLflow's own check is off: it maps every installed distribution first, ~1 s a load)."""
+    from importlib import metadata
+
+    from coincast.registry.pyfunc import requirement_mismatches
+
+    numpy = metadata.version("numpy")
+    assert requirement_mismatches([f"numpy=={numpy}", "pandas", ""]) == []
+    assert requirement_mismatches(["numpy==0.0.1", "no-such-package-xyz==1.0"]) == [
+        f"numpy==0.0.1 (installed: {numpy})", "no-such-package-xyz==1.0 (installed: none)"]
+
+    coin = "pincoin"
+    info = build(coin, served, {"naive": 1.0, "drift": 0.98})["champion"]
+    with caplog.at_level("WARNING", logger="coincast.registry.pyfunc"):
+        registry.load_champion(coin)
+    assert not [r for r in caplog.records if "other packages" in r.getMessage()]
+    # the stored copy of the version (a load downloads one; its MLmodel names where the store keeps it)
+    with tracking.fluent(store["uri"]):
+        fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/coincast-{coin}/{info['version']}"))
+    where = next(line.split(": ", 1)[1] for line in (fetched / "MLmodel").read_text().splitlines()
+                 if line.startswith("artifact_path: file://"))
+    stored = [Path(where.removeprefix("file://")) / "requirements.txt"]
+    assert stored[0].is_file() and str(stored[0]).startswith(str(store["root"]))
+    stored[0].write_text(stored[0].read_text().replace(f"numpy=={numpy}", "numpy==0.0.1"))
+    versions._load_version.cache_clear()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="coincast.registry.pyfunc"):
+        served_model, _ = registry.load_champion(coin)
+    warned = [r.getMessage() for r in caplog.records if "other packages" in r.getMessage()]
+    assert len(warned) == 1 and f"numpy==0.0.1 (installed: {numpy})" in warned[0], warned
+    assert served_model.name == ID["drift"]  # served all the same
 
 
 def test_the_version_in_force_at_an_hour(store, served, monkeypatch):

@@ -10,7 +10,9 @@ from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
-from scipy import stats
+# scipy.special, not scipy.stats: the same two distributions (Student t, binomial tail), ~0.5 s less of import in
+# every process that scores (scipy.stats pulls in most of scipy; MLflow already imports scipy.sparse)
+from scipy.special import bdtrc, stdtr
 
 from coincast.timeseries import utc_times
 
@@ -101,7 +103,7 @@ def diebold_mariano(loss_a, loss_b, horizon: int = 1) -> DMTest:
     else:
         dm = 0.0 if mean == 0 else float(np.copysign(np.inf, mean))
     statistic = float(dm * np.sqrt((n + 1 - 2 * h + h * (h - 1) / n) / n))
-    return DMTest(statistic, float(stats.t.cdf(statistic, df=n - 1)), n)
+    return DMTest(statistic, float(stdtr(n - 1, statistic)), n)  # scipy.stats.t.cdf(statistic, n - 1)
 
 
 def directional_accuracy(actual, forecast, last) -> float:
@@ -224,12 +226,12 @@ def direction_hits(actual, forecast, last) -> np.ndarray:
 
 def directional_p_value(actual, forecast, last) -> float:
     """One-sided binomial p-value of :func:`directional_accuracy` against a coin flip: P(X >= hits) for
-    X ~ Binomial(n moves, 0.5) (``scipy.stats.binomtest``, alternative "greater"). Small: the forecast calls
+    X ~ Binomial(n moves, 0.5) (``scipy.stats.binomtest``'s, alternative "greater": ``bdtrc(hits - 1, n, 0.5)``). Small: the forecast calls
     the direction better than chance. NaN without a move (naive never moves)."""
     hits = direction_hits(actual, forecast, last)
     if not len(hits):
         return float("nan")
-    return float(stats.binomtest(int(hits.sum()), len(hits), 0.5, alternative="greater").pvalue)
+    return float(bdtrc(int(hits.sum()) - 1, len(hits), 0.5))
 
 
 def scored_errors(forecasts: pd.DataFrame, horizon: int) -> pd.DataFrame:

@@ -16,7 +16,7 @@ import time
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Mapping, TextIO
+from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence, TextIO
 
 from coincast.operations import console
 from coincast.patches import PIPELINE_MODULES, lighten_ploomber_engine, preload, release_notebook_shells
@@ -288,10 +288,28 @@ def run_dag(dag: Any, task: str | None, force: bool) -> None:
         dag[task].build(force=force)
 
 
+def preload_when_work(dag: Any, names: Sequence[str]) -> None:
+    """Chain onto the DAG's ``on_render`` hook (pipeline.yaml's settings check): once it is rendered, import
+    ``names`` (:func:`coincast.patches.preload`) if any task will run. A no-op build imports none of them: ~2.5 s of
+    CPU less (bench/speed.py's no-op `coincast build`)."""
+    from ploomber.constants import TaskStatus
+
+    hook = dag.on_render
+
+    def on_render(dag: Any) -> None:
+        if hook is not None:
+            hook(dag)
+        if any(t.exec_status != TaskStatus.Skipped for t in dag.values()):
+            preload(names)
+
+    dag.on_render = on_render
+
+
 def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = False, verbose: bool = False,
-               out: TextIO | None = None, task: str | None = None) -> BuildResult:
+               out: TextIO | None = None, task: str | None = None, preload_names: Sequence[str] = ()) -> BuildResult:
     """Build the pipeline's DAG for one coin, a line per task on ``out`` (default stdout); with ``task``, only that
-    task (one step of a scheduler's run, e.g. Airflow's: ``coincast task``). Never raises."""
+    task (one step of a scheduler's run, e.g. Airflow's: ``coincast task``); ``preload_names`` imported once the
+    DAG is rendered with work to do (:func:`preload_when_work`). Never raises."""
     from ploomber.exceptions import DAGBuildError, TaskBuildError
     from ploomber.spec import DAGSpec
 
@@ -302,6 +320,8 @@ def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = 
         console.ignore_known_warnings()
         try:
             dag = DAGSpec(str(pipeline), env=cenv).to_dag()
+            if preload_names:
+                preload_when_work(dag, preload_names)
             console.quiet_notebooks(dag)
             report_progress(dag, coin, out)
             try:
@@ -332,16 +352,26 @@ def _build_coin_captured(env: Mapping[str, Any], coin: str, pipeline: Path, forc
     return result, sink.getvalue()
 
 
-def preload_build(env: Mapping[str, Any], jobs: int = 1, one_task: bool = False) -> list[str]:
+def deferred_preload(env: Mapping[str, Any], jobs: int = 1) -> tuple[str, ...]:
+    """What a build imports only once a coin's DAG has work (:func:`preload_when_work`): the notebooks' modules,
+    when they run in this process (ploomber-engine, one coin at a time). Nothing otherwise: forked workers need
+    them before the fork, and papermill's kernels import their own."""
+    return PIPELINE_MODULES if env.get("notebook_executor") == "ploomber-engine" and jobs == 1 else ()
+
+
+def preload_build(env: Mapping[str, Any], jobs: int = 1, one_task: bool = False, defer: bool = False) -> list[str]:
     """Import what the builds need up front, the collector off (coincast.patches): everything the notebooks
     import when they run in this process (ploomber-engine) or in workers forked from it, else Ploomber only
-    (papermill's kernels import the rest themselves, and ``one_task``'s notebook what it needs)."""
+    (papermill's kernels import the rest themselves, and ``one_task``'s notebook what it needs). ``defer``: the
+    notebooks' modules are left to :func:`preload_when_work` (:func:`deferred_preload`)."""
 
     lighten_ploomber_engine()  # before Ploomber is imported: no matplotlib unless a notebook draws with it
     in_process = env.get("notebook_executor") == "ploomber-engine"
     if in_process:
         release_notebook_shells()  # each notebook's IPython shell closed when it ends, not at the process's exit
     names = PRELOAD if (in_process and not one_task) or jobs > 1 else ("ploomber.spec",)
+    if defer:
+        names = tuple(name for name in names if name not in deferred_preload(env, jobs))
     return preload((*names, "ploomber_engine.execute", "IPython") if in_process else names)
 
 
@@ -355,13 +385,14 @@ def build(env: dict[str, Any], pipeline: Path, force: bool = False, verbose: boo
     (:func:`coincast.registry.write_lock`)."""
     coins = list(env["coins"])
     jobs = max(1, min(int(env.get("coin_jobs") or 1), len(coins)))
-    preload_build(env, jobs)
+    preload_build(env, jobs, defer=True)
     log = log_target(env)
     print(f"coincast: building {len(coins)} coin{'s' if len(coins) > 1 else ''}"
           + (f", {jobs} at a time" if jobs > 1 else "") + f" ({env['source']})"
           + (f"; details in {log}" if log else ""), flush=True)
     if jobs == 1:
-        return {coin: build_coin(env, coin, pipeline, force, verbose) for coin in coins}
+        later = deferred_preload(env, jobs)
+        return {coin: build_coin(env, coin, pipeline, force, verbose, preload_names=later) for coin in coins}
     from concurrent.futures import ProcessPoolExecutor
 
     from coincast.processes import pool_context

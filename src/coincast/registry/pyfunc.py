@@ -6,9 +6,12 @@ the package re-exports it, so they still load.
 """
 from __future__ import annotations
 
+import logging
 from importlib import metadata
+from pathlib import Path
 from typing import Any, Sequence
 
+import mlflow.artifacts
 import mlflow.pyfunc
 import numpy as np
 import pandas as pd
@@ -17,6 +20,8 @@ from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from coincast.forecasting.serving import FORECAST_COLUMNS, ServedForecaster
 from coincast.timeseries import to_utc
+
+logger = logging.getLogger(__name__)
 
 HORIZONS = tuple(range(1, 25))
 
@@ -94,6 +99,34 @@ def log_pyfunc(served: ServedForecaster, artifact_name: str, data_through: Any, 
     )
 
 
+def requirement_mismatches(requirements: Sequence[str]) -> list[str]:
+    """The pinned ``name==version`` lines of a logged model's requirements.txt that the installed packages do not
+    match, as ``name==logged (installed: version | none)``; unpinned lines are not checked."""
+    out = []
+    for line in requirements:
+        name, pinned, version = line.strip().partition("==")
+        if not pinned:
+            continue
+        try:
+            have = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            have = "none"
+        if have != version:
+            out.append(f"{name}=={version} (installed: {have})")
+    return out
+
+
 def load_served(model_uri: str) -> ServedForecaster:
-    """The :class:`ServedForecaster` a logged pyfunc wraps (inside :func:`coincast.registry.tracking.fluent`)."""
-    return mlflow.pyfunc.load_model(model_uri).unwrap_python_model().served
+    """The :class:`ServedForecaster` a logged pyfunc wraps (inside :func:`coincast.registry.tracking.fluent`).
+
+    A version logged with other package versions than those installed is served with a warning naming them. The
+    check is on the pins the model was logged with (:func:`pip_requirements`), not MLflow's own
+    (``suppress_warnings``): MLflow maps every installed distribution to its modules first, ~1 s of CPU per
+    model loaded, in every tick."""
+    local = mlflow.artifacts.download_artifacts(artifact_uri=model_uri)
+    requirements = Path(local, "requirements.txt")
+    if requirements.is_file():
+        mismatched = requirement_mismatches(requirements.read_text().splitlines())
+        if mismatched:
+            logger.warning("%s was logged with other packages than these: %s", model_uri, "; ".join(mismatched))
+    return mlflow.pyfunc.load_model(local, suppress_warnings=True).unwrap_python_model().served
