@@ -264,6 +264,7 @@ def latest_calibration(
     adapted by every known miss of that scaling's backtest intervals (:func:`adapted_level`; their levels
     re-adapted every ``every`` origins at the horizons in ``adapt_horizons``, as :func:`calibrate` did).
     Returns ({h: {level key: q}}, {h: scaling})."""
+    levels = tuple(levels)
     quantiles: dict[int, dict[str, float]] = {}
     chosen: dict[int, str] = {}
     for h, rows in fc.groupby("horizon"):
@@ -279,7 +280,7 @@ def latest_calibration(
         if rate:
             path = scores(rows["actual"].to_numpy(dtype=float), rows["forecast"].to_numpy(dtype=float),
                           rows[scale_column(name)].to_numpy(dtype=float))
-            qs = rolling_quantiles(path, rows["origin"].to_numpy(), rows["target_time"].to_numpy(), list(levels),
+            qs = rolling_quantiles(path, rows["origin"].to_numpy(), rows["target_time"].to_numpy(), levels,
                                    window_hours, min_scores, rate, every)
             for lv in levels:
                 m = adaptive_misses(path, qs[lv])
