@@ -48,7 +48,7 @@ upstream = ["extract", "validate", "features"]
 product = None
 models = None
 backtest = None  # backtest_days, calibration_days, calibration_window_days, horizons, refit_every_hours, n_jobs,
-#                  interval_scalings, scaling_p_value
+#                  interval_scalings, scaling_p_value, interval_adapt_rate, interval_adapt_horizons
 schedule = None  # retrain_every_hours, the drift_* thresholds, min_retrain_gap_hours
 promotion = None  # promotion_p_value
 project_root = None

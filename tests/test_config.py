@@ -49,6 +49,8 @@ def test_variant_overrides_only_its_keys():
         ({"executed_format": "pdf"}, "executed_format must be html or ipynb"),
         ({"coin_jobs": 0}, "coin_jobs must be a whole number of coins built at a time"),
         ({"interval_scalings": ["unscaled", "ewma"]}, "interval_scalings must be a non-empty list of distinct scalings"),
+        ({"interval_adapt_rate": -0.01}, "interval_adapt_rate must be a step from 0 (off) to below 1 such as 0.01"),
+        ({"interval_adapt_horizons": [1, 1]}, "interval_adapt_horizons must be a list of distinct positive whole hours"),
         ({"retrain_every_hours": -1}, "retrain_every_hours must be a whole number of hours >= 0"),
         ({"drift_volatility_ratio": 0.5}, "drift_volatility_ratio must be a ratio > 1"),
         ({"profile_minimal": "yes"}, "profile_minimal must be true or false, got 'yes'"),

@@ -129,8 +129,10 @@ def test_training_note_says_whether_this_build_trained_and_what_is_shown():
 def test_train_stage_helpers():
     s = training.backtest_settings(backtest_days=5, calibration_days=3, calibration_window_days=30,
                                    horizons=[1, 24], refit_every_hours=24, n_jobs=2,
-                                   interval_scalings=["unscaled", "rv24"], scaling_p_value=0.05)
+                                   interval_scalings=["unscaled", "rv24"], scaling_p_value=0.05,
+                                   interval_adapt_rate=0.01, interval_adapt_horizons=[1])
     assert s.horizons == (1, 24) and s.backtest_days == 5 and s.calibration_window_days == 30
+    assert s.adapt_rate == 0.01 and s.adapt_horizons == (1,)
     product = {"backtest": "b.json", "figures": "b.html", "nb": "05.html"}
     upstream = {t: {"nb": f"{t}.html", "report": f"{t}.report"} for t in ("extract", "validate", "features")}
     assert training.run_artifacts(product, upstream) == [

@@ -64,7 +64,7 @@ def test_each_scaling_is_positive_and_uses_no_price_after_the_origin(name):
     assert volatility.scale_now(y.loc[:t], (1, 24), name) == pytest.approx({h: got[h][48] for h in (1, 24)}, rel=1e-3)
 
 
-@pytest.mark.parametrize("name", ["rv24", "har", "har_hod", "garch"])
+@pytest.mark.parametrize("name", ["rv24", "har", "har_hod", "garch", "qreg"])
 def test_level_scalings_track_a_known_garch_volatility(name):
     """On GARCH returns the 1 h scale follows the true sigma of the next hour (none cannot: it is constant)."""
     y, sigma = garch_path()
@@ -72,6 +72,15 @@ def test_level_scalings_track_a_known_garch_volatility(name):
     scale = volatility.SCALINGS[name](y, origins, (1,))[1]
     truth = sigma[400 + 1:]  # the return of the hour after each origin
     assert np.corrcoef(scale, truth)[0, 1] > (0.85 if name == "garch" else 0.6)
+
+
+def test_quantile_regression_learns_the_daily_pattern():
+    """qreg's inputs include the hour of the day: on returns whose sigma depends on the hour only, its 1 h scale
+    follows the true sigma of the next hour."""
+    y, sigma = hour_of_day_path()
+    origins = y.index[24 * 40: 24 * 50]  # 10 refits
+    scale = volatility.qreg(y, origins, (1,))[1]
+    assert np.corrcoef(scale, sigma[24 * 40 + 1: 24 * 50 + 1])[0, 1] > 0.8
 
 
 def test_garch_recovers_the_parameters_of_a_simulated_series():
@@ -115,7 +124,7 @@ def interval_score(summary: dict, h: str) -> float:
 
 def test_on_clustered_volatility_the_choice_beats_no_scaling():
     y, _ = garch_path(seed=4)
-    chosen, plain = naive_backtest(y, tuple(volatility.SCALINGS)), naive_backtest(y, ("unscaled",))
+    chosen, plain = naive_backtest(y, volatility.DEFAULT_SCALINGS), naive_backtest(y, ("unscaled",))
     assert interval_score(chosen, "1") < 0.95 * interval_score(plain, "1")
     assert chosen["models"]["naive"]["horizons"]["1"]["scaling_share"].get("unscaled", 0) < 0.2
     assert chosen["interval_scaling"]["naive"]["1"] != "unscaled"
@@ -127,7 +136,7 @@ def test_on_clustered_volatility_the_choice_beats_no_scaling():
 
 def test_on_iid_noise_no_scaling_is_chosen_or_ties():
     y = iid_path()
-    chosen, plain = naive_backtest(y, tuple(volatility.SCALINGS)), naive_backtest(y, ("unscaled",))
+    chosen, plain = naive_backtest(y, volatility.DEFAULT_SCALINGS), naive_backtest(y, ("unscaled",))
     for h in ("1", "24"):
         assert interval_score(chosen, h) <= 1.02 * interval_score(plain, h)
 
@@ -139,7 +148,7 @@ def test_the_backtest_records_the_choice_and_serving_uses_it():
     rec = bt.summary["interval_scaling"]
     assert set(rec) == set(bt.summary["models"]) and len(rec) == 2
     assert all(set(v) == {"1", "24"} and set(v.values()) <= set(volatility.SCALINGS) for v in rec.values())
-    assert bt.summary["settings"]["scalings"] == list(volatility.SCALINGS)
+    assert bt.summary["settings"]["scalings"] == list(volatility.DEFAULT_SCALINGS)
     from coincast.operations.training import summary_table  # what 05_train shows
 
     table = summary_table(bt.summary)

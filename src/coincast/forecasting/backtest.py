@@ -28,7 +28,7 @@ from coincast.forecasting.calibration import (
 from coincast.forecasting.models import make_model, with_exog
 from coincast.processes import pool_context
 from coincast.forecasting.serving import ServedForecaster
-from coincast.forecasting.volatility import SCALINGS, check_scalings, scales
+from coincast.forecasting.volatility import DEFAULT_SCALINGS, check_scalings, scales
 from coincast.timeseries import HOUR, on_hourly_grid
 
 logger = logging.getLogger(__name__)
@@ -44,8 +44,10 @@ class BacktestSettings:
     n_jobs: int = 2
     calibration_window_days: float = 30
     min_calibration: int = 48
-    scalings: tuple[str, ...] = tuple(SCALINGS)  # interval scaling candidates, chosen per model and horizon
+    scalings: tuple[str, ...] = DEFAULT_SCALINGS  # interval scaling candidates, chosen per model and horizon
     scaling_p_value: float = 0.05  # a scaling replaces "unscaled" only with a Diebold-Mariano p-value below this
+    adapt_rate: float = 0.01  # adaptive conformal inference: the level's step per known miss/hit (0: nominal level)
+    adapt_horizons: tuple[int, ...] = (1,)  # the horizons whose levels adapt (others keep the nominal level)
 
 
 @dataclass
@@ -197,7 +199,7 @@ def backtest(
     window = int(settings.calibration_window_days * 24)
     fc = pd.concat(
         [calibrate(g, LEVELS, window, settings.min_calibration, settings.scalings, settings.scaling_p_value,
-                   settings.refit_every_hours) for _, g in fc.groupby("model", sort=False)],
+                   settings.refit_every_hours, settings.adapt_rate, settings.adapt_horizons) for _, g in fc.groupby("model", sort=False)],
         ignore_index=True,
     )
     calibration_seconds = time.perf_counter() - t0
@@ -213,7 +215,8 @@ def backtest(
     for spec, name in zip(specs, names):
         models[name] = {"spec": make_model(spec).spec, "fit_seconds": round(fit_seconds.get(name, 0.0), 3), "horizons": {}}
         _, chosen = latest_calibration(fc.loc[fc["model"] == name], LEVELS, window, settings.min_calibration,
-                                       settings.scalings, settings.scaling_p_value)
+                                       settings.scalings, settings.scaling_p_value, settings.adapt_rate,
+                                       settings.refit_every_hours, settings.adapt_horizons)
         models[name]["interval_scaling"] = {str(h): c for h, c in chosen.items()}
     baseline: dict[str, Any] = {}  # the naive-empirical baseline's own scores, per horizon
     for h in settings.horizons:
@@ -289,6 +292,8 @@ def served_model(y: pd.Series, result: BacktestResult, name: str,
     fc = result.forecasts.loc[result.forecasts["model"] == name]
     window = int(result.settings.calibration_window_days * 24)
     quantiles, chosen = latest_calibration(fc, LEVELS, window, result.settings.min_calibration,
-                                           result.settings.scalings, result.settings.scaling_p_value)
+                                           result.settings.scalings, result.settings.scaling_p_value,
+                                           result.settings.adapt_rate, result.settings.refit_every_hours,
+                                           result.settings.adapt_horizons)
     return ServedForecaster(model, quantiles, chosen,
                             {"data_through": result.summary["data_through"], "spec": spec})

@@ -16,7 +16,7 @@ scored would make the result look right by construction: here a residual is only
 from __future__ import annotations
 
 import math
-from typing import Iterable, Sequence
+from typing import Collection, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -58,6 +58,8 @@ def calibrate(
     scalings: Sequence[str] = (DEFAULT,),
     p_value: float = 0.05,
     every: int = 24,
+    adapt_rate: float = 0.0,
+    adapt_horizons: Collection[int] | None = None,
 ) -> pd.DataFrame:
     """Add ``lower_<p>``/``upper_<p>`` and ``q_<p>`` to forecasts of one model, with the volatility scaling of
     each row (``scaling``, ``scale``) chosen among ``scalings`` by :func:`choose_scalings`.
@@ -66,7 +68,9 @@ def calibrate(
     name in ``scalings``. Each candidate is calibrated on its own (the conformal quantile of its past scores,
     :func:`rolling_quantiles`) and scored (``is_<name>``: the row's interval score, 80 % plus 95 %, once its
     actual is known); a row takes the candidate :func:`choose_scalings` picks from the rows known at its origin
-    (a Diebold–Mariano edge over "unscaled" at ``p_value``, re-picked every ``every`` origins). Rows whose
+    (a Diebold–Mariano edge over "unscaled" at ``p_value``, re-picked every ``every`` origins). ``adapt_rate`` > 0
+    adapts each candidate's level to its own misses known at the origin (:func:`rolling_quantiles`) at the
+    horizons in ``adapt_horizons`` (None: every horizon; :func:`rate_at`). Rows whose
     calibration set has fewer than ``min_scores`` scores get NaN intervals."""
     out = []
     for h, g in fc.groupby("horizon", sort=True):
@@ -79,7 +83,8 @@ def calibrate(
             scale = g[scale_column(name)].to_numpy(dtype=float)
             s = np.full(len(g), np.nan)
             s[known] = scores(actual[known], forecast[known], scale[known])
-            qs = rolling_quantiles(s, origin, target, levels, window_hours, min_scores)
+            qs = rolling_quantiles(s, origin, target, levels, window_hours, min_scores,
+                                   rate_at(int(h), adapt_rate, adapt_horizons), every)
             bounds = {lv: (forecast * np.exp(-qs[lv] * scale), forecast * np.exp(qs[lv] * scale)) for lv in levels}
             g[f"is_{name}"] = sum(metrics.interval_scores(actual, *bounds[lv], lv) for lv in levels)
             candidate[name] = (qs, bounds, scale)
@@ -152,21 +157,70 @@ def pools(origin: np.ndarray, target: np.ndarray, window_hours: int) -> tuple[np
     return first, np.maximum(known, first)
 
 
+def quantile_at(scores: np.ndarray, level: float) -> float:
+    """The ceil((n+1)·level)-th smallest of ``scores`` with the rank clipped to 1..n: :func:`conformal_quantile`
+    where that is finite, else the largest score (an adapted level may leave [0, 1)); NaN when there are none."""
+    n = len(scores)
+    if n == 0:
+        return math.nan
+    k = min(max(math.ceil((n + 1) * level), 1), n)
+    return float(np.partition(scores, k - 1)[k - 1])
+
+
+def adapted_level(level: float, counted: int, missed: int, rate: float) -> float:
+    """Adaptive conformal inference (Gibbs & Candès 2021): the level to calibrate at once ``counted`` intervals at
+    this nominal ``level`` are known to have held or missed, ``missed`` of them missed (the actual fell outside):
+    ``level - rate * (counted * alpha - missed)`` with alpha = 1 - level, the online update
+    alpha_t+1 = alpha_t + rate * (alpha - miss_t) summed. More misses than alpha raise the level (wider intervals),
+    fewer lower it; ``rate`` 0 keeps the nominal level."""
+    return float(level - rate * (counted * (1.0 - level) - missed))
+
+
+def rate_at(horizon: int, adapt_rate: float, adapt_horizons: Collection[int] | None) -> float:
+    """The adaptive step at ``horizon``: ``adapt_rate`` where it adapts (``adapt_horizons`` None: every horizon),
+    else 0 (the nominal level)."""
+    return float(adapt_rate) if adapt_horizons is None or int(horizon) in adapt_horizons else 0.0
+
+
+def adaptive_misses(s: np.ndarray, q: np.ndarray) -> np.ndarray:
+    """1.0 where a row with an interval (``q`` finite) and a known actual (score ``s`` finite) missed (s > q), 0.0
+    where it held, NaN where it had no interval or no actual yet."""
+    out = np.where(s > q, 1.0, 0.0)
+    out[~(np.isfinite(s) & np.isfinite(q))] = np.nan
+    return out
+
+
 def rolling_quantiles(
     s: np.ndarray, origin: np.ndarray, target: np.ndarray, levels: Sequence[float], window_hours: int,
-    min_scores: int,
+    min_scores: int, adapt_rate: float = 0.0, adapt_every: int = 1,
 ) -> dict[float, np.ndarray]:
-    """Per origin t: the conformal quantile at each level of the scores ``s`` (not NaN) of the pool of
-    :func:`pools`; NaN with fewer than ``min_scores`` of them."""
+    """Per origin t: the quantile at each level of the scores ``s`` (not NaN) of the pool of :func:`pools`; NaN
+    with fewer than ``min_scores`` of them. The level is the nominal one (:func:`conformal_quantile`) or, with
+    ``adapt_rate`` > 0, :func:`adapted_level` from the misses known at t (:func:`quantile_at`): those of the rows
+    whose target time is at most t and that had an interval — a miss at horizon h is known h hours after its
+    origin, and only then moves the level. The level is re-adapted every ``adapt_every`` origins and held in
+    between, as a served model holds its quantiles until the next training."""
     first, known = pools(origin, target, window_hours)
+    # rows [0, seen[i]) have their actual by origin i (pools' ``known`` is this, raised to ``first``)
+    seen = np.searchsorted(pd.DatetimeIndex(target).asi8, pd.DatetimeIndex(origin).asi8, side="right")
     qs = {lv: np.full(len(s), np.nan) for lv in levels}
+    counted = {lv: 0 for lv in levels}
+    missed = {lv: 0 for lv in levels}
+    done = 0  # rows [0, done) are counted
     for i in range(len(s)):
+        if adapt_rate and i % max(1, int(adapt_every)) == 0 and seen[i] > done:
+            for lv in levels:
+                m = adaptive_misses(s[done: seen[i]], qs[lv][done: seen[i]])
+                counted[lv] += int(np.isfinite(m).sum())
+                missed[lv] += int(np.nansum(m))
+            done = int(seen[i])
         pool = s[first[i]: known[i]]
         pool = pool[~np.isnan(pool)]
         if len(pool) < min_scores:
             continue
         for lv in levels:
-            qs[lv][i] = conformal_quantile(pool, lv)
+            qs[lv][i] = (quantile_at(pool, adapted_level(lv, counted[lv], missed[lv], adapt_rate)) if adapt_rate
+                         else conformal_quantile(pool, lv))
     return qs
 
 
@@ -201,19 +255,37 @@ def empirical_intervals(
 
 def latest_calibration(
     fc: pd.DataFrame, levels: Iterable[float] = LEVELS, window_hours: int = 24 * 30, min_scores: int = 48,
-    scalings: Sequence[str] = (DEFAULT,), p_value: float = 0.05,
+    scalings: Sequence[str] = (DEFAULT,), p_value: float = 0.05, adapt_rate: float = 0.0, every: int = 24,
+    adapt_horizons: Collection[int] | None = None,
 ) -> tuple[dict[int, dict[str, float]], dict[int, str]]:
     """For forecasting *now* from a model's calibrated backtest rows (:func:`calibrate`): per horizon, the
     scaling :func:`pick_scaling` picks from the known rows of the last ``window_hours`` (their ``is_<name>``)
-    and the conformal quantiles of its scores there. Returns ({h: {level key: q}}, {h: scaling})."""
+    and the quantiles of its scores there: conformal at each level, or with ``adapt_rate`` > 0 at the level
+    adapted by every known miss of that scaling's backtest intervals (:func:`adapted_level`; their levels
+    re-adapted every ``every`` origins at the horizons in ``adapt_horizons``, as :func:`calibrate` did).
+    Returns ({h: {level key: q}}, {h: scaling})."""
+    levels = tuple(levels)
     quantiles: dict[int, dict[str, float]] = {}
     chosen: dict[int, str] = {}
-    for h, g in fc.dropna(subset=["actual"]).groupby("horizon"):
+    for h, rows in fc.groupby("horizon"):
+        rows = rows.sort_values("origin")
+        g = rows.dropna(subset=["actual"])
         g = g.loc[g["origin"] >= g["origin"].max() - pd.Timedelta(hours=window_hours)]
         table = g[[f"is_{n}" for n in scalings]].to_numpy(dtype=float)
-        chosen[int(h)] = pick_scaling(table[np.isfinite(table).all(axis=1)], scalings, int(h), p_value, min_scores)
-        s = scores(g["actual"].to_numpy(), g["forecast"].to_numpy(), g[scale_column(chosen[int(h)])].to_numpy())
+        name = chosen[int(h)] = pick_scaling(table[np.isfinite(table).all(axis=1)], scalings, int(h), p_value,
+                                             min_scores)
+        s = scores(g["actual"].to_numpy(), g["forecast"].to_numpy(), g[scale_column(name)].to_numpy())
         quantiles[int(h)] = {level_key(lv): conformal_quantile(s, lv) for lv in levels}
+        rate = rate_at(int(h), adapt_rate, adapt_horizons)
+        if rate:
+            path = scores(rows["actual"].to_numpy(dtype=float), rows["forecast"].to_numpy(dtype=float),
+                          rows[scale_column(name)].to_numpy(dtype=float))
+            qs = rolling_quantiles(path, rows["origin"].to_numpy(), rows["target_time"].to_numpy(), levels,
+                                   window_hours, min_scores, rate, every)
+            for lv in levels:
+                m = adaptive_misses(path, qs[lv])
+                level = adapted_level(lv, int(np.isfinite(m).sum()), int(np.nansum(m)), rate)
+                quantiles[int(h)][level_key(lv)] = quantile_at(s, level)
     return quantiles, chosen
 
 

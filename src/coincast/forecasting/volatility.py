@@ -14,6 +14,9 @@ matters, not its level: a scaling earns its place when it makes the intervals sh
 - ``har_hod``: the ``har`` level shaped by the hour-of-day pattern of the hours ahead;
 - ``garch``: GARCH(1,1) with Student-t shocks (``arch``), refitted every ``refit_every`` origins on the last
   ``fit_hours`` returns and run forward with those parameters in between; its h-step variance forecast summed.
+- ``qreg``: quantile regression (LightGBM, quantile objective at :data:`QREG_QUANTILE`) of the absolute h-hour
+  log return on volatility features known at the origin (:func:`spread_features`), one model per horizon, refitted
+  every ``refit_every`` origins on the last ``fit_hours`` hours whose h-hour outcome was known by then.
 
 Which one an interval uses is chosen per coin, model and horizon by interval score on errors known at the origin
 (:func:`coincast.forecasting.calibration.calibrate`).
@@ -38,6 +41,11 @@ HOD_DAYS = 28
 GARCH_FIT_HOURS = 24 * 60
 GARCH_REFIT_EVERY = 24
 GARCH_MIN_RETURNS = 168
+#: the quantile of |h-hour log return| the ``qreg`` scaling predicts (between the 80 % and 95 % intervals': only
+#: its shape over origins matters, calibration sets the level)
+QREG_QUANTILE = 0.9
+QREG_FIT_HOURS = 24 * 60
+QREG_MIN_ROWS = 168
 
 
 def _positions(y: pd.Series, origins: pd.DatetimeIndex) -> np.ndarray:
@@ -159,8 +167,63 @@ def garch(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
     return out
 
 
+# -- quantile regression (LightGBM) ------------------------------------------------------------------------
+def spread_features(y: pd.Series, h: int) -> pd.DataFrame:
+    """The inputs of the ``qreg`` scaling at every hour of ``y``, from the prices up to that hour: the last absolute
+    log return, the realized volatilities of the last 6 h, 24 h and 7 d, the hour-of-day pattern of the h hours
+    ahead (:func:`hod`'s square root of summed mean squares), the hour of the day and the day of the week."""
+    everywhere = y.index
+    return pd.DataFrame({
+        "abs_return_1h": log_returns(y).abs().to_numpy(),
+        **{f"realized_vol_{w}h": realized_vol(y, w).to_numpy() for w in (6, 24, 168)},
+        "hour_of_day_vol": hod(y, everywhere, (h,))[h],
+        "hour": everywhere.hour.to_numpy(),
+        "day_of_week": everywhere.dayofweek.to_numpy(),
+    }, index=everywhere)
+
+
+def fit_spread_model(x: np.ndarray, target: np.ndarray, quantile: float = QREG_QUANTILE):
+    """A LightGBM quantile regressor of ``target`` (absolute h-hour log returns) on ``x``; None from fewer than
+    :data:`QREG_MIN_ROWS` complete rows (the scaling is then the plain quantile: constant)."""
+    rows = np.isfinite(x).all(axis=1) & np.isfinite(target)
+    if rows.sum() < QREG_MIN_ROWS:
+        return None
+    import lightgbm  # only when the scaling is asked for
+
+    model = lightgbm.LGBMRegressor(objective="quantile", alpha=quantile, n_estimators=100, learning_rate=0.05,
+                                   num_leaves=7, min_child_samples=100, random_state=0, n_jobs=1,
+                                   deterministic=True, force_row_wise=True, verbose=-1)
+    return model.fit(x[rows], target[rows])
+
+
+def qreg(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
+         refit_every: int = GARCH_REFIT_EVERY, fit_hours: int = QREG_FIT_HOURS) -> dict[int, np.ndarray]:
+    pos = _positions(y, origins)
+    log_price = np.log(y.to_numpy(dtype=float))
+    out = {}
+    for h in map(int, horizons):
+        x = spread_features(y, h).to_numpy(dtype=float)
+        move = np.full(len(y), np.nan)
+        move[:-h] = np.abs(log_price[h:] - log_price[:-h])  # the outcome of hour i, known at hour i + h
+        got = np.full(len(pos), np.nan)
+        for a in range(0, len(pos), refit_every):
+            block = pos[a: a + refit_every]
+            known = slice(max(0, block[0] - h - fit_hours + 1), max(0, block[0] - h + 1))  # i + h <= the refit hour
+            model = fit_spread_model(x[known], move[known])
+            seen = move[known][np.isfinite(move[known])]
+            floor = max(float(np.quantile(seen, QREG_QUANTILE)) if len(seen) else 1.0, 1e-8)
+            # a quantile regression can dip to 0 or below: never under a tenth of the plain quantile
+            got[a: a + len(block)] = floor if model is None else np.maximum(model.predict(x[block]), 0.1 * floor)
+        out[h] = got
+    return out
+
+
 SCALINGS: dict[str, Scaling] = {"unscaled": unscaled, "rv24": rv24, "har": har, "hod": hod, "har_hod": har_hod,
-                                "garch": garch}
+                                "garch": garch, "qreg": qreg}
+#: opt-in scalings, not among the defaults (:data:`DEFAULT_SCALINGS`, env.yaml's ``interval_scalings``): ``qreg``
+#: refits LightGBM at every refit of the backtest and at every served forecast (docs/forecasting.md: its cost)
+OPT_IN = ("qreg",)
+DEFAULT_SCALINGS = tuple(name for name in SCALINGS if name not in OPT_IN)
 
 
 def check_scalings(names: Sequence[str]) -> tuple[str, ...]:

@@ -76,12 +76,14 @@ def trained_elsewhere(champion: Mapping[str, Any] | None, meta: Mapping[str, Any
 
 def backtest_settings(*, backtest_days: float, calibration_days: float, calibration_window_days: float,
                       horizons: Sequence[int], refit_every_hours: int, n_jobs: int,
-                      interval_scalings: Sequence[str], scaling_p_value: float) -> BacktestSettings:
+                      interval_scalings: Sequence[str], scaling_p_value: float, interval_adapt_rate: float,
+                      interval_adapt_horizons: Sequence[int]) -> BacktestSettings:
     """The walk-forward settings from the train task's ``backtest`` group (env.yaml keys of the same names)."""
     return BacktestSettings(backtest_days=backtest_days, calibration_days=calibration_days,
                             calibration_window_days=calibration_window_days, horizons=tuple(int(h) for h in horizons),
                             refit_every_hours=refit_every_hours, n_jobs=n_jobs,
-                            scalings=tuple(interval_scalings), scaling_p_value=scaling_p_value)
+                            scalings=tuple(interval_scalings), scaling_p_value=scaling_p_value,
+                            adapt_rate=interval_adapt_rate, adapt_horizons=tuple(int(h) for h in interval_adapt_horizons))
 
 
 def run_artifacts(product: Mapping[str, Any], upstream: Mapping[str, Mapping[str, Any]]) -> list[str]:
