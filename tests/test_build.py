@@ -190,3 +190,28 @@ def test_build_hour_makes_each_new_hour_a_fresh_build():
     fixed = {**live, "replay_now": "2025-06-01T12:00Z"}
     assert with_build_hour(fixed)["build_hour"] is None  # a fixed clock: a second build is a no-op
     assert with_build_hour({**live, "source": "replay"})["build_hour"] is None
+
+
+def test_the_notebooks_modules_are_imported_only_once_a_task_will_run(tmp_path: Path, monkeypatch):
+    """preload_when_work, chained onto the DAG's own on_render hook (pipeline.yaml's settings check): a build with a
+    task to run imports the modules; a no-op build (every task up to date) imports none, and the hook still runs."""
+    import sys
+
+    from coincast.operations.build import preload_when_work
+
+    (tmp_path / "probe_build_mod.py").write_text("X = 1\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.delitem(sys.modules, "probe_build_mod", raising=False)
+    checked = []
+    for run in ("first", "no-op"):
+        dag = small_dag(tmp_path)
+        dag.on_render = lambda dag: checked.append(len(dag))
+        preload_when_work(dag, ["probe_build_mod"])
+        dag.build(show_progress=False)
+        if run == "first":
+            assert "probe_build_mod" in sys.modules
+            del sys.modules["probe_build_mod"]
+        else:
+            assert all(str(t.exec_status) == "TaskStatus.Skipped" for t in dag.values()), [t.exec_status for t in dag.values()]
+            assert "probe_build_mod" not in sys.modules
+    assert checked == [4, 4]  # the DAG's own hook ran both times

@@ -193,8 +193,8 @@ def test_no_network_fails_fast_with_a_hint(project: Path, tmp_path: Path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {"COINGECKO_BASE_URL": f"http://127.0.0.1:{port}/api/v3", "COINGECKO_API_KEY": ""}
-    result = coincast(project, "--source", "coingecko", "--coins", "bitcoin",
-                      "--set", f"history_dir={tmp_path / 'h'}", env=env)
+    result = coincast(project, "--env", "env.test.yaml", "--source", "coingecko", "--coins", "bitcoin",
+                      "--set", f"history_dir={tmp_path / 'h'}", env=env)  # in-process: no kernel to start
     assert result.returncode == 1
     assert not (products(project, "bitcoin") / "validation.json").exists()
     # one line a person can act on; Ploomber's traceback goes to the build log, not above it
