@@ -45,7 +45,8 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
 
     result = extract(coin, env["days"], env["source"], vs_currency=env["vs_currency"],
                      replay_file=env["replay_file"], replay_now=env["replay_now"],
-                     history_dir=env["history_dir"], seed=env["seed"])
+                     history_dir=env["history_dir"], seed=env["seed"], fetch_retries=env["fetch_retries"],
+                     fetch_max_wait_seconds=env["fetch_max_wait_seconds"])
     meta = result.summary()
     files.write_parquet_atomic(result.data, p["raw.parquet"])
     files.write_parquet_atomic(result.quarantined, p["quarantine.parquet"])

@@ -48,11 +48,14 @@ replay_now = None
 build_hour = None  # not used here: its change each hour makes Ploomber refetch (see env.yaml)
 seed = None
 history_dir = None
+fetch_retries = None
+fetch_max_wait_seconds = None
 
 # %%
 result = extract(
     coin, days, source, vs_currency=vs_currency, replay_file=replay_file,
     replay_now=replay_now, history_dir=history_dir, seed=seed,
+    fetch_retries=fetch_retries, fetch_max_wait_seconds=fetch_max_wait_seconds,
 )
 
 # %%

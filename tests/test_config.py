@@ -48,6 +48,8 @@ def test_variant_overrides_only_its_keys():
         ({"notebook_executor": "docker"}, "notebook_executor must be papermill or ploomber-engine, got 'docker'"),
         ({"executed_format": "pdf"}, "executed_format must be html or ipynb"),
         ({"coin_jobs": 0}, "coin_jobs must be a whole number of coins built at a time"),
+        ({"fetch_retries": -1}, "fetch_retries must be a whole number of retries from 0 to 20, got -1"),
+        ({"fetch_max_wait_seconds": 0}, "fetch_max_wait_seconds must be a number of seconds > 0, got 0"),
         ({"interval_scalings": ["unscaled", "ewma"]}, "interval_scalings must be a non-empty list of distinct scalings"),
         ({"interval_adapt_rate": -0.01}, "interval_adapt_rate must be a step from 0 (off) to below 1 such as 0.01"),
         ({"interval_adapt_horizons": [1, 1]}, "interval_adapt_horizons must be a list of distinct positive whole hours"),

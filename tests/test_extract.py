@@ -142,3 +142,17 @@ def test_a_bad_batch_is_quarantined_and_the_healed_source_repairs_the_window(tmp
         healed = run()
     assert healed.rows_added == n_bad and healed.quarantined.empty and len(healed.data) == 121
     assert healed.data["price"].gt(0).all()
+
+
+def test_the_retry_budget_reaches_the_coingecko_client(monkeypatch):
+    """env.yaml's fetch_retries / fetch_max_wait_seconds set the client's retries and deadline; None keeps its
+    defaults; the key and host still come from the environment."""
+    from coincast.data.extract import build_source
+    from coincast.data.sources.coingecko import CoinGeckoConfig
+
+    monkeypatch.setenv("COINGECKO_BASE_URL", "http://127.0.0.1:9/api/v3")
+    src = build_source("coingecko", fetch_retries=1, fetch_max_wait_seconds=3.5)
+    assert (src.config.max_retries, src.config.max_total_seconds) == (1, 3.5)
+    assert src.config.base_url == "http://127.0.0.1:9/api/v3"
+    default = build_source("coingecko").config
+    assert (default.max_retries, default.max_total_seconds) == (CoinGeckoConfig.max_retries, CoinGeckoConfig.max_total_seconds)

@@ -90,6 +90,7 @@ def test_replay_with_a_failing_fetch_logs_scores_and_catches_up_every_hour(tmp_p
 
         cg.down = 503
         failed = cli(project, "hourly", "--env", "env.test.yaml", *KNOBS, "--source", "coingecko",
+                     "--set", "fetch_retries=1",  # one retry (the default 4 wait 15 s: tests/test_coingecko.py's)
                      "--now", (hours[FAILED] + pd.Timedelta(minutes=5)).isoformat(), env=env)
         cg.down = None
         assert failed.returncode == 1

@@ -194,7 +194,8 @@ def test_no_network_fails_fast_with_a_hint(project: Path, tmp_path: Path):
         port = s.getsockname()[1]
     env = {"COINGECKO_BASE_URL": f"http://127.0.0.1:{port}/api/v3", "COINGECKO_API_KEY": ""}
     result = coincast(project, "--env", "env.test.yaml", "--source", "coingecko", "--coins", "bitcoin",
-                      "--set", f"history_dir={tmp_path / 'h'}", env=env)  # in-process: no kernel to start
+                      "--set", f"history_dir={tmp_path / 'h'}", "--set", "fetch_retries=1",  # one retry, 1 s
+                      env=env)  # in-process: no kernel to start
     assert result.returncode == 1
     assert not (products(project, "bitcoin") / "validation.json").exists()
     # one line a person can act on; Ploomber's traceback goes to the build log, not above it
@@ -202,6 +203,7 @@ def test_no_network_fails_fast_with_a_hint(project: Path, tmp_path: Path):
     [verdict] = [line for line in result.stderr.splitlines() if line.startswith("coincast: bitcoin:")]
     assert verdict.startswith("coincast: bitcoin: build failed: CoinGeckoError: cannot reach 127.0.0.1"), verdict
     assert "make demo" in verdict and "Nothing was lost" in verdict and verdict.endswith("logs/build.log)")
+    assert "gave up after 2 attempt(s)" in verdict  # fetch_retries
     log = (project / "logs" / "build.log").read_text()
     assert "Traceback" in log and "CoinGeckoError" in log
     failure = json.loads((products(project, "bitcoin") / "failed.json").read_text())  # for the dashboard

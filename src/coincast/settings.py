@@ -166,6 +166,8 @@ class Settings(BaseModel):
     replay_now: Optional[str] = Field(description="null (the real clock) or a date/time such as 2024-05-01T12:00Z")
     build_hour: Optional[str] = Field(description="null (set by coincast build)")
     seed: int = Field(ge=0, description="a non-negative integer")
+    fetch_retries: int = Field(ge=0, le=20, description="a whole number of retries from 0 to 20")
+    fetch_max_wait_seconds: float = Field(gt=0, description="a number of seconds > 0")
     history_dir: str = Field(min_length=1, description="a folder path")
     notebook_executor: Literal["papermill", "ploomber-engine"] = Field(
         description="papermill or ploomber-engine")

@@ -73,9 +73,17 @@ def build_source(
     replay_file: str | Path | dict | None = None,
     now: pd.Timestamp | None = None,
     seed: int = 42,
+    fetch_retries: int | None = None,
+    fetch_max_wait_seconds: float | None = None,
 ) -> Source:
+    """The source ``source`` at the clock ``now``; for CoinGecko, the key and host from the environment and the
+    retry budget (``fetch_retries``, ``fetch_max_wait_seconds``; None: the client's defaults)."""
     if source == "coingecko":
-        return make_source("coingecko", vs_currency=vs_currency, now=now)
+        from coincast.data.sources.coingecko import config_from_env
+
+        budget = {"max_retries": fetch_retries, "max_total_seconds": fetch_max_wait_seconds}
+        config = config_from_env(**{k: v for k, v in budget.items() if v is not None})
+        return make_source("coingecko", vs_currency=vs_currency, now=now, config=config)
     if source == "replay":
         return make_source("replay", files=replay_file, now=now)
     return make_source(source, seed=seed, now=now)
@@ -112,6 +120,8 @@ def extract(
     replay_now: Any = None,
     history_dir: str | Path | None = None,
     seed: int = 42,
+    fetch_retries: int | None = None,
+    fetch_max_wait_seconds: float | None = None,
     src: Source | None = None,
 ) -> Extraction:
     """Fetch what the history lacks for the last ``days`` days before the clock, store it, return the window.
@@ -121,7 +131,8 @@ def extract(
     """
     now = resolve_clock(source, coin, replay_now, replay_file)  # one clock for the whole extraction
     if src is None:
-        src = build_source(source, vs_currency=vs_currency, replay_file=replay_file, now=now, seed=seed)
+        src = build_source(source, vs_currency=vs_currency, replay_file=replay_file, now=now, seed=seed,
+                           fetch_retries=fetch_retries, fetch_max_wait_seconds=fetch_max_wait_seconds)
     start = (now - pd.Timedelta(days=days)).floor("h")
 
     batches = [empty_quarantine()]
