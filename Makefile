@@ -39,7 +39,7 @@ VENV_PATH := PATH="$(CURDIR)/$(BIN):$$PATH"
 
 .PHONY: install demo run test jupyter dashboard mlflow-ui serve bench-accuracy clean clean-products \
         mlflow-server hourly replay cron-install cron-remove dvc-init bench bench-quick bench-soak airflow airflow-venv \
-        airflow-test bench-airflow
+        airflow-test airflow-test-project bench-airflow
 
 install: $(STAMP)
 
@@ -202,19 +202,11 @@ AIRFLOW_TEST_DATA ?=
 AIRFLOW_TEST_GATE_COIN ?=
 AIRFLOW_TEST_RUN = $(call AIRFLOW_VARS,$(AIRFLOW_TEST_DIR)) $(if $(AIRFLOW_TEST_DB),AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="$(AIRFLOW_TEST_DB)")
 airflow-test: $(AIRFLOW_STAMP)
-	rm -rf "$(AIRFLOW_TEST_DIR)" && mkdir -p "$(AIRFLOW_TEST_DIR)/src" "$(AIRFLOW_TEST_DIR)/data"
-	cp -r pipeline.yaml env.yaml env.test.yaml env.cron.yaml dvc.yaml notebooks "$(AIRFLOW_TEST_DIR)/"
-	cp -r src/coincast "$(AIRFLOW_TEST_DIR)/src/" && find "$(AIRFLOW_TEST_DIR)/src" -name __pycache__ -prune -exec rm -rf {} +
-	$(if $(AIRFLOW_TEST_DATA),cp -r "$(AIRFLOW_TEST_DATA)/." "$(AIRFLOW_TEST_DIR)/data/")
-	git -C "$(AIRFLOW_TEST_DIR)" init -q
-	@$(MAKE) -s dvc-init DVC_DIR="$(AIRFLOW_TEST_DIR)" DVC_REMOTE="$(AIRFLOW_TEST_DVC_REMOTE)"
-	$(BIN)/coincast airflow export --project "$(AIRFLOW_TEST_DIR)" --env env.test.yaml \
-	  --coins $(AIRFLOW_TEST_COINS)$(if $(AIRFLOW_TEST_GATE_COIN),$(comma)$(AIRFLOW_TEST_GATE_COIN)) \
-	  --set "models=[{kind: naive}]" --set history_dir="$(AIRFLOW_TEST_DIR)/data/history" \
-	  --set predictions_dir="$(AIRFLOW_TEST_DIR)/data/predictions"
+	rm -rf "$(AIRFLOW_TEST_DIR)" && mkdir -p "$(AIRFLOW_TEST_DIR)"
 	@$(AIRFLOW_TEST_RUN) $(AIRFLOW_BIN)/airflow db migrate >/dev/null
 	@echo "make airflow-test: airflow dags test --use-executor coincast (log: $(AIRFLOW_TEST_DIR)/dags-test.log)"
-	@$(AIRFLOW_TEST_RUN) airflow/dags-test.sh > "$(AIRFLOW_TEST_DIR)/dags-test.log" 2>&1; status=$$?; \
+	@$(AIRFLOW_TEST_RUN) airflow/dags-test.sh $(MAKE) -s airflow-test-project > "$(AIRFLOW_TEST_DIR)/dags-test.log" 2>&1; \
+	  status=$$?; \
 	  if [ -z "$(AIRFLOW_TEST_GATE_COIN)" -a $$status != 0 ]; then tail -40 "$(AIRFLOW_TEST_DIR)/dags-test.log"; exit 1; fi; \
 	  if [ -n "$(AIRFLOW_TEST_GATE_COIN)" ] && ! grep -q "DagRun failed" "$(AIRFLOW_TEST_DIR)/dags-test.log"; then \
 	    tail -40 "$(AIRFLOW_TEST_DIR)/dags-test.log"; \
@@ -224,6 +216,19 @@ airflow-test: $(AIRFLOW_STAMP)
 	    test -s "$(AIRFLOW_TEST_DIR)/products/$$coin/published/$$product" \
 	      || { echo "make airflow-test: $$coin: no published $$product (log: $(AIRFLOW_TEST_DIR)/dags-test.log)"; exit 1; }; \
 	  done; echo "make airflow-test: $$coin: published (forecast, live scores)"; done
+
+# make airflow-test's scratch copy of the project, run while the execution API server starts (airflow/dags-test.sh)
+airflow-test-project: $(STAMP)
+	mkdir -p "$(AIRFLOW_TEST_DIR)/src" "$(AIRFLOW_TEST_DIR)/data"
+	cp -r pipeline.yaml env.yaml env.test.yaml env.cron.yaml dvc.yaml notebooks "$(AIRFLOW_TEST_DIR)/"
+	cp -r src/coincast "$(AIRFLOW_TEST_DIR)/src/" && find "$(AIRFLOW_TEST_DIR)/src" -name __pycache__ -prune -exec rm -rf {} +
+	$(if $(AIRFLOW_TEST_DATA),cp -r "$(AIRFLOW_TEST_DATA)/." "$(AIRFLOW_TEST_DIR)/data/")
+	git -C "$(AIRFLOW_TEST_DIR)" init -q
+	@$(MAKE) -s dvc-init DVC_DIR="$(AIRFLOW_TEST_DIR)" DVC_REMOTE="$(AIRFLOW_TEST_DVC_REMOTE)"
+	$(BIN)/coincast airflow export --project "$(AIRFLOW_TEST_DIR)" --env env.test.yaml \
+	  --coins $(AIRFLOW_TEST_COINS)$(if $(AIRFLOW_TEST_GATE_COIN),$(comma)$(AIRFLOW_TEST_GATE_COIN)) \
+	  --set "models=[{kind: naive}]" --set history_dir="$(AIRFLOW_TEST_DIR)/data/history" \
+	  --set predictions_dir="$(AIRFLOW_TEST_DIR)/data/predictions"
 
 clean-products:
 	rm -rf products/*/

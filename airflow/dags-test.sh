@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
-# `airflow dags test --use-executor coincast`: one DAG run through the configured executor (make airflow-test:
-# LocalExecutor, AIRFLOW__CORE__PARALLELISM task processes at a time), not task after task in one process.
-# Airflow 3 task processes reach the execution API over HTTP, so an `airflow api-server --apps execution` (one
-# worker) runs on a free 127.0.0.1 port for the length of the run, and is stopped on exit. Its log:
-# $AIRFLOW_HOME/api-server.log. Exit status: the run's (1 when the DAG run failed).
+# airflow/dags-test.sh [COMMAND...]: `airflow dags test --use-executor coincast`, one DAG run through the configured
+# executor (make airflow-test: LocalExecutor, AIRFLOW__CORE__PARALLELISM task processes at a time), not task after task
+# in one process. Airflow 3 task processes reach the execution API over HTTP, so an `airflow api-server --apps
+# execution` (one worker) runs on a free 127.0.0.1 port for the length of the run, and is stopped on exit; COMMAND
+# runs while it starts (make airflow-test: the project's scratch copy and export). The metadata database must be
+# migrated first. The API server's log: $AIRFLOW_HOME/api-server.log. Exit status: COMMAND's when it fails, else the
+# run's (1 when the DAG run failed).
 set -euo pipefail
 port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT="$port"
@@ -11,6 +13,7 @@ export AIRFLOW__CORE__EXECUTION_API_SERVER_URL="http://127.0.0.1:$port/execution
 setsid airflow api-server --apps execution --workers 1 --port "$port" >"$AIRFLOW_HOME/api-server.log" 2>&1 &
 api=$!
 trap 'kill -TERM -- "-$api" 2>/dev/null; wait "$api" 2>/dev/null || true' EXIT
+if (($#)); then "$@"; fi
 python - "$AIRFLOW__CORE__EXECUTION_API_SERVER_URL" "$api" <<'EOF'
 import os, sys, time, urllib.request
 url, pid = sys.argv[1] + "health", int(sys.argv[2])

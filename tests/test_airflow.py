@@ -1,6 +1,7 @@
 """The pipeline on Apache Airflow: the export of Ploomber's task graph (``coincast airflow export``), one task of one
 coin (``coincast task``, what each Airflow task runs), and the DAG file run offline by Airflow itself in its own
-venv (.venv-airflow) for two simulated coins (``make airflow-test``)."""
+venv (.venv-airflow), on two LocalExecutor workers, for two simulated coins and one whose gate fails
+(``make airflow-test``)."""
 from __future__ import annotations
 
 import json
