@@ -90,7 +90,7 @@ cron-remove: $(STAMP)
 DVC_DIR ?= $(CURDIR)
 DVC := cd "$(DVC_DIR)" && $(CURDIR)/$(BIN)/dvc
 dvc-init: $(STAMP)
-	@test -d "$(DVC_DIR)/.dvc" || $(DVC) init -q $(if $(wildcard $(DVC_DIR)/.git),,--no-scm)
+	@test -d "$(DVC_DIR)/.dvc" || { $(DVC) init -q $(if $(wildcard $(DVC_DIR)/.git),,--no-scm); }
 	@$(DVC) config core.analytics false
 	@$(DVC) remote add -f -d local "$(DVC_REMOTE)" >/dev/null
 	$(if $(strip $(DVC_REMOTE_ENDPOINT)),@$(DVC) remote modify local endpointurl "$(DVC_REMOTE_ENDPOINT)")
