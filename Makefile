@@ -39,7 +39,7 @@ VENV_PATH := PATH="$(CURDIR)/$(BIN):$$PATH"
 
 .PHONY: install demo run test jupyter dashboard mlflow-ui serve bench-accuracy clean clean-products \
         mlflow-server hourly replay cron-install cron-remove dvc-init bench bench-quick bench-soak airflow airflow-venv \
-        airflow-test bench-airflow
+        airflow-test airflow-test-project bench-airflow
 
 install: $(STAMP)
 
@@ -86,11 +86,14 @@ cron-remove: $(STAMP)
 
 ## make dvc-init: DVC with a default remote DVC_REMOTE (a git-ignored folder here; s3://bucket/path with dvc-s3,
 ## DVC_REMOTE_ENDPOINT=http://host:port for MinIO or another S3-compatible server; keys from AWS_* variables)
+## in DVC_DIR (default: this project; make airflow-test: its scratch copy)
+DVC_DIR ?= $(CURDIR)
+DVC := cd "$(DVC_DIR)" && $(CURDIR)/$(BIN)/dvc
 dvc-init: $(STAMP)
-	@test -d .dvc || $(BIN)/dvc init -q $(if $(wildcard .git),,--no-scm)
-	@$(BIN)/dvc config core.analytics false
-	@$(BIN)/dvc remote add -f -d local "$(DVC_REMOTE)" >/dev/null
-	$(if $(strip $(DVC_REMOTE_ENDPOINT)),@$(BIN)/dvc remote modify local endpointurl "$(DVC_REMOTE_ENDPOINT)")
+	@test -d "$(DVC_DIR)/.dvc" || { $(DVC) init -q $(if $(wildcard $(DVC_DIR)/.git),,--no-scm); }
+	@$(DVC) config core.analytics false
+	@$(DVC) remote add -f -d local "$(DVC_REMOTE)" >/dev/null
+	$(if $(strip $(DVC_REMOTE_ENDPOINT)),@$(DVC) remote modify local endpointurl "$(DVC_REMOTE_ENDPOINT)")
 
 ## make test: everything, two tests at a time (pytest-xdist), the 15 slowest printed at the end.
 ## PYTEST_ARGS adds options: make test PYTEST_ARGS="-m 'not slow'" (the quick loop), "-k gate", "-n 0" (one at a time)
@@ -187,22 +190,45 @@ airflow: $(AIRFLOW_STAMP)
 bench-airflow: $(AIRFLOW_STAMP)
 	$(BIN)/python bench/airflow.py
 
-## make airflow-test: the DAG offline (`airflow dags test`, no servers) for two simulated coins in a scratch copy of the
-## project (AIRFLOW_TEST_DIR), env.test.yaml with the naive model only; then each coin's products are checked
+## make airflow-test: the DAG run offline for two simulated coins in a scratch copy of the project (AIRFLOW_TEST_DIR,
+## a git repo with DVC set up: remote AIRFLOW_TEST_DVC_REMOTE, endpoint DVC_REMOTE_ENDPOINT), env.test.yaml with the naive
+## model only: `airflow dags test --use-executor` (airflow/dags-test.sh: LocalExecutor, 2 task processes at a time, an
+## execution API server for them; metadata in AIRFLOW_TEST_DB, default SQLite in the copy); then each coin's products
+## are checked. AIRFLOW_TEST_DATA: a folder copied into the copy's data/ first; AIRFLOW_TEST_GATE_COIN: one more coin,
+## whose data there fails the gate (the run must then fail, and the other coins still publish). tests/test_airflow.py.
+AIRFLOW_TEST_DVC_REMOTE ?= $(AIRFLOW_TEST_DIR)/dvc-remote
+AIRFLOW_TEST_DB ?=
+AIRFLOW_TEST_DATA ?=
+AIRFLOW_TEST_GATE_COIN ?=
+AIRFLOW_TEST_RUN = $(call AIRFLOW_VARS,$(AIRFLOW_TEST_DIR)) $(if $(AIRFLOW_TEST_DB),AIRFLOW__DATABASE__SQL_ALCHEMY_CONN="$(AIRFLOW_TEST_DB)")
 airflow-test: $(AIRFLOW_STAMP)
 	rm -rf "$(AIRFLOW_TEST_DIR)" && mkdir -p "$(AIRFLOW_TEST_DIR)"
-	cp -r pipeline.yaml env.yaml env.test.yaml env.cron.yaml notebooks "$(AIRFLOW_TEST_DIR)/"
-	$(BIN)/coincast airflow export --project "$(AIRFLOW_TEST_DIR)" --env env.test.yaml --coins $(AIRFLOW_TEST_COINS) \
-	  --set "models=[{kind: naive}]"
-	@$(call AIRFLOW_VARS,$(AIRFLOW_TEST_DIR)) $(AIRFLOW_BIN)/airflow db migrate >/dev/null
-	@$(call AIRFLOW_VARS,$(AIRFLOW_TEST_DIR)) $(AIRFLOW_POOL)
-	$(call AIRFLOW_VARS,$(AIRFLOW_TEST_DIR)) $(AIRFLOW_BIN)/airflow dags test coincast > "$(AIRFLOW_TEST_DIR)/dags-test.log" 2>&1 \
-	  || { tail -40 "$(AIRFLOW_TEST_DIR)/dags-test.log"; exit 1; }
+	@$(AIRFLOW_TEST_RUN) $(AIRFLOW_BIN)/airflow db migrate >/dev/null
+	@echo "make airflow-test: airflow dags test --use-executor coincast (log: $(AIRFLOW_TEST_DIR)/dags-test.log)"
+	@$(AIRFLOW_TEST_RUN) airflow/dags-test.sh $(MAKE) -s airflow-test-project > "$(AIRFLOW_TEST_DIR)/dags-test.log" 2>&1; \
+	  status=$$?; \
+	  if [ -z "$(AIRFLOW_TEST_GATE_COIN)" -a $$status != 0 ]; then tail -40 "$(AIRFLOW_TEST_DIR)/dags-test.log"; exit 1; fi; \
+	  if [ -n "$(AIRFLOW_TEST_GATE_COIN)" ] && ! grep -q "DagRun failed" "$(AIRFLOW_TEST_DIR)/dags-test.log"; then \
+	    tail -40 "$(AIRFLOW_TEST_DIR)/dags-test.log"; \
+	    echo "make airflow-test: the run did not fail, though $(AIRFLOW_TEST_GATE_COIN)'s gate should fail it"; exit 1; fi
 	@for coin in $(subst $(comma), ,$(AIRFLOW_TEST_COINS)); do \
 	  for product in published.json forecast.parquet live.json; do \
 	    test -s "$(AIRFLOW_TEST_DIR)/products/$$coin/published/$$product" \
 	      || { echo "make airflow-test: $$coin: no published $$product (log: $(AIRFLOW_TEST_DIR)/dags-test.log)"; exit 1; }; \
 	  done; echo "make airflow-test: $$coin: published (forecast, live scores)"; done
+
+# make airflow-test's scratch copy of the project, run while the execution API server starts (airflow/dags-test.sh)
+airflow-test-project: $(STAMP)
+	mkdir -p "$(AIRFLOW_TEST_DIR)/src" "$(AIRFLOW_TEST_DIR)/data"
+	cp -r pipeline.yaml env.yaml env.test.yaml env.cron.yaml dvc.yaml notebooks "$(AIRFLOW_TEST_DIR)/"
+	cp -r src/coincast "$(AIRFLOW_TEST_DIR)/src/" && find "$(AIRFLOW_TEST_DIR)/src" -name __pycache__ -prune -exec rm -rf {} +
+	$(if $(AIRFLOW_TEST_DATA),cp -r "$(AIRFLOW_TEST_DATA)/." "$(AIRFLOW_TEST_DIR)/data/")
+	git -C "$(AIRFLOW_TEST_DIR)" init -q
+	@$(MAKE) -s dvc-init DVC_DIR="$(AIRFLOW_TEST_DIR)" DVC_REMOTE="$(AIRFLOW_TEST_DVC_REMOTE)"
+	$(BIN)/coincast airflow export --project "$(AIRFLOW_TEST_DIR)" --env env.test.yaml \
+	  --coins $(AIRFLOW_TEST_COINS)$(if $(AIRFLOW_TEST_GATE_COIN),$(comma)$(AIRFLOW_TEST_GATE_COIN)) \
+	  --set "models=[{kind: naive}]" --set history_dir="$(AIRFLOW_TEST_DIR)/data/history" \
+	  --set predictions_dir="$(AIRFLOW_TEST_DIR)/data/predictions"
 
 clean-products:
 	rm -rf products/*/

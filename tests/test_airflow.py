@@ -1,10 +1,13 @@
 """The pipeline on Apache Airflow: the export of Ploomber's task graph (``coincast airflow export``), one task of one
 coin (``coincast task``, what each Airflow task runs), and the DAG file run offline by Airflow itself in its own
-venv (.venv-airflow) for two simulated coins (``make airflow-test``)."""
+venv (.venv-airflow), on two LocalExecutor workers, for two simulated coins and one whose gate fails
+(``make airflow-test``)."""
 from __future__ import annotations
 
 import json
+import os
 import re
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -158,32 +161,126 @@ def test_dag_file_wires_each_coin_apart(airflow_venv: Path, project: Path, tmp_p
     assert tasks["every_coin"]["trigger_rule"] == "all_success"
 
 
+GATE_COIN = "gatecoin"  # a third coin whose stored data fails the gate inside the run
+
+
+def plant_bad_history(data: Path, coin: str) -> Path:
+    """A data/ folder holding ``coin``'s raw history for the run's whole window (env.test.yaml's clock, days and
+    seed, where the run's extract looks: data/history), its prices 60 % up from the middle on. The run's extract
+    then finds every hour stored and fetches nothing; the gate fails on the jump. Returns ``data``."""
+    from coincast.data.extract import build_source, history_file_for, resolve_clock
+    from coincast.data.history import store_batch
+
+    env = {**project_env(ROOT), "history_dir": str(data / "history")}
+    now = resolve_clock(env["source"], coin, env["replay_now"])
+    start = (now - pd.Timedelta(days=env["days"])).floor("h")
+    rows = build_source(env["source"], now=now, seed=env["seed"]).fetch(coin, start, now)
+    rows.loc[len(rows) // 2:, "price"] *= 1.6
+    store_batch(history_file_for(env, coin), rows, env["source"])
+    return data
+
+
+def task_intervals(airflow_home: Path) -> dict[str, tuple[str, str]]:
+    """Each task's first and last log timestamp (ISO, UTC), from its Airflow task log (JSON lines)."""
+    out = {}
+    for log in (airflow_home / "logs" / "dag_id=coincast").glob("run_id=*/task_id=*/attempt=*.log"):
+        stamps = [s for line in log.read_text().splitlines() if line.startswith("{")
+                  if (s := json.loads(line).get("timestamp"))]
+        out[log.parent.name.removeprefix("task_id=")] = (min(stamps), max(stamps))
+    return out
+
+
+def most_at_once(intervals: dict[str, tuple[str, str]]) -> tuple[int, list[str]]:
+    """How many task intervals overlap at most, and the first tasks found overlapping that many."""
+    best: tuple[int, list[str]] = (0, [])
+    for name, (begin, _) in sorted(intervals.items(), key=lambda kv: kv[1]):
+        running = sorted(t for t, (b, e) in intervals.items() if b <= begin < e)
+        if len(running) > best[0]:
+            best = (len(running), running)
+    return best
+
+
+def airflow_states(database: str) -> tuple[str, dict[str, str]]:
+    """The DAG run's state and each task's, read from Airflow's metadata database (PostgreSQL)."""
+    import psycopg2
+
+    url = database.removeprefix("postgresql+psycopg2://")
+    user_host, name = url.split("/", 1)
+    user, host_port = user_host.split("@")
+    host, port = host_port.rsplit(":", 1)
+    conn = psycopg2.connect(host=host, port=int(port), user=user, dbname=name)
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT state FROM dag_run WHERE dag_id = 'coincast'")
+            (run_state,), = cur.fetchall()
+            cur.execute("SELECT task_id, state FROM task_instance WHERE dag_id = 'coincast'")
+            return run_state, dict(cur.fetchall())
+    finally:
+        conn.close()
+
+
+def dvc_files(project: Path) -> dict[str, bytes]:
+    """Every file of the DVC stage's outputs (the raw histories and prediction logs), by path."""
+    return {str(p.relative_to(project)): p.read_bytes() for out in ("data/history/simulated", "data/predictions/simulated")
+            for p in sorted((project / out).rglob("*")) if p.is_file()}
+
+
 @pytest.mark.slow
-def test_airflow_runs_the_dag_for_two_coins_offline(airflow_venv: Path, services, tmp_path: Path):
-    """`make airflow-test`: `airflow dags test` (Airflow's metadata on SQLite, offline) runs every task of both
-    simulated coins, each a `coincast task` process, as a worker would: against the shared services (the MLflow
-    server on PostgreSQL with its artifacts in the S3 stand-in; tests/services.py). Each coin publishes a build with
-    its forecast, prediction log and champion; the registry and the artifacts are on the services, not in the
-    project."""
+@pytest.mark.skipif(shutil.which("git") is None, reason="git is needed for DVC's default (git) mode")
+def test_airflow_runs_the_dag_on_two_workers_against_the_services(airflow_venv: Path, services, tmp_path: Path):
+    """`make airflow-test` with the shared services (tests/services.py): `airflow dags test --use-executor`, so
+    LocalExecutor's two task processes run the tasks, with Airflow's metadata on the session's PostgreSQL, the
+    MLflow server on PostgreSQL with its artifacts in the S3 stand-in, and the DVC remote in the S3 stand-in.
+
+    - Two tasks run at once (their task logs' intervals overlap), never more than two.
+    - bitcoin and ethereum publish a build each (forecast, prediction log, champion); the registry and its model
+      files are the server's, not the project's.
+    - gatecoin's stored data fails its gate: only its extract and validate run, its later tasks are
+      upstream_failed, and the run is failed by `every_coin`, while the snapshot still runs.
+    - The snapshot pushes the raw histories and prediction logs to the bucket; deleted with the DVC cache, they
+      come back from it byte for byte."""
     from mlflow.tracking import MlflowClient
 
-    from services import s3_keys
+    from services import create_database, s3_keys
 
     folder = tmp_path / "af"
-    done = run(["make", "-s", "airflow-test", f"AIRFLOW_TEST_DIR={folder}"], cwd=ROOT, timeout=1200,
-               env=services.worker_env())
+    database = create_database(services.postgres, "airflow")
+    env = {**services.worker_env(), "PATH": f"{BIN}:{os.environ['PATH']}"}
+    done = run(["make", "-s", "airflow-test", f"AIRFLOW_TEST_DIR={folder}", f"AIRFLOW_TEST_DB={database}",
+                f"AIRFLOW_TEST_DATA={plant_bad_history(tmp_path / 'data', GATE_COIN)}",
+                f"AIRFLOW_TEST_GATE_COIN={GATE_COIN}", f"AIRFLOW_TEST_DVC_REMOTE=s3://{services.bucket}/airflow-dvc",
+                f"DVC_REMOTE_ENDPOINT={services.s3_endpoint}"], cwd=ROOT, timeout=1200, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     log = (folder / "dags-test.log").read_text()
+
+    # two workers: two tasks' intervals overlap, never three (AIRFLOW__CORE__PARALLELISM=2)
+    intervals = task_intervals(folder / ".airflow")
+    at_once, tasks = most_at_once(intervals)
+    assert at_once == 2, (at_once, tasks, intervals)
+
+    # the run and its tasks, as Airflow recorded them
+    run_state, states = airflow_states(database)
+    assert run_state == "failed"
+    assert states.pop(f"{GATE_COIN}.extract") == "success" and states.pop(f"{GATE_COIN}.validate") == "failed"
+    names = [t["name"] for t in json.loads((folder / "airflow" / "coincast-dag.json").read_text())["tasks"]]
+    assert {states.pop(f"{GATE_COIN}.{t}") for t in names[2:]} == {"upstream_failed"}
+    assert states.pop("every_coin") == "upstream_failed" and states.pop("dvc_snapshot") == "success"
+    assert set(states.values()) == {"success"} and len(states) == 2 * len(names)
+    assert {t for t in intervals if t.startswith(GATE_COIN)} == {f"{GATE_COIN}.extract", f"{GATE_COIN}.validate"}
+    report = json.loads((folder / "products" / GATE_COIN / "validation.json").read_text())
+    assert "jumps" in report["failed"] and not report["passed"]
+    assert not (folder / "products" / GATE_COIN / "published").exists()
+
     for coin in COINS:
         ran = re.findall(rf"coincast task: {coin} (\w+): ok \(ran: (\w+)\)", log)
-        assert ran == [(t, t) for t, _ in ran] and len(ran) == 8, ran  # each task ran once, in its own process
+        assert sorted(ran) == sorted((t, t) for t in names), ran  # each task ran once, in its own process
         published = folder / "products" / coin / "published"
         manifest = json.loads((published / "published.json").read_text())
         assert manifest["coin"] == coin and manifest["source"] == "simulated"
         assert len(pd.read_parquet(published / "forecast.parquet")) == 24
         registry = json.loads((published / "registry.json").read_text())
         assert registry["registered_model"] == f"coincast-{coin}" and registry["champion"]["model_name"] == "naive"
-        assert list((folder / "data" / "predictions-test").rglob(f"{coin}-usd.parquet"))
+        assert (folder / "data" / "predictions" / "simulated" / "seed42" / f"{coin}-usd.parquet").exists()
         # the registry is the server's: its aliases are what the build recorded, its model files are in the bucket
         client = MlflowClient(services.mlflow_uri)
         aliases = {k: str(v) for k, v in client.get_registered_model(f"coincast-{coin}").aliases.items()}
@@ -191,4 +288,15 @@ def test_airflow_runs_the_dag_for_two_coins_offline(airflow_venv: Path, services
         run_id = client.get_model_version(f"coincast-{coin}", aliases["champion"]).run_id
         assert any(run_id in key for key in s3_keys(services.s3_endpoint, services.bucket, "mlflow/")), run_id
     assert not (folder / "mlflow.db").exists() and not (folder / "mlartifacts").exists()
-    assert "coincast snapshot: dvc: not initialised here" in log  # the snapshot task ran after both coins
+
+    # the snapshot pushed the run's data; without it and the cache, `dvc pull` restores every byte
+    assert "coincast snapshot: dvc: build@simulated committed and pushed" in log
+    assert s3_keys(services.s3_endpoint, services.bucket, "airflow-dvc/files/md5/")
+    saved = dvc_files(folder)
+    assert f"data/history/simulated/seed42/{GATE_COIN}-usd.parquet" in saved
+    assert {f"data/predictions/simulated/seed42/{c}-usd.parquet" for c in COINS} <= set(saved)
+    shutil.rmtree(folder / "data")
+    shutil.rmtree(folder / ".dvc" / "cache")
+    pulled = run([str(BIN / "dvc"), "pull", "-q", "build@simulated"], cwd=folder, env=env)
+    assert pulled.returncode == 0, pulled.stdout[-1500:] + pulled.stderr[-1500:]
+    assert dvc_files(folder) == saved
