@@ -50,6 +50,14 @@ class BacktestSettings:
     adapt_horizons: tuple[int, ...] = (1,)  # the horizons whose levels adapt (others keep the nominal level)
 
 
+def calibration_settings(settings: BacktestSettings) -> dict[str, Any]:
+    """The keyword arguments :func:`~coincast.forecasting.calibration.calibrate` and ``latest_calibration`` take
+    from the backtest's settings (the backtest's calibration, each model's chosen scaling, the served quantiles)."""
+    return {"window_hours": int(settings.calibration_window_days * 24), "min_scores": settings.min_calibration,
+            "scalings": settings.scalings, "p_value": settings.scaling_p_value, "every": settings.refit_every_hours,
+            "adapt_rate": settings.adapt_rate, "adapt_horizons": settings.adapt_horizons}
+
+
 @dataclass
 class BacktestResult:
     forecasts: pd.DataFrame  # one row per model, origin, horizon: forecast, actual, intervals
@@ -197,11 +205,8 @@ def backtest(
     t0 = time.perf_counter()
     fc = fc.merge(scale_table(y, origins, settings.horizons, settings.scalings), on=["origin", "horizon"])
     window = int(settings.calibration_window_days * 24)
-    fc = pd.concat(
-        [calibrate(g, LEVELS, window, settings.min_calibration, settings.scalings, settings.scaling_p_value,
-                   settings.refit_every_hours, settings.adapt_rate, settings.adapt_horizons) for _, g in fc.groupby("model", sort=False)],
-        ignore_index=True,
-    )
+    fc = pd.concat([calibrate(g, LEVELS, **calibration_settings(settings)) for _, g in fc.groupby("model", sort=False)],
+                   ignore_index=True)
     calibration_seconds = time.perf_counter() - t0
     fc["scored"] = fc["origin"] >= first_scored
     # the naive-empirical baseline of the probabilistic scores: naive ± its own past errors (known at the origin)
@@ -214,9 +219,7 @@ def backtest(
     models: dict[str, Any] = {}
     for spec, name in zip(specs, names):
         models[name] = {"spec": make_model(spec).spec, "fit_seconds": round(fit_seconds.get(name, 0.0), 3), "horizons": {}}
-        _, chosen = latest_calibration(fc.loc[fc["model"] == name], LEVELS, window, settings.min_calibration,
-                                       settings.scalings, settings.scaling_p_value, settings.adapt_rate,
-                                       settings.refit_every_hours, settings.adapt_horizons)
+        _, chosen = latest_calibration(fc.loc[fc["model"] == name], LEVELS, **calibration_settings(settings))
         models[name]["interval_scaling"] = {str(h): c for h, c in chosen.items()}
     baseline: dict[str, Any] = {}  # the naive-empirical baseline's own scores, per horizon
     for h in settings.horizons:
@@ -290,10 +293,6 @@ def served_model(y: pd.Series, result: BacktestResult, name: str,
     y = on_hourly_grid(y)
     model = make_model(spec).fit(y, None if exog is None else exog.reindex(y.index))
     fc = result.forecasts.loc[result.forecasts["model"] == name]
-    window = int(result.settings.calibration_window_days * 24)
-    quantiles, chosen = latest_calibration(fc, LEVELS, window, result.settings.min_calibration,
-                                           result.settings.scalings, result.settings.scaling_p_value,
-                                           result.settings.adapt_rate, result.settings.refit_every_hours,
-                                           result.settings.adapt_horizons)
+    quantiles, chosen = latest_calibration(fc, LEVELS, **calibration_settings(result.settings))
     return ServedForecaster(model, quantiles, chosen,
                             {"data_through": result.summary["data_through"], "spec": spec})
