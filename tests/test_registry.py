@@ -124,6 +124,51 @@ def iso_history(history: pd.DataFrame) -> pd.DataFrame:
 
 
 # --- tracking ---------------------------------------------------------------------------------------
+def test_a_new_sqlite_store_is_a_copy_of_an_empty_one_and_the_same_as_mlflow_makes(tmp_path, monkeypatch):
+    """configure() on a new local store copies an empty store MLflow made once (per MLflow version, in
+    COINCAST_CACHE_DIR) instead of replaying MLflow's migrations: the same tables, the same Default experiment
+    (with this store's own artifact root) and experiment ids, and an existing store is never replaced."""
+    import sqlite3
+
+    from coincast.registry import sqlite_template
+
+    for key in MLFLOW_ENV:
+        monkeypatch.delenv(key, raising=False)
+    monkeypatch.setenv("COINCAST_CACHE_DIR", str(tmp_path / "cache"))
+    template = sqlite_template.template_path()
+    assert template.parent == tmp_path / "cache" and mlflow.__version__ in template.name
+
+    def schema(db: Path) -> list:
+        with sqlite3.connect(db) as conn:
+            return sorted(conn.execute("SELECT type, name, sql FROM sqlite_master WHERE name NOT LIKE 'sqlite_%'"))
+
+    made_by_mlflow = tmp_path / "mlflow" / "mlflow.db"
+    made_by_mlflow.parent.mkdir()
+    MlflowClient(f"sqlite:///{made_by_mlflow}").search_experiments()  # MLflow's own migrations
+    copied = tmp_path / "project"
+    assert registry.configure(copied) == "1" and template.is_file()
+    assert schema(copied / "mlflow.db") == schema(made_by_mlflow)
+    with sqlite3.connect(copied / "mlflow.db") as a, sqlite3.connect(made_by_mlflow) as b:
+        assert a.execute("SELECT * FROM alembic_version").fetchall() == b.execute(
+            "SELECT * FROM alembic_version").fetchall()
+    client = MlflowClient(registry.tracking_uri(copied))
+    default = client.get_experiment("0")
+    assert default.name == "Default" and default.lifecycle_stage == "active"
+    assert "cache" not in default.artifact_location  # not the folder the template was made in
+    assert client.get_experiment("1").name == "coincast"
+
+    # a second store copies the same template (made once); a store that exists is opened as it is
+    stamp = template.stat().st_mtime_ns
+    assert sqlite_template.seed(registry.tracking_uri(tmp_path / "other")) and template.stat().st_mtime_ns == stamp
+    before = (copied / "mlflow.db").read_bytes()
+    assert not sqlite_template.seed(registry.tracking_uri(copied)) and (copied / "mlflow.db").read_bytes() == before
+    assert not sqlite_template.seed("postgresql+psycopg2://u@h/db") and not sqlite_template.seed("http://127.0.0.1:5000")
+    # a cache that cannot be written leaves the store to MLflow
+    monkeypatch.setenv("COINCAST_CACHE_DIR", str(template / "x"))
+    assert not sqlite_template.seed(registry.tracking_uri(tmp_path / "third"))
+    assert registry.configure(tmp_path / "third") == "1"
+
+
 def test_tracking_uri(tmp_path, monkeypatch, store):
     # configure() remembers the store for this process; MLflow's process-wide URI (which mlflow would export as
     # MLFLOW_TRACKING_URI, to be mistaken for a user's setting) is left alone
@@ -340,12 +385,18 @@ def test_load_champion_loads_each_version_once(store, served, monkeypatch):
     assert loads == [f"models:/coincast-{coin}/1", f"models:/coincast-{coin}/{newer_info['version']}"]
 
 
-def test_a_version_logged_with_other_packages_is_served_with_a_warning_naming_them(store, served, caplog):
+def test_a_version_logged_with_other_packages_is_served_with_a_warning_naming_them(store, served, caplog,
+                                                                                   monkeypatch):
     """The pins a version was logged with (its requirements.txt) are checked against the installed packages when it
-    is loaded (MLflow's own check is off: it maps every installed distribution first, ~1 s a load)."""
+    is loaded. MLflow's own check is off when a version is logged and when it is loaded: it maps every installed
+    distribution first (~0.7 s a process); the map is never made."""
     from importlib import metadata
 
+    from mlflow.utils import requirements_utils
+
     from coincast.registry.pyfunc import requirement_mismatches
+
+    monkeypatch.setattr(requirements_utils, "_MODULES_TO_PACKAGES", None)  # as in a fresh process
 
     numpy = metadata.version("numpy")
     assert requirement_mismatches([f"numpy=={numpy}", "pandas", ""]) == []
@@ -357,6 +408,7 @@ def test_a_version_logged_with_other_packages_is_served_with_a_warning_naming_th
     with caplog.at_level("WARNING", logger="coincast.registry.pyfunc"):
         registry.load_champion(coin)
     assert not [r for r in caplog.records if "other packages" in r.getMessage()]
+    assert requirements_utils._MODULES_TO_PACKAGES is None  # logged and loaded without MLflow's scan
     # the stored copy of the version (a load downloads one; its MLmodel names where the store keeps it)
     with tracking.fluent(store["uri"]):
         fetched = Path(mlflow.artifacts.download_artifacts(artifact_uri=f"models:/coincast-{coin}/{info['version']}"))

@@ -7,8 +7,10 @@
 * :mod:`~coincast.registry.versions`: registered models, versions, tags, aliases; ``promote``; loading the
   champion or the version in force at an hour.
 * :mod:`~coincast.registry.pyfunc`: the MLflow pyfunc a version stores (``mlflow models serve`` runs it).
+* :mod:`~coincast.registry.sqlite_template`: a new local sqlite store, copied from an empty one (no migrations).
 
-Imports point one way: tracking and promotion know nothing of each other; versions uses both and pyfunc.
+Imports point one way: tracking (which seeds new stores with sqlite_template) and promotion know nothing of
+each other; versions uses both and pyfunc.
 """
 from coincast.registry.promotion import Decision, Rule, decide, explain, noise_tests, pick_challenger, record
 from coincast.registry.pyfunc import CoincastPyfunc

@@ -19,6 +19,7 @@ from mlflow.models import ModelSignature
 from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from coincast.forecasting.serving import FORECAST_COLUMNS, ServedForecaster
+from coincast.patches import pins_trusted
 from coincast.timeseries import to_utc
 
 logger = logging.getLogger(__name__)
@@ -88,15 +89,17 @@ def pip_requirements(served: ServedForecaster) -> list[str]:
 
 def log_pyfunc(served: ServedForecaster, artifact_name: str, data_through: Any, tags: dict[str, str]) -> Any:
     """Log ``served`` as a pyfunc model into the active run (inside :func:`coincast.registry.tracking.fluent`);
-    returns MLflow's ModelInfo."""
-    return mlflow.pyfunc.log_model(
-        name=artifact_name,
-        python_model=CoincastPyfunc(served),
-        signature=model_signature(served.model.params.get("exog", ())),
-        input_example=input_example(served, data_through),
-        pip_requirements=pip_requirements(served),
-        tags=tags,
-    )
+    returns MLflow's ModelInfo. Its requirements are this environment's exact pins, so MLflow's scan of every
+    installed distribution to compare them with it is skipped (:func:`coincast.patches.pins_trusted`)."""
+    with pins_trusted():
+        return mlflow.pyfunc.log_model(
+            name=artifact_name,
+            python_model=CoincastPyfunc(served),
+            signature=model_signature(served.model.params.get("exog", ())),
+            input_example=input_example(served, data_through),
+            pip_requirements=pip_requirements(served),
+            tags=tags,
+        )
 
 
 def requirement_mismatches(requirements: Sequence[str]) -> list[str]:

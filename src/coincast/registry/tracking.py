@@ -29,6 +29,7 @@ from mlflow.entities import Metric, RunTag
 from mlflow.exceptions import MlflowException
 from mlflow.tracking import MlflowClient
 
+from coincast.registry import sqlite_template
 from coincast.timeseries import to_utc, utc_now
 
 logger = logging.getLogger(__name__)
@@ -78,8 +79,9 @@ def configure(root: Path, experiment: str = EXPERIMENT) -> str:
     if uri == _default_uri(root):
         root.mkdir(parents=True, exist_ok=True)
     # Coins built side by side (coin_jobs) may open a new sqlite store at the same moment: MLflow creates its
-    # tables on first use, which two processes must not do at once.
+    # tables on first use, which two processes must not do at once. A new one starts as a copy of an empty store.
     with write_lock(uri=uri), quiet_mlflow():
+        sqlite_template.seed(uri)
         experiment_id = _ensure_experiment(MlflowClient(uri), root, experiment, _is_local(uri))
     _configured.update(uri=uri, experiment_id=experiment_id)
     logger.info("MLflow experiment %r (id %s) at %s", experiment, experiment_id, redact_uri(uri))
