@@ -213,6 +213,8 @@ def no_tqdm_monitor_thread() -> None:
 
 # -- MLflow: a model's exact pins are not checked against the environment they were read from --------------------
 _mlflow_lock = threading.Lock()
+#: The MLflow 3.17 modules that compare a model's requirements with the environment (each imports the check by name).
+MLFLOW_PIN_CHECKS = ("mlflow.utils.environment", "mlflow.pyfunc")
 
 
 @contextmanager
@@ -225,13 +227,13 @@ def pins_trusted() -> Iterator[None]:
     once per registration. coincast's requirements are ``name==version`` read from this very environment
     (:func:`coincast.registry.pyfunc.pip_requirements`): the comparison cannot fail. Loading keeps its own check
     of the pins against the loading environment (:func:`coincast.registry.pyfunc.requirement_mismatches`).
-    Restored on exit; serialised with a lock (a module attribute). No-op if MLflow moved the function."""
-    import mlflow.utils.environment as environment
-
+    MLflow compares twice: when it writes the model's environment, and when it loads the model back to check the
+    input example. Restored on exit; serialised with a lock (module attributes). No-op where MLflow moved it."""
     name = "warn_dependency_requirement_mismatches"
     with _mlflow_lock, ExitStack() as stack:
-        if hasattr(environment, name):
-            stack.enter_context(_attribute(environment, name, lambda requirements: None))
+        for module in (importlib.import_module(m) for m in MLFLOW_PIN_CHECKS):
+            if hasattr(module, name):
+                stack.enter_context(_attribute(module, name, lambda requirements: None))
         yield
 
 
