@@ -5,7 +5,8 @@
 # execution` (one worker) runs on a free 127.0.0.1 port for the length of the run, and is stopped on exit; COMMAND
 # runs while it starts (make airflow-test: the project's scratch copy and export). The metadata database must be
 # migrated first. The API server's log: $AIRFLOW_HOME/api-server.log. Exit status: COMMAND's when it fails, else the
-# run's (1 when the DAG run failed).
+# run's (1 when the DAG run failed). airflow/unstick.py watches the run: Airflow 3.3's LocalExecutor can wait forever
+# at shutdown on an idle worker (apache/airflow#67870), which it then stops.
 set -euo pipefail
 port=$(python -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 export AIRFLOW__API__HOST=127.0.0.1 AIRFLOW__API__PORT="$port"
@@ -33,4 +34,8 @@ while time.monotonic() < deadline:
 sys.exit(f"dags-test.sh: airflow api-server did not answer {url} within 120 s")
 EOF
 echo "dags-test.sh: execution API on $AIRFLOW__CORE__EXECUTION_API_SERVER_URL"
-airflow dags test --use-executor coincast
+airflow dags test --use-executor coincast &
+run=$!
+# an idle LocalExecutor worker can hold the executor's shutdown forever (apache/airflow#67870): airflow/unstick.py
+python "$(dirname "$0")/unstick.py" "$run" &
+wait "$run"

@@ -300,3 +300,35 @@ def test_airflow_runs_the_dag_on_two_workers_against_the_services(airflow_venv: 
     pulled = run([str(BIN / "dvc"), "pull", "-q", "build@simulated"], cwd=folder, env=env)
     assert pulled.returncode == 0, pulled.stdout[-1500:] + pulled.stderr[-1500:]
     assert dvc_files(folder) == saved
+
+
+def test_unstick_stops_only_a_worker_idle_through_the_executors_shutdown(tmp_path: Path):
+    """airflow/unstick.py (run by airflow/dags-test.sh beside `airflow dags test`) against a stand-in for a stuck
+    run: a process whose output is a file, with an idle worker it waits on forever and a busy one. Before the
+    shutdown line the idle worker is left alone; after it, the idle one is stopped once idle for the grace period,
+    the busy one finishes its work, and the stand-in ends as `dags test` would (apache/airflow#67870)."""
+    import subprocess
+    import sys
+    import time
+
+    out = tmp_path / "dags-test.log"
+    stand_in = """
+(exec -a "airflow worker -- LocalExecutor: <idle>" sleep 600) & idle=$!
+(exec -a "airflow worker -- LocalExecutor: coincast.bitcoin.train" sleep 4) & busy=$!
+sleep 2
+kill -0 $idle && echo "idle worker alive before the shutdown"
+echo "Shutting down LocalExecutor; waiting for running tasks to finish."
+wait $busy && echo "busy worker done"
+wait $idle; echo "idle worker ended: $?"
+"""
+    with out.open("w") as sink:
+        run_ = subprocess.Popen(["bash", "-c", stand_in], stdout=sink, stderr=subprocess.STDOUT)
+    started = time.monotonic()
+    watcher = subprocess.run([sys.executable, str(ROOT / "airflow" / "unstick.py"), str(run_.pid), "1"],
+                             capture_output=True, text=True, timeout=60)
+    assert run_.wait(timeout=10) == 0 and watcher.returncode == 0 and time.monotonic() - started < 30
+    lines = out.read_text().splitlines()
+    assert lines == ["idle worker alive before the shutdown", "Shutting down LocalExecutor; waiting for running tasks "
+                     "to finish.", "busy worker done", "idle worker ended: 143"], lines
+    stopped = watcher.stderr.strip().splitlines()
+    assert len(stopped) == 1 and "LocalExecutor: <idle> worker" in stopped[0] and "#67870" in stopped[0], stopped
