@@ -35,10 +35,10 @@ def template_path() -> Path:
 
 
 def store_file(uri: str) -> Path | None:
-    """The file of a local sqlite store URI (``sqlite:///<path>``, no query string); None for any other store."""
-    if not uri.startswith(PREFIX) or "?" in uri:
+    """The file of a local sqlite store URI (``sqlite:///<path>[?options]``); None for any other store."""
+    if not uri.startswith(PREFIX):
         return None
-    return Path(uri[len(PREFIX):])
+    return Path(uri[len(PREFIX):].split("?", 1)[0])
 
 
 def make_template(path: Path) -> Path:

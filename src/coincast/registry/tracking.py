@@ -160,9 +160,9 @@ def write_lock(timeout: float = 600, uri: str | None = None) -> Any:
     move aliases and log live metrics one process at a time, so a version and its aliases are always written
     together and sqlite never answers "database is locked". A server store (``http://``, PostgreSQL)
     serializes on its own: no lock."""
-    uri = store_uri(uri)
-    if uri.startswith("sqlite:///"):
-        return FileLock(uri[len("sqlite:///"):] + ".lock", timeout=timeout)
+    db = sqlite_template.store_file(store_uri(uri))
+    if db is not None:
+        return FileLock(f"{db}.lock", timeout=timeout)
     return contextlib.nullcontext()
 
 
