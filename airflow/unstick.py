@@ -4,7 +4,7 @@ workers that stays idle for GRACE seconds (default 15).
 
 Airflow 3.3's LocalExecutor can wait forever at shutdown: ``LocalExecutor.end()`` joins its workers without a
 timeout, and now and then one of them sits idle and never takes the message to stop (apache/airflow#67870; seen here
-once in ~20 runs: the run had ended, every task had finished, and ``airflow dags test`` waited 13 min on one
+once in 11 runs of the test: the run had ended, every task had finished, and ``airflow dags test`` waited 13 min on one
 ``airflow worker -- LocalExecutor: <idle>`` before it was stopped by hand). An idle worker runs no task, so stopping
 it loses nothing: the join returns and ``dags test`` ends as usual, with its own summary and exit status. Workers
 running a task are never touched, whatever the time. Exits when PID does.
