@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import pickle
 import warnings
 from pathlib import Path
@@ -173,8 +174,45 @@ def test_notebooks_run_without_progress_bars_and_kernels_log_errors_only():
            "train": SimpleNamespace(executor="ploomber-engine", executor_params={"cwd": "x"}),
            "publish": SimpleNamespace()}
     console.quiet_notebooks(dag)
-    assert dag["extract"].executor_params == {"progress_bar": False, "extra_arguments": ["--IPKernelApp.log_level=ERROR"]}
+    assert dag["extract"].executor_params == {"progress_bar": False, "extra_arguments": ["--IPKernelApp.log_level=ERROR"],
+                                              "kernel_manager_class": "coincast.operations.kernel.LoggedKernelManager"}
     assert dag["train"].executor_params == {"cwd": "x", "progress_bar": False}
+
+
+def test_a_papermill_kernels_own_log_goes_to_the_build_log_not_the_console(tmp_path: Path, capfd):
+    """The class papermill is given by name (quiet_notebooks): a real kernel, its application log at DEBUG so that
+    it writes to its stderr; every line lands in the file of the logger papermill writes to."""
+    import asyncio
+
+    from nbclient import NotebookClient
+    from nbformat.v4 import new_notebook
+    from coincast.operations import kernel
+
+    manager_class = NotebookClient(new_notebook(), kernel_manager_class=console.KERNEL_MANAGER).kernel_manager_class
+    assert manager_class is kernel.LoggedKernelManager
+    log, lg = tmp_path / "build.log", logging.getLogger("papermill")
+    handler = logging.FileHandler(log)
+    lg.addHandler(handler)
+    try:
+        assert kernel.log_file() == str(log) and kernel.log_file("papermill.child") == str(log)
+
+        async def start_and_stop() -> None:
+            km = manager_class(kernel_name="python3")
+            await km.start_kernel(extra_arguments=["--IPKernelApp.log_level=DEBUG"])
+            try:
+                kc = km.client()
+                kc.start_channels()
+                await kc.wait_for_ready(timeout=60)
+                kc.stop_channels()
+            finally:
+                await km.shutdown_kernel(now=True)
+
+        asyncio.run(start_and_stop())
+    finally:
+        lg.removeHandler(handler)
+        handler.close()
+    assert "[IPKernelApp] Searching path" in log.read_text(), log.read_text()[:2000]
+    assert capfd.readouterr().err == ""
 
 
 def test_build_root_cause_line():

@@ -3,7 +3,8 @@ noise kept off the console (here, in one place).
 
 The noise: Ploomber's render warnings about ``build_hour`` (a notebook parameter on purpose, see env.yaml) and
 about env.yaml keys the pipeline does not use (env.yaml holds every knob), per-cell progress bars, and each
-Jupyter kernel's warning that it talks to papermill over TCP on 127.0.0.1. Everything else Ploomber and papermill
+Jupyter kernel's warning that it talks to papermill over TCP on 127.0.0.1 (and the rest of a kernel's own log:
+:mod:`coincast.operations.kernel`). Everything else Ploomber and papermill
 say goes to ``logs/build.log`` (:func:`coincast.operations.build.build_log`); Stan's chatter is quieted where Prophet is
 used (:mod:`coincast.forecasting.models.prophet_models`).
 """
@@ -23,6 +24,8 @@ KNOWN_WARNINGS = (
 )
 #: Arguments for papermill's kernels: their application log (not the notebook's output) shows errors only.
 KERNEL_ARGUMENTS = ("--IPKernelApp.log_level=ERROR",)
+#: papermill's kernel manager: a kernel's application log goes to the build's log file (:mod:`.kernel`).
+KERNEL_MANAGER = "coincast.operations.kernel.LoggedKernelManager"
 
 
 def ignore_known_warnings() -> None:
@@ -32,8 +35,8 @@ def ignore_known_warnings() -> None:
 
 
 def quiet_notebooks(dag: Any) -> None:
-    """No per-cell progress bars for the DAG's notebook tasks, and :data:`KERNEL_ARGUMENTS` for papermill's
-    kernels (through the tasks' public ``executor_params``)."""
+    """No per-cell progress bars for the DAG's notebook tasks, and :data:`KERNEL_ARGUMENTS` and
+    :data:`KERNEL_MANAGER` for papermill's kernels (through the tasks' public ``executor_params``)."""
     for name in dag:
         task = dag[name]
         params = getattr(task, "executor_params", None)
@@ -42,6 +45,7 @@ def quiet_notebooks(dag: Any) -> None:
         params["progress_bar"] = False
         if getattr(task, "executor", None) == "papermill":
             params["extra_arguments"] = list(KERNEL_ARGUMENTS)
+            params["kernel_manager_class"] = KERNEL_MANAGER
 
 
 def progress_line(coin: str, task: str, ok: bool, seconds: float) -> str:
