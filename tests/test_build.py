@@ -253,3 +253,15 @@ def test_the_notebooks_modules_are_imported_only_once_a_task_will_run(tmp_path: 
             assert all(str(t.exec_status) == "TaskStatus.Skipped" for t in dag.values()), [t.exec_status for t in dag.values()]
             assert "probe_build_mod" not in sys.modules
     assert checked == [4, 4]  # the DAG's own hook ran both times
+
+
+def test_the_pipelines_dag_compares_an_unchanged_source_without_normalising_it(project: Path):
+    from coincast.config import resolve_root
+    from coincast.operations.build import coin_env, load_dag
+    from coincast.settings import load_env
+
+    env = resolve_root(load_env(project / "env.yaml", [project / "env.test.yaml"]), project)
+    with warnings.catch_warnings():
+        console.ignore_known_warnings()  # env.yaml's keys the pipeline does not use
+        dag = load_dag(project / "pipeline.yaml", coin_env(env, "bitcoin", project, refetch=False))
+    assert type(dag.differ).__name__ == "SameSourceDiffer" and list(dag)[-1] == "publish"

@@ -188,3 +188,29 @@ def test_importing_coincast_switches_telemetry_off_but_keeps_what_the_caller_set
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert json.loads(proc.stdout) == {**patches.TELEMETRY_OFF, "DVC_NO_ANALYTICS": "caller's"}
+
+
+def test_an_unchanged_source_is_not_normalised_to_be_compared_with_itself(monkeypatch):
+    """same_source_differ gives Ploomber's answers (unchanged; outdated by params; outdated by code) without
+    autopep8 when the stored and current texts are equal, and with Ploomber's own comparison otherwise."""
+    import autopep8
+    from ploomber.codediffer import CodeDiffer
+
+    source = "def publish(product, upstream):\n    return 1\n"
+    differ, plain = patches.same_source_differ(), CodeDiffer()
+    same = (source, source, {"a": 1}, {"a": 1}, "py")
+    params_changed = (source, source, {"a": 1}, {"a": 2}, "py")
+    reformatted = (source, source.replace("return 1", "return  1"), {"a": 1}, {"a": 1}, "py")
+    changed = (source, source.replace("1", "2"), {"a": 1}, {"a": 1}, "py")
+    for case in (same, params_changed, reformatted, changed):
+        assert differ.is_different(*case)[0] == plain.is_different(*case)[0], case
+    assert [plain.is_different(*c)[0] for c in (same, params_changed, reformatted, changed)] == [False, True, False, True]
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("autopep8 ran on an unchanged source")
+
+    monkeypatch.setattr(autopep8, "fix_code", refuse)
+    assert differ.is_different(*same) == (False, differ.get_diff(source, source, normalize=False))
+    assert differ.is_different(*params_changed)[0] is True
+    with pytest.raises(AssertionError, match="autopep8 ran"):
+        differ.is_different(*changed)  # a changed text is Ploomber's to compare

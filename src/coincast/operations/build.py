@@ -19,7 +19,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator, Mapping, Sequence, TextIO
 
 from coincast.operations import console
-from coincast.patches import PIPELINE_MODULES, lighten_ploomber_engine, preload, release_notebook_shells
+from coincast.patches import (PIPELINE_MODULES, lighten_ploomber_engine, preload, release_notebook_shells,
+                              same_source_differ)
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -305,13 +306,22 @@ def preload_when_work(dag: Any, names: Sequence[str]) -> None:
     dag.on_render = on_render
 
 
+def load_dag(pipeline: Path, cenv: Mapping[str, Any]) -> Any:
+    """pipeline.yaml's DAG for one coin's env (:func:`coin_env`), not rendered yet; an unchanged task source is not
+    normalised to be compared with itself (:func:`coincast.patches.same_source_differ`)."""
+    from ploomber.spec import DAGSpec
+
+    dag = DAGSpec(str(pipeline), env=dict(cenv)).to_dag()
+    dag.differ = same_source_differ()
+    return dag
+
+
 def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = False, verbose: bool = False,
                out: TextIO | None = None, task: str | None = None, preload_names: Sequence[str] = ()) -> BuildResult:
     """Build the pipeline's DAG for one coin, a line per task on ``out`` (default stdout); with ``task``, only that
     task (one step of a scheduler's run, e.g. Airflow's: ``coincast task``); ``preload_names`` imported once the
     DAG is rendered with work to do (:func:`preload_when_work`). Never raises."""
     from ploomber.exceptions import DAGBuildError, TaskBuildError
-    from ploomber.spec import DAGSpec
 
     out = out or sys.stdout
     cenv = coin_env(env, coin, pipeline.parent, refetch=task is None)
@@ -319,7 +329,7 @@ def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = 
         warnings.simplefilter("always", UserWarning)
         console.ignore_known_warnings()
         try:
-            dag = DAGSpec(str(pipeline), env=cenv).to_dag()
+            dag = load_dag(pipeline, cenv)
             if preload_names:
                 preload_when_work(dag, preload_names)
             console.quiet_notebooks(dag)

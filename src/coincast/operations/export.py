@@ -13,7 +13,7 @@ import warnings
 from pathlib import Path
 from typing import Any, Mapping, Sequence
 
-from coincast.operations.build import EXTRACT_TASK, GATE_TASK, coin_env
+from coincast.operations.build import EXTRACT_TASK, GATE_TASK, coin_env, load_dag
 
 #: The file's format; the DAG file refuses another.
 FORMAT = 1
@@ -26,11 +26,9 @@ DEFAULT_PATH = Path("airflow") / "coincast-dag.json"
 def task_graph(pipeline: Path, env: Mapping[str, Any], coin: str) -> list[dict[str, Any]]:
     """The pipeline's tasks for ``coin`` in Ploomber's order: ``[{"name": ..., "upstream": [...]}, ...]``. The
     graph is the same for every coin (pipeline.yaml has one set of tasks, ``{{coin}}`` only in paths)."""
-    from ploomber.spec import DAGSpec
-
     with warnings.catch_warnings():  # the env keys pipeline.yaml does not use (coins, lock_file, ...): by design
         warnings.simplefilter("ignore", UserWarning)
-        dag = DAGSpec(str(pipeline), env=coin_env(env, coin, pipeline.parent, refetch=False)).to_dag()
+        dag = load_dag(pipeline, coin_env(env, coin, pipeline.parent, refetch=False))
     return [{"name": name, "upstream": sorted(dag[name].upstream)} for name in dag]
 
 
