@@ -9,7 +9,7 @@
   its stray progress bar.
 - :func:`no_tqdm_monitor_thread`: no tqdm monitor thread in a process that forks workers (correctness).
 - :func:`same_source_differ`: Ploomber compares a task's unchanged source with itself without normalising it
-  (autopep8) first (~0.3 s of every build and ``coincast task`` process).
+  (autopep8) first (~0.24 s of every build and ``coincast task`` process, ~5 % of the latter; ~3 % of a tick).
 - :func:`pins_trusted`: MLflow logs a model whose requirements are exact pins of this environment without
   scanning every installed distribution to compare them with it (~0.7 s of CPU per training process).
 
@@ -221,9 +221,11 @@ def same_source_differ() -> Any:
     Ploomber's ``CodeDiffer.is_different`` runs each Python source through ``autopep8.fix_code`` (after a parso
     parse) before comparing, even when the two texts are equal; the only Python source in the pipeline is the
     publish task's function, so every build and every ``coincast task`` process (which renders the whole DAG) pays
-    two normalisations, ~0.3 s, most of it autopep8's first call in the process. Equal texts normalise equally, so
-    the answer is the same: outdated only if the parameters differ (compared exactly as Ploomber does). Different
-    texts still go through Ploomber's own comparison."""
+    two normalisations, most of it autopep8's first call in the process. Equal texts normalise equally, so the
+    answer is the same: outdated only if the parameters differ (compared exactly as Ploomber does). Different texts
+    still go through Ploomber's own comparison. Measured 2026-12-03 (busy machine, 5 interleaved fresh-process
+    pairs): rendering a built 1-coin project's DAG 0.25-0.40 -> 0.08-0.10 s CPU, ~6 % of a no-op build (3.8 s),
+    ~5 % of a ``coincast task`` process (Airflow's unit of work), ~3 % of a fresh-process tick."""
     from ploomber.codediffer import CodeDiffer
     from ploomber.products.serializeparams import remove_non_serializable_top_keys
 
