@@ -95,11 +95,14 @@ dvc-init: $(STAMP)
 	@$(DVC) remote add -f -d local "$(DVC_REMOTE)" >/dev/null
 	$(if $(strip $(DVC_REMOTE_ENDPOINT)),@$(DVC) remote modify local endpointurl "$(DVC_REMOTE_ENDPOINT)")
 
-## make test: everything, two tests at a time (pytest-xdist), the 15 slowest printed at the end.
+## make test: everything, two tests at a time (pytest-xdist), the 15 slowest printed at the end; the host's speed
+## (bench/hostspeed.py) before and after, since this host's speed varies ~2.5x.
 ## PYTEST_ARGS adds options: make test PYTEST_ARGS="-m 'not slow'" (the quick loop), "-k gate", "-n 0" (one at a time)
 TEST_JOBS ?= 2
 test: $(STAMP)
+	@$(BIN)/python bench/hostspeed.py
 	$(BIN)/python -m pytest -n $(TEST_JOBS) --dist worksteal --durations=15 $(PYTEST_ARGS)
+	@$(BIN)/python bench/hostspeed.py
 
 ## make jupyter: JupyterLab on 127.0.0.1 with jupytext (open notebooks/*.py as notebooks)
 jupyter: $(STAMP)
