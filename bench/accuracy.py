@@ -145,6 +145,27 @@ def shares(share: dict | None) -> str:
     return "–" if not share else ", ".join(f"{k} {v:.0%}" for k, v in share.items())
 
 
+COVERAGE_KEYS = ("coverage_80_1h", "coverage_95_1h", "coverage_80_24h", "coverage_95_24h")
+
+
+def pooled_coverage(res: dict) -> list[str]:
+    """The champions' coverage over all the scored windows together (the long-run coverage a user of the intervals
+    sees), per series and over every series: the windows hold the same number of hourly origins, so the mean of
+    the windows' coverages is the coverage of their union. Markdown lines."""
+    rows = {s: [r for r in data["out_of_sample"] if all(r.get(k) is not None for k in COVERAGE_KEYS)]
+            for s, data in res["series"].items()}
+    every = [r for rs in rows.values() for r in rs]
+    if not every:
+        return []
+    lines = ["", "## Coverage pooled over the windows (the champion's intervals, every scored origin together)", "",
+             "| series | windows | cov80 1h | cov95 1h | cov80 24h | cov95 24h |", "|---|---|---|---|---|---|"]
+    for name, rs in [*rows.items(), ("all", every)]:
+        if rs:
+            lines.append(f"| {name} | {len(rs)} | "
+                         + " | ".join(fmt(sum(r[k] for r in rs) / len(rs)) for k in COVERAGE_KEYS) + " |")
+    return lines
+
+
 def markdown(res: dict) -> str:
     m = res["machine"]
     lines = [
@@ -157,8 +178,9 @@ def markdown(res: dict) -> str:
         f"Models: {', '.join(make_model(mm).name for mm in res['models'])}"
         + (f" (only the kinds {res['settings']['kinds']}: --kinds)" if res["settings"].get("kinds") else "")
         + f". Interval scalings: {', '.join(res.get('interval_scalings') or ['rv24'])}, "
-        f"scaling_p_value {res.get('scaling_p_value', '–')}, interval_adapt_rate {res.get('interval_adapt_rate', 0)} "
-        f"at horizons {res.get('interval_adapt_horizons', [])} (adaptive conformal levels).",
+        f"scaling_p_value {res.get('scaling_p_value', '–')}"
+        + (f", interval_adapt_rate {res['interval_adapt_rate']} at horizons {res.get('interval_adapt_horizons', [])} "
+           "(adaptive conformal levels)" if "interval_adapt_rate" in res else "") + ".",
         "",
         "## Out of sample: the champion chosen on the previous window, scored on this one",
         "",
@@ -205,6 +227,7 @@ def markdown(res: dict) -> str:
                   + " and ".join(f"{odds[h]['within_both']:.0%} of windows at {h} h "
                                  f"({odds[h]['within_both'] * windows:.1f} of {windows} expected)" for h in ("1", "24"))
                   + " (`exact_interval_odds`, 2000 simulated windows of the same length)."]
+    lines += pooled_coverage(res)
     lines += ["", "## Every model, every window (rel_mae 1h / 24h, coverage 80 % 1h / 24h)", ""]
     names = [make_model(mm).name for mm in res["models"]]
     lines += ["| series | window end | " + " | ".join(names) + " |", "|---|---|" + "---|" * len(names)]
@@ -231,9 +254,16 @@ def main(argv=None) -> int:
     p.add_argument("--scalings", default="", help="interval scalings (comma-separated; default: env.yaml's)")
     p.add_argument("--adapt-rate", type=float, default=None, help="interval_adapt_rate (default: env.yaml's)")
     p.add_argument("--out", default=str(ROOT / "bench" / "results"))
+    p.add_argument("--render", metavar="JSON", help="write the page of a results JSON again beside it (X.json -> "
+                   "X.md), no backtest")
     p.add_argument("--tiny", action="store_true", help="1 series, 1 scored window of 1 day (and the one choosing its champion), 3 warm-up days: proves the "
                    "script runs")
     args = p.parse_args(argv)
+    if args.render:
+        source = Path(args.render)
+        source.with_suffix(".md").write_text(markdown(json.loads(source.read_text())))
+        print(f"wrote {source.with_suffix('.md')} from {source}")
+        return 0
     if args.tiny:
         args.series, args.windows, args.window_days, args.history_days = "BTCUSDT", 1, 1, 20
         args.calibration_days = 3  # the fewest with the naive-empirical baseline at 24 h (48 known errors)

@@ -32,6 +32,14 @@ def test_tiny_accuracy_benchmark(tmp_path):
     md = (tmp_path / "accuracy.md").read_text()
     assert "Out of sample" in md and res["machine"]["cores"] >= 1 and "## Targets" in md
     assert "## Interval scalings the champion's intervals used" in md
+    pooled = md[md.index("## Coverage pooled over the windows"):].splitlines()
+    assert [line.split(" | ")[1] for line in pooled[4:6]] == ["1", "1"]  # BTCUSDT and all: the one scored window
+    assert pooled[4].split(" | ")[2:] == pooled[5].split(" | ")[2:]
+    # --render writes the same page again from the JSON, without a backtest
+    (tmp_path / "accuracy.md").unlink()
+    again = subprocess.run([sys.executable, str(ROOT / "bench" / "accuracy.py"), "--render", str(tmp_path / "accuracy.json")],
+                           capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0 and (tmp_path / "accuracy.md").read_text() == md, again.stderr[-2000:]
 
 
 def test_speed_benchmark_harness(tmp_path):
