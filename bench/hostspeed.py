@@ -2,10 +2,11 @@
 and tick pays first), printed on one line. ``make test`` prints it before and after the suite.
 
 The 2-core machine this project is measured on runs the same code up to ~2.5x slower at some hours than at
-others, CPU seconds included (2026-12-03: this probe 1.9 s and 4.6-4.9 s; the whole suite 9 min of CPU and 20 min
-of CPU). A suite's or a benchmark's time means little without the host's speed beside it: quote both.
+others, CPU seconds included (2026-12-03: the whole suite took 9 min of CPU at 18:20 UTC and 20 min at 18:45, and
+this probe gave 3.6-4.9 s in the slow hours against ~1.8 s for the same import, timed, in the quick ones). A
+suite's or a benchmark's time means little without the host's speed beside it: quote both.
 
-    python bench/hostspeed.py            # host speed: `import ploomber.spec` 1.92 s CPU (fresh process)
+    python bench/hostspeed.py            # host speed: `import ploomber.spec` 3.65 s CPU, 3.52 s wall in a fresh ...
 """
 from __future__ import annotations
 
@@ -29,8 +30,8 @@ def probe() -> tuple[float, float]:
 
 def main() -> int:
     cpu, wall = probe()
-    print(f"host speed: `import ploomber.spec` {cpu:.2f} s CPU, {wall:.2f} s wall (fresh process; a quiet host "
-          "~1.9 s, a busy one up to ~5 s: docs/testing.md)", flush=True)
+    print(f"host speed: `import ploomber.spec` {cpu:.2f} s CPU, {wall:.2f} s wall in a fresh process (lower is "
+          "faster; docs/testing.md lists suite times beside it)", flush=True)
     return 0
 
 
