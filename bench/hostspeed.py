@@ -3,7 +3,7 @@ and tick pays first), printed on one line. ``make test`` prints it before and af
 
 The 2-core machine this project is measured on runs the same code up to ~2.5x slower at some hours than at
 others, CPU seconds included (2026-12-03: the whole suite took 9 min of CPU at 18:20 UTC and 20 min at 18:45, and
-this probe gave 3.6-4.9 s in the slow hours against ~1.8 s for the same import, timed, in the quick ones). A
+`python -X importtime` put this import at 1.8 s at 18:25 and 4.0 s at 18:35; this probe gave 3.6-4.9 s later). A
 suite's or a benchmark's time means little without the host's speed beside it: quote both.
 
     python bench/hostspeed.py            # host speed: `import ploomber.spec` 3.65 s CPU, 3.52 s wall in a fresh ...
