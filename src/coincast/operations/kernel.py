@@ -1,11 +1,12 @@
 """papermill's Jupyter kernels with their own stderr in the build's log file, not on the console.
 
 A kernel's stderr is its application log (the notebook's own output travels over IOPub into the executed
-notebook). ipykernel 7.4 sometimes writes a whole ``ZMQError: Socket operation on non-socket`` traceback there when
-its shutdown races its IOPub thread (a flush scheduled after the socket closed; ipykernel's PR #1518 caught one
-such path, not this one): seen in 1 of ~15 papermill builds of the test suite, where it broke the build's
-short console output. Named by :func:`coincast.operations.console.quiet_notebooks` as the tasks'
-``kernel_manager_class`` (a string, so that builds running notebooks in-process never import jupyter_client).
+notebook). ipykernel 7.4 sometimes writes a whole ``ZMQError: Socket operation on non-socket`` traceback there
+when its shutdown races its IOPub thread (a flush scheduled after the socket closed; ipykernel's PR #1518 caught
+one such path, not this one): seen once in the 7 papermill builds of 2026-12-03 (`make test` runs and `make
+demo`), where it broke the build's short console output. With ``-v`` too, the kernel's log stays in the file.
+Named by :func:`coincast.operations.console.quiet_notebooks` as the tasks' ``kernel_manager_class`` (a string,
+so that builds running notebooks in-process never import jupyter_client).
 """
 from __future__ import annotations
 
