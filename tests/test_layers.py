@@ -3,6 +3,7 @@ CLI, settings, display and dashboard), with no cycle; old module paths of pickle
 from __future__ import annotations
 
 import ast
+import functools
 import importlib
 import pickle
 from pathlib import Path
@@ -39,22 +40,25 @@ def module_name(path: Path) -> str:
     return ".".join(("coincast", *path.relative_to(PKG).with_suffix("").parts)).removesuffix(".__init__")
 
 
-GRAPH = {module_name(p): imports(p) for p in PKG.rglob("*.py")}
+@functools.cache
+def graph() -> dict[str, set[str]]:
+    """{module: the coincast modules it imports}, parsed when a test asks (not at collection, in every worker)."""
+    return {module_name(p): imports(p) for p in PKG.rglob("*.py")}
 
 
 def test_imports_point_down_the_layers():
-    upward = [f"{m} ({layer(m)}) imports {d} ({layer(d)})" for m, deps in GRAPH.items() for d in deps
+    upward = [f"{m} ({layer(m)}) imports {d} ({layer(d)})" for m, deps in graph().items() for d in deps
               if m != "coincast" and RANK[layer(d)] > RANK[layer(m)]]
     assert upward == []
 
 
 def test_no_import_cycle():
     def owner(name: str) -> str:  # a module of the graph (a name may be one of its attributes)
-        while name not in GRAPH and "." in name:
+        while name not in graph() and "." in name:
             name = name.rsplit(".", 1)[0]
         return name
 
-    edges = {m: {owner(d) for d in deps} - {m, "coincast"} for m, deps in GRAPH.items() if m != "coincast"}
+    edges = {m: {owner(d) for d in deps} - {m, "coincast"} for m, deps in graph().items() if m != "coincast"}
     state: dict[str, int] = {}
 
     def visit(m: str, path: list[str]) -> list[str] | None:
