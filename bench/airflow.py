@@ -119,6 +119,16 @@ def stamp(value: str) -> datetime:
     return datetime.fromisoformat(value.replace(" ", "T"))
 
 
+def most_at_once(intervals: dict[str, tuple[Any, Any]]) -> tuple[int, list[str]]:
+    """How many of the (begin, end) intervals overlap at most, and the first names found overlapping that many."""
+    best: tuple[int, list[str]] = (0, [])
+    for name, (begin, _) in sorted(intervals.items(), key=lambda kv: kv[1]):
+        running = sorted(t for t, (b, e) in intervals.items() if b <= begin < e)
+        if len(running) > best[0]:
+            best = (len(running), running)
+    return best
+
+
 def airflow_round(project: Path) -> dict[str, Any]:
     """One triggered run to its end; its timings from Airflow's metadata database."""
     known = {r[0] for r in query(project, "SELECT run_id FROM dag_run WHERE dag_id = 'coincast'")}
@@ -149,7 +159,11 @@ def airflow_round(project: Path) -> dict[str, Any]:
             "idle_slot_seconds_per_task": round((wall * 2 - busy) / len(tis), 2),
             "task_process_seconds": {"median": round(statistics.median(
                 (tis[t][1] - tis[t][0]).total_seconds() - inside[t] for t in ran), 2)} if ran else {},
-            "task_seconds": round(busy, 1)}
+            "task_seconds": round(busy, 1),
+            # the scheduler's limits as it kept them: 2 task slots, the training pool's slots (AIRFLOW_TRAINING_SLOTS)
+            "most_tasks_at_once": most_at_once({t: (s, e) for t, (s, e, _) in tis.items()})[0],
+            "most_trainings_at_once": most_at_once({t: (s, e) for t, (s, e, _) in tis.items()
+                                                    if t.endswith(f".{graph['train']}")})[0]}
 
 
 def notebook_seconds(project: Path, run_id: str) -> dict[str, float]:
@@ -202,7 +216,9 @@ def machine() -> dict[str, Any]:
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
                 if line.startswith("model name")), "unknown")
     return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "os": platform.platform(),
-            "airflow": (ROOT / "airflow" / "requirements.in").read_text().strip(), "load_at_start": os.getloadavg()}
+            "airflow": next(line.split("#")[0].strip() for line in (ROOT / "airflow" / "requirements.in").read_text()
+                            .splitlines() if line.startswith("apache-airflow")),
+            "load_at_start": os.getloadavg()}
 
 
 def markdown(res: dict[str, Any]) -> str:
@@ -211,15 +227,18 @@ def markdown(res: dict[str, Any]) -> str:
              f"{m['cpu']}, {m['cores']} cores, Python {m['python']}, {m['airflow']}; load average at start "
              f"{m['load_at_start'][0]:.1f}, at end {res['load_at_end'][0]:.1f} (other work on the machine counts).", "",
              "| round | coincast hourly (s) | Airflow run (s) | ratio | tasks | scheduler gap median / mean (s) "
-             "| idle slot s per task | task process s (median) |", "|---|---|---|---|---|---|---|---|"]
+             "| idle slot s per task | task process s (median) | most tasks / trainings at once |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for name in ("cold", "hourly"):
         c, a = res["coincast"][name], res["airflow"][name]
         lines.append(f"| {name} | {c['wall_seconds']} | {a['wall_seconds']} ({a['state']}) | "
                      f"{a['wall_seconds'] / c['wall_seconds']:.2f} | {a['tasks']} | "
                      f"{a['scheduler_gap_seconds']['median']} / {a['scheduler_gap_seconds']['mean']} | "
-                     f"{a['idle_slot_seconds_per_task']} | {a['task_process_seconds'].get('median', '-')} |")
+                     f"{a['idle_slot_seconds_per_task']} | {a['task_process_seconds'].get('median', '-')} | "
+                     f"{a.get('most_tasks_at_once', '-')} / {a.get('most_trainings_at_once', '-')} |")
     lines += ["", "cold: the first build (every coin trains); hourly: the tick an hour later (no training due). "
-              "See bench/airflow.py for what each overhead column measures.", ""]
+              "See bench/airflow.py for what each overhead column measures. Most at once: from the task instances' "
+              "start and end dates, under the real scheduler (2 task slots; the `coincast_training` pool, 1 slot).", ""]
     return "\n".join(lines)
 
 

@@ -20,6 +20,19 @@ from coincast.operations.build import build_coin
 from coincast.settings import load_env
 from conftest import BIN, ROOT, run
 
+
+def _bench_airflow():
+    """bench/airflow.py, loaded under another name (``airflow`` is Airflow's package, and a folder of this repo)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_airflow", ROOT / "bench" / "airflow.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+most_at_once = _bench_airflow().most_at_once
+
 COINS = ["bitcoin", "ethereum"]
 
 
@@ -188,16 +201,6 @@ def task_intervals(airflow_home: Path) -> dict[str, tuple[str, str]]:
                   if (s := json.loads(line).get("timestamp"))]
         out[log.parent.name.removeprefix("task_id=")] = (min(stamps), max(stamps))
     return out
-
-
-def most_at_once(intervals: dict[str, tuple[str, str]]) -> tuple[int, list[str]]:
-    """How many task intervals overlap at most, and the first tasks found overlapping that many."""
-    best: tuple[int, list[str]] = (0, [])
-    for name, (begin, _) in sorted(intervals.items(), key=lambda kv: kv[1]):
-        running = sorted(t for t, (b, e) in intervals.items() if b <= begin < e)
-        if len(running) > best[0]:
-            best = (len(running), running)
-    return best
 
 
 def airflow_states(database: str) -> tuple[str, dict[str, str]]:
