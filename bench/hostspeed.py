@@ -10,28 +10,15 @@ suite's or a benchmark's time means little without the host's speed beside it: q
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import tempfile
-import time
 
-
-def probe() -> tuple[float, float]:
-    """(CPU seconds, wall seconds) of a fresh interpreter importing ploomber.spec (user + system, from wait4)."""
-    start = time.perf_counter()
-    with tempfile.TemporaryFile() as sink:
-        proc = subprocess.Popen([sys.executable, "-c", "import ploomber.spec"], stdout=sink, stderr=sink)
-        _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise SystemExit("hostspeed: `import ploomber.spec` failed in a fresh process")
-    return usage.ru_utime + usage.ru_stime, time.perf_counter() - start
+from speed import BIN, ROOT, measure  # bench/speed.py's fresh-process measure (wall, CPU from wait4)
 
 
 def main() -> int:
-    cpu, wall = probe()
-    print(f"host speed: `import ploomber.spec` {cpu:.2f} s CPU, {wall:.2f} s wall in a fresh process (lower is "
-          "faster; docs/testing.md lists suite times beside it)", flush=True)
+    r = measure([str(BIN / "python"), "-c", "import ploomber.spec"], ROOT)
+    print(f"host speed: `import ploomber.spec` {r['cpu_seconds']:.2f} s CPU, {r['seconds']:.2f} s wall in a fresh "
+          "process (lower is faster; docs/testing.md lists suite times beside it)", flush=True)
     return 0
 
 
