@@ -127,11 +127,11 @@ def coincast(project: Path, *args: str, env: dict | None = None) -> subprocess.C
 
 
 # --- the demo project, built once per test session ------------------------------------------------------------
-# env.test.yaml's models and one Prophet model, and the GARCH interval scaling: the end-to-end builds that cover every
+# env.test.yaml's models and one Prophet model, and the GARCH and blend scalings: the end-to-end builds that cover every
 # kind of model and scaling code path
 WITH_PROPHET = ("--set", "models=[{kind: naive}, {kind: drift, window: 168}, "
                 "{kind: prophet_returns, window_days: 30, weekly_seasonality: false, damping: 0.3}]",
-                "--set", "interval_scalings=[unscaled, rv24, har, hod, har_hod, garch]")
+                "--set", "interval_scalings=[unscaled, rv24, har, hod, har_hod, garch, blend]")
 DEMO_ARGS = ("--env", "env.test.yaml", *WITH_PROPHET, "--coins", "bitcoin,ethereum", "--set", "coin_jobs=2",
              "--set", "executed_format=html",  # as make demo writes them: the notebook and browser tests read HTML
              "--set", "profile_enabled=true")  # and the dashboard tests the data profile

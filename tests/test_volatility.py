@@ -64,7 +64,7 @@ def test_each_scaling_is_positive_and_uses_no_price_after_the_origin(name):
     assert volatility.scale_now(y.loc[:t], (1, 24), name) == pytest.approx({h: got[h][48] for h in (1, 24)}, rel=1e-3)
 
 
-@pytest.mark.parametrize("name", ["rv24", "har", "har_hod", "garch", "qreg"])
+@pytest.mark.parametrize("name", ["rv24", "har", "har_hod", "garch", "blend", "qreg"])
 def test_level_scalings_track_a_known_garch_volatility(name):
     """On GARCH returns the 1 h scale follows the true sigma of the next hour (none cannot: it is constant)."""
     y, sigma = garch_path()
@@ -100,6 +100,23 @@ def test_hour_of_day_scaling_recovers_the_daily_pattern():
     assert ratio.std() / ratio.mean() < 0.15  # the same up to a constant: the pattern is the truth's
     assert one[24].std() / one[24].mean() < 0.02  # a whole day ahead covers every hour once: flat
     assert volatility.har_hod(y, origins, (1,))[1].argmax() == one[1].argmax()
+
+
+def test_fitted_har_follows_the_daily_pattern_and_blend_reuses_garch():
+    """har_fit (blend's second half) divides the returns by the hour-of-day shape and multiplies its forecast by the
+    shape of the hours ahead: on returns whose sigma depends on the hour only, its 1 h scale follows the true sigma
+    of the next hour, and a day ahead is flat. blend is the geometric mean of garch and har_fit, and scales() gives
+    the same blend when it computes garch once for both."""
+    y, sigma = hour_of_day_path()
+    origins = y.index[24 * 60: 24 * 62]
+    fitted = volatility.har_fit(y, origins, (1, 24))
+    assert np.corrcoef(fitted[1], sigma[24 * 60 + 1: 24 * 62 + 1])[0, 1] > 0.9
+    assert fitted[24].std() / fitted[24].mean() < 0.05
+    both = volatility.scales(y, origins, (1, 24), ["garch", "blend"])
+    alone = volatility.blend(y, origins, (1, 24))
+    for h in (1, 24):
+        np.testing.assert_allclose(both["blend"][h], np.sqrt(both["garch"][h] * fitted[h]))
+        np.testing.assert_allclose(alone[h], both["blend"][h])
 
 
 def test_unknown_scaling_is_a_one_line_error():

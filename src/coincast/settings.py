@@ -113,7 +113,7 @@ class Backtest(Group):
     refit_every_hours: int = Field(ge=1, description="a positive whole number of hours")
     n_jobs: int = Field(ge=1, le=64, description="a whole number of processes, 1 to 64")
     interval_scalings: Annotated[list[str], AfterValidator(_scalings)] = Field(
-        description="a non-empty list of distinct scalings among unscaled, rv24, har, hod, har_hod, garch, qreg")
+        description="a non-empty list of distinct scalings among unscaled, rv24, har, hod, har_hod, garch, blend, qreg")
     scaling_p_value: float = Field(gt=0, le=1, description="a p-value level above 0 and at most 1 such as 0.05")
     interval_adapt_rate: float = Field(ge=0, lt=1, description="a step from 0 (off) to below 1 such as 0.01")
     interval_adapt_horizons: Annotated[list[int], AfterValidator(_some_hours)] = Field(
