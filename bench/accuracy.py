@@ -110,7 +110,8 @@ def run(args: argparse.Namespace) -> dict:
     models = every_model(env["models"])
     if args.kinds:  # a quick run of some models only (naive is always there: the yardstick)
         models = [m for m in models if m["kind"] in args.kinds.split(",") or m["kind"] == NAIVE]
-    result = {"machine": machine(), "settings": {**vars(args), "data_dir": rel(args.data_dir), "out": rel(args.out)},
+    result = {"machine": machine(), "settings": {**vars(args), "calibration_days": calibration_days,
+                                                 "data_dir": rel(args.data_dir), "out": rel(args.out)},
               "interval_scalings": list(settings.scalings), "scaling_p_value": settings.scaling_p_value,
               "interval_adapt_rate": settings.adapt_rate, "interval_adapt_horizons": list(settings.adapt_horizons),
               "models": models,
@@ -172,7 +173,10 @@ def markdown(res: dict) -> str:
         "# coincast accuracy benchmark",
         "",
         f"Run {m['date']} on {m['cpu']} ({m['cores']} cores), Python {m['python']}. "
-        f"Windows of {res['settings']['window_days']} days of hourly origins, {res['settings']['history_days']} days "
+        f"Windows of {res['settings']['window_days']} days of hourly origins"
+        + (f" after {res['settings']['calibration_days']} days of warm-up origins that only calibrate the intervals"
+           if res["settings"].get("calibration_days") is not None else "")
+        + f", {res['settings']['history_days']} days "
         "of history each; every rel_mae is MAE / naive MAE on the same origins (< 1 beats naive).",
         "",
         f"Models: {', '.join(make_model(mm).name for mm in res['models'])}"
