@@ -20,7 +20,7 @@ def tag_for(project: str | Path) -> str:
 
 
 def cron_line(project: str | Path, minute: int = DEFAULT_MINUTE, env_files: str = "") -> str:
-    """``M * * * * cd <project> && make hourly >> logs/cron.log 2>&1  # coincast-hourly:<project>``."""
+    """``M * * * * cd <project> && mkdir -p logs && make -s hourly >> logs/cron.log 2>&1  # coincast-hourly:<project>``."""
     if not 0 <= minute <= 59:
         raise ValueError(f"minute must be 0-59, got {minute}")
     root = Path(project).resolve()
