@@ -24,7 +24,7 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     from coincast.data.features import transform_data
     from coincast.forecasting.forecast import make_forecast
     from coincast.data.profiling import profile_due, write_profile
-    from coincast.forecasting.serving import hourly_series
+    from coincast.timeseries import hourly_series, observed_series
     from coincast.data.gate import judge, record_pass
     from coincast.data.validation import enforce
     from coincast.settings import group
@@ -72,12 +72,13 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     decision = training.decide_retrain(meta, y, live.read_log(log_path), train_products, env["project_root"],
                                        group(env, "schedule"))
     if decision["due"]:
-        bt = backtest(y, env["models"], settings)
+        observed = observed_series(features)  # as the train task: a missing hour is never scored
+        bt = backtest(observed, env["models"], settings)
         report = training.backtest_report(bt, meta)
         training.save_backtest(bt, report, {"backtest": p["backtest.json"], "forecasts": p["backtest_forecasts.parquet"],
                                             "figures": p["backtest.html"]}, coin)
         promotion = training.register_champion(
-            coin, y, bt, report, env["project_root"],
+            coin, observed, bt, report, env["project_root"],
             params={"models": env["models"], **report["settings"], "coin": coin, "source": meta["source"]},
             artifacts=[p["backtest.json"], p["backtest.html"], p["validation.json"]],
             promotion_p_value=env["promotion_p_value"])

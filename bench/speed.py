@@ -281,9 +281,9 @@ from coincast import files
 from coincast.forecasting.backtest import backtest
 from coincast.operations.training import backtest_settings
 from coincast.settings import group, load_env
-from coincast.forecasting.serving import hourly_series
+from coincast.timeseries import observed_series
 env = load_env(sys.argv[1] + "/env.yaml", [sys.argv[1] + "/env.bench.yaml"])
-y = hourly_series(files.read_frame(sys.argv[1] + "/products/bitcoin/raw.parquet"))
+y = observed_series(files.read_frame(sys.argv[1] + "/products/bitcoin/raw.parquet"))
 s = backtest_settings(**group(env, "backtest"))
 t = time.perf_counter(); r = backtest(y, env["models"], s); dt = time.perf_counter() - t
 print(json.dumps({"backtest_seconds": dt, "origins": int(env["backtest_days"]) * 24, "models": len(r.summary["models"])}))

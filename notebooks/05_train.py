@@ -39,7 +39,7 @@ from coincast import display, files
 from coincast.data.features import cross_feature_frame
 from coincast.forecasting import figures
 from coincast.operations import live, training
-from coincast.forecasting.serving import hourly_series
+from coincast.timeseries import hourly_series, observed_series
 
 display.setup_logging()
 
@@ -57,7 +57,8 @@ predictions_dir = None
 # %%
 meta = files.read_json(upstream["extract"]["meta"])
 features = files.read_frame(upstream["features"]["data"])
-y = hourly_series(features)
+y = hourly_series(features)  # what the models see: a missing hour takes the last price
+observed = observed_series(features)  # the same hours, a missing one NaN: the backtest never scores it
 settings = training.backtest_settings(**backtest)
 display.banner(meta)
 
@@ -76,7 +77,7 @@ decision
 exog = cross_feature_frame(features)  # the cross-coin columns (cross_coins), read by the feature-based models
 
 # %%
-training.train(decision, y, models, settings, meta, product, upstream, project_root, **promotion, exog=exog)
+training.train(decision, observed, models, settings, meta, product, upstream, project_root, **promotion, exog=exog)
 
 # %% [markdown]
 # ## The standing backtest

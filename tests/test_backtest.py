@@ -5,7 +5,8 @@ import pytest
 from coincast.forecasting.backtest import BacktestSettings, backtest, best_model, plan_origins, run_forecasts
 from coincast.forecasting.models import make_model
 from coincast.forecasting.calibration import calibrate, conformal_quantile, empirical_intervals
-from coincast.timeseries import hourly_series, realized_vol
+from coincast.data.features import transform_data
+from coincast.timeseries import hourly_series, observed_series, realized_vol
 from conftest import simulated_frame
 
 SMALL = BacktestSettings(backtest_days=3, calibration_days=3, horizons=(1, 24), refit_every_hours=24, n_jobs=2,
@@ -134,6 +135,22 @@ def test_missing_hours_are_not_scored_and_long_windows_get_enough_history(y):
     assert r.summary["models"]["naive"]["horizons"]["1"]["n"] == 72 - 3
     first = pd.Timestamp(r.summary["first_origin"])
     assert first >= y.index[0] + pd.Timedelta(hours=168)  # drift(168) has its window at the first origin
+
+
+def test_hours_missing_from_the_features_are_not_scored():
+    """The train task backtests features.parquet's observed series: an hour missing from the history is a NaN row
+    of the features, never an outcome (a forward-filled price would hand naive a zero error there)."""
+    frame = simulated_frame(hours=24 * 8)
+    gap = frame["timestamp"].iloc[-30:-27]
+    features = transform_data(frame.loc[~frame["timestamp"].isin(gap)])
+    observed = observed_series(features)
+    assert observed.index.equals(hourly_series(features).index) and observed.loc[gap].isna().all()
+    r = backtest(observed, [{"kind": "naive"}], SMALL)
+    assert r.summary["models"]["naive"]["horizons"]["1"]["n"] == 72 - 3
+    fc = r.forecasts
+    assert not (fc.loc[fc["scored"], "actual"] == fc.loc[fc["scored"], "forecast"]).any()  # no free zero errors
+    filled = backtest(hourly_series(features), [{"kind": "naive"}], SMALL)
+    assert filled.summary["models"]["naive"]["horizons"]["1"]["n"] == 72  # the defect this guards against
 
 
 def test_save_backtest_writes_its_three_products(result, tmp_path):

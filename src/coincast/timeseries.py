@@ -60,13 +60,19 @@ def on_hourly_grid(y: pd.Series | pd.DataFrame, fill: bool = True) -> Any:
     return grid.ffill() if fill else grid
 
 
-def hourly_series(frame: pd.DataFrame) -> pd.Series:
-    """timestamp/price rows -> the price series on the complete hourly UTC grid, gaps forward-filled: what every
-    model sees."""
+def observed_series(frame: pd.DataFrame) -> pd.Series:
+    """timestamp/price rows -> the observed prices on the complete hourly UTC grid, a missing hour NaN: what a
+    backtest scores against (a missing hour is no outcome, so it scores no prediction)."""
     y = observed_prices(frame)
     if y.empty:
         raise ValueError("history has no prices")
-    return on_hourly_grid(y)
+    return on_hourly_grid(y, fill=False)
+
+
+def hourly_series(frame: pd.DataFrame) -> pd.Series:
+    """timestamp/price rows -> the price series on the complete hourly UTC grid, gaps forward-filled: what every
+    model sees."""
+    return observed_series(frame).ffill()
 
 
 # -- returns and volatility -------------------------------------------------------------------------------

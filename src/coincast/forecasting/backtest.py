@@ -182,7 +182,9 @@ def backtest(
     y: pd.Series, specs: Sequence[Mapping[str, Any]], settings: BacktestSettings = BacktestSettings(),
     exog: pd.DataFrame | None = None,
 ) -> BacktestResult:
-    """Backtest every model in ``specs`` (naive is added if missing) on the hourly price series ``y``; the models
+    """Backtest every model in ``specs`` (naive is added if missing) on the hourly price series ``y`` (a missing
+    hour, NaN or absent, is never scored: pass :func:`coincast.timeseries.observed_series`, not a filled series;
+    the models see the last known price); the models
     that read extra features read every column of ``exog`` (indexed by hour; None: no extra features)."""
     started = time.perf_counter()
     check_scalings(settings.scalings)

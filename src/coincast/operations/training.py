@@ -109,7 +109,8 @@ def train(
     """The train stage when ``decision`` (:func:`decide_retrain`) says it is due: backtest every model, write
     backtest.json, the scored forecasts and backtest.html, log the run to MLflow, register and gate the champion
     (an edge counts when its Diebold–Mariano p-value is below ``promotion_p_value``: the ``promotion`` group),
-    write registry.json (the promotion and ``trained``: the decision). ``exog``: the cross-coin columns of
+    write registry.json (the promotion and ``trained``: the decision). ``y``: the observed prices on the hourly grid
+    (:func:`coincast.timeseries.observed_series`: a missing hour NaN, never scored). ``exog``: the cross-coin columns of
     features.parquet by hour (None without), read by the feature-based models. Returns registry.json's content;
     None when not due (the products of the last training stay as they are)."""
     if not decision["due"]:
