@@ -45,11 +45,41 @@ def test_quantile_at_clips_the_rank_instead_of_going_infinite():
     assert np.isnan(quantile_at(np.array([]), 0.8))
 
 
-def test_rate_zero_is_the_split_conformal_calibration():
-    fc = naive_frame(np.random.default_rng(0).normal(0, 0.01, 600))
-    a = calibrate(fc, window_hours=240, min_scores=48, scalings=("unscaled",))
-    b = calibrate(fc, window_hours=240, min_scores=48, scalings=("unscaled",), adapt_rate=0.0)
-    pd.testing.assert_frame_equal(a, b)
+@pytest.mark.parametrize("horizon", [1, 24])
+def test_rate_zero_is_the_split_conformal_calibration(horizon):
+    """Each origin's quantile, computed here from scratch: the conformal quantile of |log(actual / forecast)| over
+    the rows whose origin is within the window and whose actual is known at the origin."""
+    fc = naive_frame(np.random.default_rng(0).normal(0, 0.01, 600), horizon)
+    out = calibrate(fc, window_hours=240, min_scores=48, scalings=("unscaled",), adapt_rate=0.0)
+    checked = 0
+    for i in range(0, len(fc), 7):
+        t = fc["origin"].iloc[i]
+        pool = fc.loc[(fc["origin"] >= t - pd.Timedelta(hours=240)) & (fc["target_time"] <= t)]
+        s = np.abs(np.log(pool["actual"] / pool["forecast"])).to_numpy()
+        if len(s) < 48:
+            assert np.isnan(out["q_80"].iloc[i])
+            continue
+        assert out["q_80"].iloc[i] == pytest.approx(conformal_quantile(s, 0.8))
+        assert out["q_95"].iloc[i] == pytest.approx(conformal_quantile(s, 0.95))
+        assert out["upper_80"].iloc[i] == pytest.approx(fc["forecast"].iloc[i] * np.exp(conformal_quantile(s, 0.8)))
+        checked += 1
+    assert checked > 60
+
+
+@pytest.mark.parametrize("horizon", [1, 24])
+def test_serving_uses_the_window_the_backtest_would_use_at_the_next_origin(horizon):
+    """What is served now is what the backtest's rule gives at the serving origin (the hour after the last
+    backtested one): the same window, the same known errors."""
+    fc = naive_frame(np.random.default_rng(4).normal(0, 0.01, 900), horizon)
+    now = fc["origin"].max() + pd.Timedelta(hours=1)  # as in a backtest: the data end an hour after the last origin
+    fc.loc[fc["target_time"] > now, "actual"] = np.nan  # ... so targets past it are unknown
+    nxt = pd.DataFrame({"origin": [now], "horizon": horizon, "target_time": [now + pd.Timedelta(hours=horizon)],
+                        "forecast": [fc["actual"].iloc[-1]], "actual": [np.nan], "scale_unscaled": 1.0})
+    settings = dict(window_hours=240, min_scores=48, scalings=("unscaled",))
+    at_next = calibrate(pd.concat([fc, nxt], ignore_index=True), **settings).iloc[-1]
+    served, _ = latest_calibration(calibrate(fc, **settings), **settings)
+    assert served[horizon]["80"] == pytest.approx(at_next["q_80"])
+    assert served[horizon]["95"] == pytest.approx(at_next["q_95"])
 
 
 def test_adaptive_intervals_use_only_misses_known_at_the_origin():
@@ -91,5 +121,5 @@ def test_serving_calibrates_at_the_level_adapted_by_every_known_miss():
     m = adaptive_misses(s, qs[0.8])
     level = adapted_level(0.8, int(np.isfinite(m).sum()), int(np.nansum(m)), 0.01)
     assert level > 0.8
-    recent = s[fc["origin"] >= fc["origin"].max() - pd.Timedelta(hours=720)]
+    recent = s[fc["origin"] >= fc["origin"].max() + pd.Timedelta(hours=1) - pd.Timedelta(hours=720)]
     assert adapted[1]["80"] == pytest.approx(quantile_at(recent, level)) and adapted[1]["80"] > fixed[1]["80"]

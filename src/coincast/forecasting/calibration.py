@@ -269,8 +269,9 @@ def latest_calibration(
     chosen: dict[int, str] = {}
     for h, rows in fc.groupby("horizon"):
         rows = rows.sort_values("origin")
-        g = rows.dropna(subset=["actual"])
-        g = g.loc[g["origin"] >= g["origin"].max() - pd.Timedelta(hours=window_hours)]
+        now = rows["origin"].max() + pd.Timedelta(hours=1)  # the serving origin: the hour after the last backtested
+        g = rows.dropna(subset=["actual"])  # known rows, kept as the backtest keeps them at an origin (:func:`pools`)
+        g = g.loc[g["origin"] >= now - pd.Timedelta(hours=window_hours)]
         table = g[[f"is_{n}" for n in scalings]].to_numpy(dtype=float)
         name = chosen[int(h)] = pick_scaling(table[np.isfinite(table).all(axis=1)], scalings, int(h), p_value,
                                              min_scores)
