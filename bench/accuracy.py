@@ -24,7 +24,7 @@ import yaml
 from coincast.forecasting.backtest import NAIVE, BacktestSettings, backtest, best_model, errors_by_origin
 from coincast.forecasting.models import make_model
 from coincast.forecasting.models import KINDS
-from coincast.forecasting.serving import hourly_series
+from coincast.timeseries import observed_series
 from coincast.data.sources.replay import load_replay_file
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -49,7 +49,7 @@ def select_and_score(windows: list[dict], errors: list[pd.DataFrame], level: flo
     """Walk the windows in order applying the promotion gate (``errors``: each window's 1 h errors by origin, for
     its Diebold–Mariano tests at ``level``); each window is scored with the champion chosen *before* it (on the
     earlier windows), never with one chosen on itself."""
-    from coincast.registry import decide, noise_tests
+    from coincast.registry import candidates, decide, noise_tests
 
     champion, rows = None, []
     for i, w in enumerate(windows):
@@ -66,9 +66,9 @@ def select_and_score(windows: list[dict], errors: list[pd.DataFrame], level: flo
             })
         challenger = best_model(models, 1)
         champion_rel = models[champion]["horizons"]["1"]["rel_mae"] if champion in models else None
-        vs_naive, vs_champion = noise_tests(errors[i], challenger, champion if champion_rel is not None else None)
+        tests = noise_tests(errors[i], challenger, champion if champion_rel is not None else None)
         d = decide(challenger, models[challenger]["horizons"]["1"]["rel_mae"], champion, champion_rel,
-                   vs_naive, vs_champion, level)
+                   tests.vs_naive, tests.vs_champion, level, candidates(models), tests.champion_vs_naive)
         champion = d.champion_model
     return rows
 
@@ -122,7 +122,7 @@ def run(args: argparse.Namespace) -> dict:
         path = Path(args.data_dir) / f"{name}_1h_2020-10_2024-06.csv"
         if not path.exists():
             sys.exit(f"bench-accuracy: {path} not found (../shared/data is needed for this benchmark)")
-        y = hourly_series(load_replay_file(path))
+        y = observed_series(load_replay_file(path))  # a missing hour stays NaN: never scored
         windows, errors = [], []
         for k in range(args.windows, -1, -1):  # oldest first; window k ends k * window_days before the data's end
             end = y.index[-1] - pd.Timedelta(days=k * args.window_days)

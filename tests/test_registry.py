@@ -317,9 +317,21 @@ def test_promotion_gate(store, served):
     assert r7["promoted"] is False and r7["champion"]["version"] == "6" and aliases(coin)["champion"] == "6"
     d7 = r7["decision"]
     assert d7["vs_naive"]["p_value"] >= LEVEL and d7["rule"] == "beats_champion_not_naive"
-    assert "does not beat naive (1.0000) beyond noise" in r7["reason"] and ">= 0.05" in r7["reason"]
+    # picked from two candidates, the challenger's edge counts below 0.05 / 2 (Bonferroni)
+    assert "does not beat naive (1.0000) beyond noise" in r7["reason"] and ">= 0.025 (0.05 / 2 candidates)" in r7["reason"]
+    assert d7["candidates"] == 2 and d7["threshold"] == 0.025 and d7["champion_vs_naive"]["p_value"] < LEVEL
     v7 = version(coin, "7")
     assert v7.tags["promotion_decision"] == "not_promoted" and float(v7.tags["dm_p_value_vs_naive"]) >= LEVEL
+    assert v7.tags["promotion_candidates"] == "2" and v7.tags["promotion_threshold"] == "0.025"
+    assert float(v7.tags["dm_p_value_champion_vs_naive"]) < LEVEL
+
+    # build 8: the champion's own edge over naive is now within noise, and drift has a real one: drift takes over
+    # (the champion is held to beating naive whether or not it is the build's best)
+    r8 = build(coin, served, {"naive": 1.0, "drift": 0.99, "seasonal_naive": 0.995}, noisy=("seasonal_naive",))
+    assert r8["promoted"] is True and r8["decision"]["rule"] == "champion_no_edge"
+    assert r8["champion"]["model_name"] == ID["drift"] and aliases(coin)["champion"] == r8["challenger"]["version"]
+    assert r8["decision"]["champion_vs_naive"]["p_value"] >= LEVEL
+    assert f"champion {ID['seasonal_naive']} (0.9950) no longer beats naive (1.0000) beyond noise" in r8["reason"]
 
 
 def test_naive_registered_when_nothing_beats_it(store, served):

@@ -12,7 +12,7 @@
 Imports point one way: tracking (which seeds new stores with sqlite_template) and promotion know nothing of
 each other; versions uses both and pyfunc.
 """
-from coincast.registry.promotion import Decision, Rule, decide, explain, noise_tests, pick_challenger, record
+from coincast.registry.promotion import Decision, Rule, candidates, decide, explain, noise_tests, pick_challenger, record
 from coincast.registry.pyfunc import CoincastPyfunc
 from coincast.registry.tracking import (
     clean_metrics,
@@ -41,7 +41,7 @@ from coincast.registry.versions import (
 )
 
 __all__ = [
-    "SERIES_KEYS", "CoincastPyfunc", "Decision", "Rule", "champion_info", "champion_versions", "clean_metrics",
+    "SERIES_KEYS", "CoincastPyfunc", "Decision", "Rule", "candidates", "champion_info", "champion_versions", "clean_metrics",
     "configure", "current_champion", "decide", "explain", "flatten_params", "in_force_at", "last_training", "load_champion",
     "load_version", "load_version_in_force", "log_build", "log_live", "noise_tests", "pick_challenger", "promote",
     "record",

@@ -25,7 +25,9 @@ from tenacity import retry, retry_if_exception, stop_after_attempt, wait_exponen
 from coincast.forecasting.backtest import NAIVE
 from coincast.config import ConfigError, parse_time
 import coincast.registry.tracking as tracking
-from coincast.registry.promotion import Decision, decide, explain, finite, metric, noise_tests, pick_challenger, record
+from coincast.registry.promotion import (
+    Decision, candidates, decide, explain, finite, metric, noise_tests, pick_challenger, record,
+)
 from coincast.registry.pyfunc import load_served, log_pyfunc
 from coincast.forecasting.serving import ServedForecaster
 from coincast.timeseries import utc_now
@@ -128,12 +130,13 @@ def decision_tags(d: Decision, champion: bool) -> dict[str, str]:
     """The gate's decision as the tags of a version it makes ``champion`` or not
     (:func:`~coincast.registry.promotion.record`, flattened, and the reason): ``promotion_decision`` (promoted /
     not_promoted: this version), ``promotion_rule``, ``promotion_p_value`` (the level), ``promotion_reason`` and,
-    per test of the challenger that ran, ``dm_statistic_vs_naive``, ``dm_p_value_vs_naive``, ``dm_n_vs_naive`` (and
-    ``..._vs_champion``)."""
+    per test that ran, ``dm_statistic_vs_naive``, ``dm_p_value_vs_naive``, ``dm_n_vs_naive`` (and
+    ``..._vs_champion``, ``..._champion_vs_naive``), ``promotion_candidates`` and ``promotion_threshold``."""
     r = record(d)
     tags = {"promotion_decision": "promoted" if champion else "not_promoted", "promotion_rule": r["rule"],
-            "promotion_p_value": f"{r['promotion_p_value']:g}", "promotion_reason": tracking.truncate(explain(d))}
-    for against in ("vs_naive", "vs_champion"):
+            "promotion_p_value": f"{r['promotion_p_value']:g}", "promotion_candidates": str(r["candidates"]),
+            "promotion_threshold": f"{r['threshold']:.6g}", "promotion_reason": tracking.truncate(explain(d))}
+    for against in ("vs_naive", "vs_champion", "champion_vs_naive"):
         for key, value in (r[against] or {}).items():
             tags[f"dm_{key}_{against}"] = str(value) if key == "n" or value is None else f"{value:.6g}"
     return tags
@@ -193,8 +196,9 @@ def promote(coin: str, run_id: str, backtest: Mapping[str, Any], served: Mapping
         k_rel = 1.0  # naive's rel_mae is 1 by definition
 
     k_scored = k_model if finite(k_rel) else None  # an unscored champion is compared with naive only
-    vs_naive, vs_champion = noise_tests(errors, challenger, k_scored, 1)
-    decision = decide(challenger, c_rel, k_model, k_rel, vs_naive, vs_champion, level)
+    tests = noise_tests(errors, challenger, k_scored, 1)
+    decision = decide(challenger, c_rel, k_model, k_rel, tests.vs_naive, tests.vs_champion, level,
+                      candidates(models), tests.champion_vs_naive)
     reason = explain(decision)
     logger.info("%s: %s", coin, reason)
     c_version = _register(client, coin, run_id, challenger, served[challenger], backtest, MODEL_NAME,
