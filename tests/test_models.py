@@ -101,3 +101,14 @@ def test_prophet_takes_the_warm_start_of_the_last_fit(y):
     warm = Prophet(growth="flat", uncertainty_samples=0).fit(frame(24 * 7), init=warm_start(first))
     cold = Prophet(growth="flat", uncertainty_samples=0).fit(frame(24 * 7))
     assert warm.params["beta"] == pytest.approx(cold.params["beta"], abs=1e-3)
+
+
+def test_prices_off_the_hour_are_refused_not_dropped():
+    """The hourly grid starts at the first time: rows at other minutes would vanish and the last price be lost."""
+    frame = pd.DataFrame({"timestamp": pd.to_datetime(["2024-01-01T00:03Z", "2024-01-01T01:02Z", "2024-01-01T02:04Z"]),
+                          "price": [1.0, 2.0, 3.0]})
+    with pytest.raises(ValueError, match=r"^hourly prices must be stamped on the hour: 3 of 3 are not "
+                                         r"\(first 2024-01-01T00:03:00\+00:00\)$"):
+        hourly_series(frame)
+    on_the_hour = frame.assign(timestamp=frame["timestamp"].dt.floor("h"))
+    assert hourly_series(on_the_hour).tolist() == [1.0, 2.0, 3.0]

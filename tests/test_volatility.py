@@ -158,6 +158,46 @@ def test_on_iid_noise_no_scaling_is_chosen_or_ties():
         assert interval_score(chosen, h) <= 1.02 * interval_score(plain, h)
 
 
+@pytest.mark.parametrize("name", list(volatility.SCALINGS))
+def test_history_hours_is_all_a_scaling_reads(name):
+    """With HISTORY_HOURS of prices a scaling at the last hour is what any longer history gives; with half of them it
+    is not (so the constant is not padded): what a served forecast needs to match its calibration."""
+    n = 24 * 140
+    rng = np.random.default_rng(8)
+    index = pd.date_range("2024-01-01", periods=n, freq="h", tz="UTC")
+    sigma = 0.004 * (1 + np.sin(index.hour.to_numpy() / 24 * 2 * math.pi) ** 2) * np.repeat(rng.uniform(0.5, 2, n // 24), 24)
+    y = pd.Series(100 * np.exp(np.cumsum(sigma * rng.standard_t(4, n))), index=index)
+    need = volatility.HISTORY_HOURS[name]
+    assert need < n and volatility.history_hours([name, "unscaled"]) == need
+    full = volatility.scale_now(y, (1, 24), name)
+    assert volatility.scale_now(y.iloc[-need:], (1, 24), name) == pytest.approx(full, rel=1e-9)
+    if name != "unscaled":
+        assert volatility.scale_now(y.iloc[-(need // 2):], (1, 24), name) != pytest.approx(full, rel=1e-3)
+
+
+def test_a_served_forecast_refuses_a_history_shorter_than_its_calibration():
+    """The MLflow face refuses too short a history (its interval would be another width than calibrated), in one
+    line; ``history_hours`` is the scaling's reach capped at the hours the model was trained on."""
+    from coincast.registry.pyfunc import CoincastPyfunc, input_example
+
+    y, _ = garch_path(seed=3)
+    quantiles = {1: {"80": 1.2, "95": 2.0}, 24: {"80": 1.4, "95": 2.4}}
+    served = ServedForecaster(make_model({"kind": "naive"}), quantiles, {1: "garch", 24: "unscaled"},
+                              {"history_hours": len(y)})
+    assert served.history_hours() == volatility.GARCH_FIT_HOURS + 1 < len(y)
+    assert ServedForecaster(served.model, quantiles, {1: "blend", 24: "rv24"},
+                            {"history_hours": len(y)}).history_hours() == len(y)  # blend reads more than it had
+    hist = pd.DataFrame({"timestamp": y.index, "price": y.to_numpy()})
+    pyfunc = CoincastPyfunc(served)
+    with pytest.raises(ValueError, match=r"^naive needs 1441 hours of history for the intervals it was calibrated "
+                                         r"with \(garch, unscaled\), got 1440$"):
+        pyfunc.predict(None, hist.tail(1440))
+    got = pyfunc.predict(None, hist.tail(1441))
+    expected = served.forecast(hist, tuple(range(1, 25)))
+    np.testing.assert_allclose(got["upper_80"], expected["upper_80"], rtol=1e-9)  # the same as from all of it
+    assert len(input_example(served)) == 1441
+
+
 def test_the_backtest_records_the_choice_and_serving_uses_it():
     y, _ = garch_path(seed=5)
     bt = backtest(y, [{"kind": "naive"}, {"kind": "drift", "window": 168}],

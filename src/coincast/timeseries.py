@@ -55,7 +55,11 @@ def observed_prices(frame: pd.DataFrame) -> pd.Series:
 
 def on_hourly_grid(y: pd.Series | pd.DataFrame, fill: bool = True) -> Any:
     """``y`` (a series or a frame indexed by time) on the complete hourly grid from its first to its last hour; a missing hour takes the last known
-    value (``fill``) or stays NaN."""
+    value (``fill``) or stays NaN. Times off the hour are a ValueError (the grid would drop them silently)."""
+    off = y.index != y.index.floor("h")
+    if off.any():
+        raise ValueError(f"hourly prices must be stamped on the hour: {int(off.sum())} of {len(y)} are not "
+                         f"(first {y.index[off][0].isoformat()})")
     grid = y.asfreq("h")
     return grid.ffill() if fill else grid
 

@@ -297,4 +297,4 @@ def served_model(y: pd.Series, result: BacktestResult, name: str,
     fc = result.forecasts.loc[result.forecasts["model"] == name]
     quantiles, chosen = latest_calibration(fc, LEVELS, **calibration_settings(result.settings))
     return ServedForecaster(model, quantiles, chosen,
-                            {"data_through": result.summary["data_through"], "spec": spec})
+                            {"data_through": result.summary["data_through"], "spec": spec, "history_hours": len(y)})

@@ -15,7 +15,7 @@ import pandas as pd
 from coincast.data.features import cross_feature_frame
 from coincast.forecasting.calibration import LEVELS, level_key
 from coincast.forecasting.models import Forecaster
-from coincast.forecasting.volatility import LEGACY, scale_now
+from coincast.forecasting.volatility import LEGACY, history_hours, scale_now
 from coincast.timeseries import hourly_series
 
 FORECAST_COLUMNS = ["horizon", "target_time", "forecast"] + [
@@ -41,6 +41,14 @@ class ServedForecaster:
     def scaling_for(self) -> dict[int, str]:
         """{calibrated horizon: its scaling}."""
         return dict(self.scalings) if self.scalings else {h: LEGACY for h in self.quantiles}
+
+    def history_hours(self) -> int:
+        """The hours of history a forecast needs for the intervals it was calibrated with: what its scalings read
+        (:func:`coincast.forecasting.volatility.history_hours`), but no more than it was trained on
+        (``info["history_hours"]``: the backtest's last origin had no more), and at least the model's minimum."""
+        need = history_hours(list(self.scaling_for().values()))
+        trained = self.info.get("history_hours")
+        return max(int(self.model.min_history), min(need, int(trained)) if trained else need)
 
     def forecast(self, history: pd.DataFrame, horizons: Sequence[int] = tuple(range(1, 25))) -> pd.DataFrame:
         """Forecasts for ``horizons`` hours after the last row of ``history`` (timestamp, price, and the cross-coin

@@ -294,6 +294,14 @@ def blend(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
 
 SCALINGS: dict[str, Scaling] = {"unscaled": unscaled, "rv24": rv24, "har": har, "hod": hod, "har_hod": har_hod,
                                 "garch": garch, "blend": blend, "qreg": qreg}
+#: hours of prices up to an origin each scaling reads: with at least these, its value at the origin is what any longer
+#: history gives (``tests/test_volatility.py`` checks it on real prices); the longest window of each, one more price
+#: for the first return, and for the fitted ones the rows behind their fit window (the 24 h horizon's outcomes, the
+#: HAR inputs' week, the hour-of-day shape's days)
+HISTORY_HOURS = {"unscaled": 1, "rv24": 25, "har": 169, "hod": 24 * HOD_DAYS + 1, "har_hod": 24 * HOD_DAYS + 1,
+                 "garch": GARCH_FIT_HOURS + 1,
+                 "blend": HAR_FIT_HOURS + max(HAR_WINDOWS) + 24 * SHAPE_DAYS + 24 + 1,  # har_fit's (garch's is less)
+                 "qreg": QREG_FIT_HOURS + 24 + 168 + 24 * HOD_DAYS + 1}
 #: opt-in scalings, not among the defaults (:data:`DEFAULT_SCALINGS`, env.yaml's ``interval_scalings``): ``qreg``
 #: refits LightGBM at every refit of the backtest and at every served forecast (docs/forecasting.md: its cost)
 OPT_IN = ("qreg",)
@@ -317,6 +325,11 @@ def scales(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
         out[name] = (blend(y, origins, horizons, garch_part=out["garch"]) if name == "blend" and "garch" in out
                      else SCALINGS[name](y, origins, horizons))
     return {name: out[name] for name in names}
+
+
+def history_hours(names: Sequence[str]) -> int:
+    """The hours of prices the scalings ``names`` read up to an origin (:data:`HISTORY_HOURS`; the most of them)."""
+    return max(HISTORY_HOURS[n] for n in check_scalings(names))
 
 
 def scale_now(y: pd.Series, horizons: Sequence[int], name: str) -> dict[int, float]:

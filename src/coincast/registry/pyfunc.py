@@ -20,7 +20,7 @@ from mlflow.types.schema import AnyType, ColSpec, ParamSchema, ParamSpec, Schema
 
 from coincast.forecasting.serving import FORECAST_COLUMNS, ServedForecaster
 from coincast.patches import pins_trusted
-from coincast.timeseries import to_utc
+from coincast.timeseries import hourly_series, to_utc
 
 logger = logging.getLogger(__name__)
 
@@ -30,8 +30,10 @@ HORIZONS = tuple(range(1, 25))
 class CoincastPyfunc(mlflow.pyfunc.PythonModel):
     """The MLflow face of a :class:`ServedForecaster`.
 
-    Input: a DataFrame with ``timestamp`` (datetimes or ISO-8601 strings) and ``price`` — the recent hourly
-    history, at least 25 rows (more if the model needs it, e.g. drift's window + 1). Output: one row per
+    Input: a DataFrame with ``timestamp`` (datetimes or ISO-8601 strings, on the hour) and ``price`` — the recent
+    hourly history, at least :meth:`ServedForecaster.history_hours` hours of it (what its interval scaling reads,
+    capped at the hours it was trained on: a week for ``har``, 60 days for ``garch``, all 90 of the default ``days``
+    for ``blend``); a shorter history is refused rather than served with intervals of another width than calibrated. Output: one row per
     horizon 1..24 (``params={"max_horizon": n}`` for fewer or more) with ``target_time`` as ISO-8601 UTC
     strings and the forecast with its 80 % and 95 % intervals. A model that reads cross-coin features (its
     ``exog`` setting) also needs those columns (as in features.parquet).
@@ -42,6 +44,11 @@ class CoincastPyfunc(mlflow.pyfunc.PythonModel):
 
     def predict(self, context: Any, model_input: pd.DataFrame, params: dict[str, Any] | None = None) -> pd.DataFrame:
         history = model_input if isinstance(model_input, pd.DataFrame) else pd.DataFrame(model_input)
+        hours, need = len(hourly_series(history)), self.served.history_hours()
+        if hours < need:
+            scalings = ", ".join(sorted(set(self.served.scaling_for().values())))
+            raise ValueError(f"{self.served.name} needs {need} hours of history for the intervals it was calibrated "
+                             f"with ({scalings}), got {hours}")
         max_horizon = int((params or {}).get("max_horizon") or len(HORIZONS))
         if max_horizon < 1:
             raise ValueError(f"max_horizon must be at least 1, got {max_horizon}")
@@ -66,7 +73,7 @@ def model_signature(extra: Sequence[str] = ()) -> ModelSignature:
 
 def input_example(served: ServedForecaster, end: Any = None) -> pd.DataFrame:
     """A small history the model can forecast from (ISO timestamps, JSON friendly)."""
-    n = max(int(served.model.min_history), 7 * 24 + 1, 25) + 1  # a week: enough for every volatility scaling
+    n = served.history_hours()  # what its intervals need
     end_ts = to_utc(end if end is not None else "2024-01-01T00:00Z").floor("h")
     ts = pd.date_range(end=end_ts, periods=n, freq="h")
     i = np.arange(n)
