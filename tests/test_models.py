@@ -49,6 +49,9 @@ def test_unknown_kind_and_bad_settings():
         make_model({"kind": "arima"})
     with pytest.raises(ValueError, match="bad settings for model 'drift'"):
         make_model({"kind": "drift", "windoww": 3})
+    with pytest.raises(ValueError, match="bad settings for model 'prophet_default': damping applies to"):
+        make_model({"kind": "prophet_default", "damping": 0.5})
+    assert make_model({"kind": "prophet_default", "damping": 1.0}).name == make_model({"kind": "prophet_default"}).name
     assert set(KINDS) == {"naive", "seasonal_naive", "drift", "prophet_default", "prophet_seasonal", "prophet_returns",
                           "lightgbm", "prophet_regressors"}
 

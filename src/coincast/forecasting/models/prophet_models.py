@@ -165,6 +165,12 @@ class ProphetDefault(_ProphetBase):
 
     kind = "prophet_default"
 
+    def __init__(self, **kw: Any) -> None:
+        if kw.get("damping", 1.0) != 1.0:  # it would change the model's identity and nothing else
+            raise ValueError("bad settings for model 'prophet_default': damping applies to the variants that forecast "
+                             "a change from the last price (prophet_seasonal, prophet_returns), not to Prophet's level")
+        super().__init__(**kw)
+
     def _target(self, y: pd.Series) -> pd.Series:
         return y
 
