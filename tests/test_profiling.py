@@ -192,13 +192,54 @@ def test_full_size_frame(capfd):
     assert "it/s" not in err and "%|" not in err
 
 
-def test_analytics_are_off_and_never_reach_the_network(monkeypatch, small_df):
-    assert os.environ.get("YDATA_PROFILING_NO_ANALYTICS")
-    common = importlib.import_module("ydata_profiling.utils.common")
-    calls = []
-    monkeypatch.setattr(common.requests, "get", lambda *a, **k: calls.append(a))
-    profile_html(small_df.iloc[:50, :3], "offline")
-    assert calls == []
+PROFILE_THEN_CONTROL = """
+import numpy as np, pandas as pd, requests
+from coincast.data.profiling import profile_html
+profile_html(pd.DataFrame({"a": np.arange(50.0), "b": np.arange(50.0) ** 2}), "offline")
+requests.get("http://control.invalid/ping", timeout=10)  # proves the proxy sees what the process sends
+"""
+
+
+def test_analytics_are_off_and_never_reach_the_network():
+    """A report in a fresh process whose every HTTP(S) request goes through a recording proxy on 127.0.0.1: with
+    coincast's settings only the control request arrives; with ydata's analytics switched back on (an empty
+    YDATA_PROFILING_NO_ANALYTICS, which coincast leaves as it is) the ping to packages.ydata.ai arrives too."""
+    import http.server
+    import subprocess
+    import sys
+    import threading
+
+    seen: list[str] = []
+
+    class Recorder(http.server.BaseHTTPRequestHandler):
+        def record(self) -> None:
+            seen.append(f"{self.command} {self.path}")
+            self.send_response(403 if self.command == "CONNECT" else 200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        do_CONNECT = do_GET = do_POST = do_HEAD = record
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Recorder)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    proxy = f"http://127.0.0.1:{server.server_address[1]}"
+    try:
+        for analytics_off in (None, ""):  # None: as coincast sets it; "": ydata's ping on
+            env = {k: v for k, v in os.environ.items() if k != "YDATA_PROFILING_NO_ANALYTICS"}
+            env.update({k: proxy for k in ("HTTP_PROXY", "HTTPS_PROXY", "http_proxy", "https_proxy")},
+                       NO_PROXY="", no_proxy="")
+            if analytics_off is not None:
+                env["YDATA_PROFILING_NO_ANALYTICS"] = analytics_off
+            seen.clear()
+            subprocess.run([sys.executable, "-c", PROFILE_THEN_CONTROL], env=env, check=True, timeout=300)
+            pings = [s for s in seen if "ydata" in s]
+            assert "GET http://control.invalid/ping" in seen, seen
+            assert (pings == []) if analytics_off is None else (pings == ["CONNECT packages.ydata.ai:443"]), seen
+    finally:
+        server.shutdown()
 
 
 def test_ydata_patches_are_undone_after_the_report(small_html):
