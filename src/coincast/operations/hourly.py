@@ -97,13 +97,15 @@ def tick_env(env: Mapping[str, Any], clock: pd.Timestamp | None) -> dict[str, An
     return with_build_hour(out)
 
 
-def snapshot_data(project: Path, env: Mapping[str, Any]) -> str:
+def snapshot_data(project: Path, env: Mapping[str, Any], timeout: float | None = None) -> str:
     """The DVC snapshot after a tick (or an Airflow run: ``coincast snapshot``): the source's raw history and
-    prediction log committed, and pushed when ``dvc_push``; one line, ``dvc failed: ...`` when DVC failed."""
+    prediction log committed, and pushed when ``dvc_push``; one line, ``dvc failed: ...`` when DVC failed or ran
+    past ``timeout`` seconds a command (default :data:`coincast.operations.versioning.DVC_TIMEOUT`)."""
     from coincast.operations import versioning
 
     try:
-        return versioning.snapshot(project, str(env["source"]), push=bool(env.get("dvc_push")))
+        return versioning.snapshot(project, str(env["source"]), push=bool(env.get("dvc_push")),
+                                   timeout=versioning.DVC_TIMEOUT if timeout is None else timeout)
     except (RuntimeError, OSError) as exc:
         return f"dvc failed: {exc}"
 

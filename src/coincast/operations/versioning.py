@@ -30,15 +30,27 @@ def dvc_enabled(root: str | os.PathLike) -> bool:
     return (Path(root) / ".dvc").is_dir() and (Path(root) / "dvc.yaml").is_file()
 
 
+#: Seconds each DVC command of a snapshot may take before it is stopped (a hung remote must not hang the tick).
+DVC_TIMEOUT = 300.0
+
+
 def _dvc(root: Path, args: Sequence[str], timeout: float) -> subprocess.CompletedProcess:
+    """Run ``dvc <args>`` in ``root``; a command that runs past ``timeout`` seconds is killed and raises
+    RuntimeError (one line), as does one that cannot be started."""
     # DVC's analytics are off in this process's environment (coincast.patches.telemetry_off), so in DVC's too
-    return subprocess.run([dvc_executable(), *args], cwd=root, capture_output=True, text=True, timeout=timeout)
+    try:
+        return subprocess.run([dvc_executable(), *args], cwd=root, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        raise RuntimeError(f"dvc {args[0]} timed out after {timeout:g} s (stopped)") from None
+    except (OSError, subprocess.SubprocessError) as exc:
+        raise RuntimeError(f"dvc {args[0]} could not run: {type(exc).__name__}: {exc}") from None
 
 
-def snapshot(root: str | os.PathLike, source: str, push: bool = True, timeout: float = 300) -> str:
+def snapshot(root: str | os.PathLike, source: str, push: bool = True, timeout: float = DVC_TIMEOUT) -> str:
     """Record the source's raw history and prediction log in DVC (``dvc commit``; ``dvc push`` when asked).
 
-    Returns a one-line outcome; raises RuntimeError with DVC's own message when a command fails."""
+    Returns a one-line outcome; raises RuntimeError (one line) with DVC's own message when a command fails, or
+    when it runs past ``timeout`` seconds (each command; it is stopped)."""
     root = Path(root)
     stage = DVC_STAGES.get(source)
     if stage is None:
