@@ -411,3 +411,29 @@ def test_a_body_that_stalls_is_a_read_timeout_not_an_unreachable_host():
         conn.close()
     srv.close()
     assert "did not answer /ping within read_timeout=0.3 s" in str(err.value) and "cannot reach" not in str(err.value)
+
+
+@pytest.mark.parametrize("bad", ["CG-abc\r\nX-Evil: 1", "CG-abc\ndef", "CG-ab c", "CG-\x00ab", "CG-ab\u00e9"],
+                         ids=["crlf", "lf", "space", "nul", "non-ascii"])
+def test_a_key_with_whitespace_or_control_characters_is_refused_at_once_without_showing_it(bad):
+    for make in (lambda: config_from_env({"COINGECKO_API_KEY": bad}), lambda: CoinGeckoConfig(api_key=bad)):
+        with pytest.raises(CoinGeckoError) as info:
+            make()
+        message = str(info.value)
+        assert message.startswith("COINGECKO_API_KEY is not a valid key: it contains ") and "\n" not in message
+        assert "CG-ab" not in message and "CG-ab" not in "".join(traceback.format_exception(info.value))
+    assert config_from_env({"COINGECKO_API_KEY": "  CG-abc\n"}).api_key == "CG-abc"  # surrounding blanks stripped
+
+
+def test_a_request_error_quoting_the_key_is_redacted(fake_coingecko):
+    """requests refuses a header value with a leading blank and quotes it (InvalidHeader): the key never reaches
+    the message or a traceback. (The config refuses such a key; set here behind its back, a second line of defence.)"""
+    secret = " CG-SENTINEL\r\n-99"
+    cfg = config(fake_coingecko, max_retries=0)
+    object.__setattr__(cfg, "api_key", secret)
+    with pytest.raises(CoinGeckoError) as info:
+        CoinGeckoClient(cfg).get("/ping")
+    message = str(info.value)
+    assert message.startswith("request to CoinGecko /ping failed: ") and "***" in message and "\n" not in message
+    shown = "".join(traceback.format_exception(info.value))
+    assert "SENTINEL" not in shown, shown

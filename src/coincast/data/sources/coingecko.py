@@ -78,6 +78,11 @@ class CoinGeckoConfig:
             raise CoinGeckoError(f"unknown CoinGecko plan {self.plan!r}: use 'demo' or 'pro'")
         if self.api_key == "":
             object.__setattr__(self, "api_key", None)
+        if self.api_key is not None:
+            bad = key_problem(self.api_key)
+            if bad:
+                raise CoinGeckoError(f"COINGECKO_API_KEY is not a valid key: {bad} (the key is not shown; check the "
+                                     "environment or .env)")
         if self.plan == "pro" and self.api_key is None:
             raise CoinGeckoError("CoinGecko plan 'pro' needs an API key: set COINGECKO_API_KEY (or COINGECKO_API_PLAN=demo)")
         base = self.base_url or (PRO_BASE_URL if self.plan == "pro" else PUBLIC_BASE_URL)
@@ -98,6 +103,17 @@ class CoinGeckoConfig:
             f"max_retries={self.max_retries}, backoff_base={self.backoff_base}, backoff_max={self.backoff_max}, "
             f"max_total_seconds={self.max_total_seconds}, calls_per_minute={self.calls_per_minute})"
         )
+
+
+def key_problem(key: str) -> str | None:
+    """What makes ``key`` unusable as an HTTP header value (CoinGecko keys are printable ASCII without spaces),
+    without quoting it; None when it is fine."""
+    for i, ch in enumerate(key, 1):
+        if not "\x21" <= ch <= "\x7e":
+            kind = ("whitespace" if ch.isspace() else "a control character" if ord(ch) < 32 or ord(ch) == 127
+                    else "a non-ASCII character")
+            return f"it contains {kind} at character {i} of {len(key)}"
+    return None
 
 
 def config_from_env(environ: Mapping[str, str] = os.environ, **overrides: Any) -> CoinGeckoConfig:
@@ -185,8 +201,13 @@ class CoinGeckoClient:
             self.session.headers[config.key_header] = config.api_key  # header only, never the URL
 
     def _redact(self, text: str) -> str:
+        """``text`` without the key, as it is or as Python quotes it (``repr``: escaped control characters)."""
         key = self.config.api_key
-        return text.replace(key, "***") if key else text
+        if not key:
+            return text
+        for form in (key, repr(key)[1:-1], ascii(key)[1:-1]):
+            text = text.replace(form, "***")
+        return text
 
     def _throttle(self) -> None:
         """Keep at least 60/calls_per_minute seconds between requests of this client."""
@@ -259,7 +280,9 @@ class CoinGeckoClient:
         except requests.exceptions.ChunkedEncodingError as exc:
             raise _Transient(f"CoinGecko response for {path} was cut off ({type(exc).__name__})") from exc
         except requests.exceptions.RequestException as exc:
-            raise CoinGeckoError(f"request to CoinGecko {path} failed: {_one_line(exc)}") from exc
+            # e.g. InvalidHeader quotes the header's value, the key: redacted, and not chained (a traceback would
+            # print the original)
+            raise CoinGeckoError(f"request to CoinGecko {path} failed: {_one_line(self._redact(str(exc)))}") from None
         return self._decode(resp, path)
 
     def _decode(self, resp: requests.Response, path: str) -> Any:
