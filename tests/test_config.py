@@ -166,15 +166,21 @@ def test_parse_value_and_time():
 
 
 def test_dotenv_is_read_but_never_overrides(tmp_path: Path, monkeypatch):
-    monkeypatch.setenv("COINGECKO_API_PLAN", "pro")
-    monkeypatch.delenv("COINGECKO_API_KEY", raising=False)
-    (tmp_path / ".env").write_text("COINGECKO_API_KEY=from-dotenv\nCOINGECKO_API_PLAN=demo\n")
-    assert load_dotenv_file(tmp_path / ".env")
     import os
 
-    assert os.environ["COINGECKO_API_KEY"] == "from-dotenv"
-    assert os.environ["COINGECKO_API_PLAN"] == "pro"
-    assert load_dotenv_file(tmp_path / "missing.env") is False
+    before = {name: os.environ.get(name) for name in ("COINGECKO_API_KEY", "COINGECKO_API_PLAN")}
+    with monkeypatch.context() as mp:
+        mp.setenv("COINGECKO_API_PLAN", "pro")
+        # set, then deleted: monkeypatch records the variable only when it exists, and so restores what the
+        # .env file adds to it (a bare delenv of an unset variable would let the key leak into later tests)
+        mp.setenv("COINGECKO_API_KEY", "placeholder")
+        mp.delenv("COINGECKO_API_KEY")
+        (tmp_path / ".env").write_text("COINGECKO_API_KEY=from-dotenv\nCOINGECKO_API_PLAN=demo\n")
+        assert load_dotenv_file(tmp_path / ".env")
+        assert os.environ["COINGECKO_API_KEY"] == "from-dotenv"
+        assert os.environ["COINGECKO_API_PLAN"] == "pro"
+        assert load_dotenv_file(tmp_path / "missing.env") is False
+    assert {name: os.environ.get(name) for name in before} == before  # nothing from the .env file is left
 
 
 def test_env_example_lists_every_variable():
