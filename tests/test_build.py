@@ -265,3 +265,38 @@ def test_the_pipelines_dag_compares_an_unchanged_source_without_normalising_it(p
         console.ignore_known_warnings()  # env.yaml's keys the pipeline does not use
         dag = load_dag(project / "pipeline.yaml", coin_env(env, "bitcoin", project, refetch=False))
     assert type(dag.differ).__name__ == "SameSourceDiffer" and list(dag)[-1] == "publish"
+
+
+@pytest.mark.pipeline
+def test_a_second_build_of_a_coin_waits_for_the_first(project: Path):
+    """While another build of bitcoin holds its lock (a tick, a manual build), `coincast task extract --coin bitcoin`
+    says in one line that it waits, touches nothing, and runs once the lock is released."""
+    import os
+    import subprocess
+    import time
+
+    from filelock import FileLock
+
+    from conftest import BIN, MLFLOW_EXPORTS
+
+    lock = FileLock(str(project / "logs" / "build-bitcoin.lock"))
+    (project / "logs").mkdir()
+    output = project / "task.out"
+    with lock, output.open("w") as sink:
+        proc = subprocess.Popen([str(BIN / "coincast"), "task", "extract", "--coin", "bitcoin", "--project", str(project),
+                                 "--env", "env.test.yaml"], cwd=project, stdout=sink, stderr=subprocess.STDOUT, text=True,
+                                env={k: v for k, v in os.environ.items() if k not in MLFLOW_EXPORTS})
+        try:
+            end = time.monotonic() + 120
+            while "waiting for another build of bitcoin" not in output.read_text() and time.monotonic() < end:
+                assert proc.poll() is None, output.read_text()
+                time.sleep(0.1)
+            time.sleep(1.0)
+            text = output.read_text()
+            assert text.count("coincast: bitcoin: waiting for another build of bitcoin to finish (lock ") == 1, text
+            assert proc.poll() is None and not (project / "products" / "bitcoin").exists()
+        except BaseException:
+            proc.kill()
+            raise
+    assert proc.wait(timeout=300) == 0, output.read_text()
+    assert (project / "products" / "bitcoin" / "extract.json").exists()

@@ -318,3 +318,45 @@ def test_replay_over_logged_hours_is_refused_and_catch_up_uses_the_model_in_forc
                if r.data.tags.get("coincast.live_coin") == "bitcoin")
     assert run.data.metrics["live_n_1h"] == 5 and run.data.metrics["live_rel_mae_1h"] == pytest.approx(rel)
     assert run.data.metrics["live_not_in_force"] == 4
+
+
+def alive(proc) -> bool:
+    """The process still runs (not gone, not a zombie left for its new parent to reap)."""
+    import psutil
+
+    try:
+        return proc.is_running() and proc.status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def test_coin_workers_die_with_a_killed_tick(tmp_path: Path):
+    """kill -9 of the tick's main process alone (not its process group): its coin workers (coin_jobs 2, from
+    env.cron.yaml) go with it within seconds instead of building on, unlocked, as orphans."""
+    import psutil
+
+    project = copy_project(tmp_path / "p")
+    logfile = project / "logs/hourly.log"
+    victim = start_tick(project, T0, "--coins", "bitcoin,ethereum")
+    try:
+        main = psutil.Process(victim.pid)
+        wait_for(lambda: logfile.exists() and "started" in logfile.read_text(), what="the tick to start")
+        workers: list = []
+
+        def two_workers() -> bool:  # the coins' workers: forked by the tick, or by its fork server
+            workers[:] = [p for p in main.children(recursive=True) if alive(p) and p.children() == []
+                          and "resource_tracker" not in " ".join(p.cmdline())]
+            return len(workers) >= 2
+
+        wait_for(two_workers, timeout=120, what="two coin workers")
+        time.sleep(1.0)  # building
+        assert all(alive(p) for p in workers) and victim.poll() is None
+        os.kill(victim.pid, signal.SIGKILL)  # the main process only
+        victim.wait(timeout=30)
+        wait_for(lambda: not any(alive(p) for p in workers), timeout=10, what="the coin workers to die with the tick")
+    finally:
+        try:
+            os.killpg(victim.pid, signal.SIGKILL)  # orphans left by a failure (the session outlives its leader)
+        except ProcessLookupError:
+            pass
+        victim.communicate(timeout=30)

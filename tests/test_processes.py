@@ -25,6 +25,50 @@ def test_workers_are_forked_only_from_a_process_without_threads():
     assert out.stdout.split() == ["fork", "forkserver"], out.stderr
 
 
+POOL_OWNER = """
+import os, sys, threading, time
+from concurrent.futures import ProcessPoolExecutor
+from coincast.processes import die_with_parent, pool_context
+if sys.argv[1] == "threads":  # a Jupyter kernel, a replay: the fork server starts the workers
+    threading.Thread(target=time.sleep, args=(600,), daemon=True).start()
+ctx = pool_context()
+pool = ProcessPoolExecutor(max_workers=2, mp_context=ctx, initializer=die_with_parent)
+futures = [pool.submit(time.sleep, 0.5) for _ in range(2)] + [pool.submit(os.getpid) for _ in range(8)]
+print(ctx.get_start_method(), *sorted({f.result() for f in futures[2:]}), flush=True)
+pool.submit(time.sleep, 600)
+time.sleep(600)
+"""
+
+
+@pytest.mark.parametrize("threads", ["none", "threads"])
+def test_pool_workers_die_with_their_owner(threads: str):
+    """kill -9 of the process owning a pool: its workers (forked, or started by the fork server) are gone within
+    seconds, not left running as orphans."""
+    import os
+    import signal
+
+    import psutil
+
+    owner = subprocess.Popen([sys.executable, "-c", POOL_OWNER, threads], stdout=subprocess.PIPE, text=True,
+                             start_new_session=True)
+    try:
+        method, *pids = owner.stdout.readline().split()
+        assert method == ("fork" if threads == "none" else "forkserver") and pids
+        workers = [psutil.Process(int(pid)) for pid in pids]
+        os.kill(owner.pid, signal.SIGKILL)
+        owner.wait(timeout=30)
+        end = time.monotonic() + 10
+        while any(p.is_running() and p.status() != psutil.STATUS_ZOMBIE for p in workers if psutil.pid_exists(p.pid)):
+            assert time.monotonic() < end, "the pool's workers outlived their owner"
+            time.sleep(0.1)
+    finally:
+        try:
+            os.killpg(owner.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass
+        owner.communicate(timeout=30)
+
+
 BACKTEST_IN_A_THREADED_PROCESS = """
 import threading, time
 import numpy as np, pandas as pd

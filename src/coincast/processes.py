@@ -9,13 +9,25 @@ other Python thread (the coincast command's own process: fastest, the children s
 uses the standard library's fork server, a clean single-threaded process that imports ``preload`` once and forks
 the workers from itself. (CPython's ProcessPoolExecutor starts its own manager thread only after forking its
 workers, so the pool itself never makes the fork unsafe.)
+
+Workers die with the process that started them (:func:`die_with_parent`, each pool's initializer): a worker whose
+owner was killed (kill -9 of a tick) would otherwise run on as an orphan, writing its coin's products while the tick
+lock is free, then wait forever for an owner that is gone.
 """
 from __future__ import annotations
 
+import ctypes
+import fcntl
 import multiprocessing
+import os
+import signal
+import sys
 import threading
 from multiprocessing.context import BaseContext
 from typing import Sequence
+
+#: prctl(2) option: the signal the kernel sends this process when the thread that forked it exits (Linux).
+PR_SET_PDEATHSIG = 1
 
 
 def safe_to_fork() -> bool:
@@ -31,3 +43,32 @@ def pool_context(preload: Sequence[str] = ()) -> BaseContext:
     ctx = multiprocessing.get_context("forkserver")
     ctx.set_forkserver_preload(list(preload))
     return ctx
+
+
+def die_with_parent() -> None:
+    """A pool's ``initializer``: the worker is killed when the process that started the pool dies, and exits at once
+    if it is already gone.
+
+    Two signals, one per way a worker is started. Its parent's death: prctl ``PR_SET_PDEATHSIG`` (SIGKILL; Linux,
+    through ctypes) covers a worker the pool's owner forked (``fork``). A worker the fork server forked has the
+    server as its parent, and the server outlives the owner while any worker holds its "alive" pipe, so its death
+    never comes: that worker is told by its end of the pipe from the owner (``multiprocessing.parent_process()``'s
+    sentinel, which only the owner writes to), set to raise SIGIO, whose default action ends the process, when the
+    owner's end closes. No thread is started: the worker stays a process that may fork (:func:`safe_to_fork`)."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL), 0, 0, 0) != 0:
+            err = ctypes.get_errno()
+            raise OSError(err, f"prctl(PR_SET_PDEATHSIG) failed: {os.strerror(err)}")
+    parent = multiprocessing.parent_process()
+    if parent is None:
+        return
+    fd = parent.sentinel
+    try:
+        signal.signal(signal.SIGIO, signal.SIG_DFL)  # SIGIO ends the process (its default action)
+        fcntl.fcntl(fd, fcntl.F_SETOWN, os.getpid())
+        fcntl.fcntl(fd, fcntl.F_SETFL, fcntl.fcntl(fd, fcntl.F_GETFL) | os.O_ASYNC)
+    except (AttributeError, OSError, ValueError):  # no SIGIO on this system: the parent's death signal only
+        pass
+    if not parent.is_alive():  # died before the lines above: no signal will come
+        os._exit(1)

@@ -26,7 +26,7 @@ from coincast.forecasting.calibration import (
     scale_column,
 )
 from coincast.forecasting.models import make_model, with_exog
-from coincast.processes import pool_context
+from coincast.processes import die_with_parent, pool_context
 from coincast.forecasting.serving import ServedForecaster
 from coincast.forecasting.volatility import DEFAULT_SCALINGS, check_scalings, scales
 from coincast.timeseries import HOUR, on_hourly_grid
@@ -128,7 +128,7 @@ def run_forecasts(
     tasks.sort(key=lambda t: not str(t[0].get("kind", "")).startswith("prophet"))  # heavy first
     if n_jobs > 1 and len(tasks) > 1:
         ctx = pool_context(preload=("coincast.forecasting.backtest",))  # a Jupyter kernel has threads: no plain fork there
-        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx) as pool:
+        with ProcessPoolExecutor(max_workers=n_jobs, mp_context=ctx, initializer=die_with_parent) as pool:
             results = list(pool.map(_forecast_chunk, tasks))
     else:
         results = [_forecast_chunk(t) for t in tasks]

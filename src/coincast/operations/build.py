@@ -316,14 +316,48 @@ def load_dag(pipeline: Path, cenv: Mapping[str, Any]) -> Any:
     return dag
 
 
+def coin_lock_path(env: Mapping[str, Any], coin: str, project: Path) -> Path:
+    """``build-<coin>.lock`` beside the tick's ``lock_file``: held while one build of the coin runs."""
+    lock_file = str(env.get("lock_file") or "logs/hourly.lock").replace("{{root}}", str(project))
+    folder = Path(lock_file).parent
+    return (folder if folder.is_absolute() else project / folder) / f"build-{coin}.lock"
+
+
+@contextlib.contextmanager
+def coin_lock(path: Path, coin: str, out: TextIO) -> Iterator[None]:
+    """Hold the coin's build lock, waiting (after saying so in one line on ``out``) while another build of the coin
+    holds it: a manual ``coincast build`` during a tick, or a task of a scheduler's run. The OS releases it if
+    the holder dies."""
+    from filelock import FileLock, Timeout
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(str(path))
+    try:
+        lock.acquire(timeout=0)
+    except Timeout:
+        print(f"coincast: {coin}: waiting for another build of {coin} to finish (lock {path})", file=out, flush=True)
+        lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
 def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = False, verbose: bool = False,
                out: TextIO | None = None, task: str | None = None, preload_names: Sequence[str] = ()) -> BuildResult:
     """Build the pipeline's DAG for one coin, a line per task on ``out`` (default stdout); with ``task``, only that
     task (one step of a scheduler's run, e.g. Airflow's: ``coincast task``); ``preload_names`` imported once the
-    DAG is rendered with work to do (:func:`preload_when_work`). Never raises."""
+    DAG is rendered with work to do (:func:`preload_when_work`). One build of a coin at a time (:func:`coin_lock`).
+    Never raises."""
+    out = out or sys.stdout
+    with coin_lock(coin_lock_path(env, coin, pipeline.parent), coin, out):
+        return _build_coin(env, coin, pipeline, force, verbose, out, task, preload_names)
+
+
+def _build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool, verbose: bool, out: TextIO,
+                task: str | None, preload_names: Sequence[str]) -> BuildResult:
     from ploomber.exceptions import DAGBuildError, TaskBuildError
 
-    out = out or sys.stdout
     cenv = coin_env(env, coin, pipeline.parent, refetch=task is None)
     with build_log(env, verbose) as log, warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", UserWarning)
@@ -405,10 +439,10 @@ def build(env: dict[str, Any], pipeline: Path, force: bool = False, verbose: boo
         return {coin: build_coin(env, coin, pipeline, force, verbose, preload_names=later) for coin in coins}
     from concurrent.futures import ProcessPoolExecutor
 
-    from coincast.processes import pool_context
+    from coincast.processes import die_with_parent, pool_context
 
     results: dict[str, BuildResult] = {}
-    with ProcessPoolExecutor(max_workers=jobs, mp_context=pool_context(PRELOAD)) as pool:
+    with ProcessPoolExecutor(max_workers=jobs, mp_context=pool_context(PRELOAD), initializer=die_with_parent) as pool:
         futures = {coin: pool.submit(_build_coin_captured, env, coin, pipeline, force, verbose) for coin in coins}
         for coin, future in futures.items():
             try:
