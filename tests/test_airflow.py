@@ -91,6 +91,19 @@ def test_one_task_refuses_when_its_upstream_task_has_not_run(project: Path):
                                    "missing: ['extract']")
 
 
+def test_a_coin_that_is_not_a_coin_id_is_refused_before_anything_is_written(project: Path, tmp_path: Path):
+    for args in (["task", "extract", "--coin", "../escapee"], ["build", "--coins", "bitcoin,../escapee"]):
+        done = run([str(BIN / "coincast"), *args, "--project", str(project), "--env", "env.test.yaml"], cwd=project)
+        assert done.returncode == 2, done.stdout + done.stderr
+        assert done.stderr.startswith("coincast: configuration error: coin") and done.stderr.count("\n") == 1
+        assert "CoinGecko coin id" in done.stderr and "(lowercase letters, digits, '-', '.', '_')" in done.stderr
+    assert not (project / "escapee").exists() and not (project / "products").exists()
+    assert not (project / "logs").exists() and sorted(p.name for p in tmp_path.iterdir()) == ["project"]
+    result = build_coin(project_env(project), "../escapee", project / "pipeline.yaml")
+    assert not result.ok and result.error.startswith("not a CoinGecko coin id: '../escapee'")
+    assert not (project / "products").exists() and not (project / "logs").exists()
+
+
 def test_one_task_names_an_unknown_task(project: Path):
     result = build_coin(project_env(project), "bitcoin", project / "pipeline.yaml", task="fetch")
     assert result.error == ("ValueError: no task 'fetch' in the pipeline (its tasks: extract, validate, features, "

@@ -30,6 +30,14 @@ def test_variant_overrides_only_its_keys():
         ({"source": "yahoo"}, "source must be one of coingecko, replay, simulated, got 'yahoo'"),
         ({"coins": []}, "coins must be a non-empty list of distinct CoinGecko coin ids"),
         ({"coins": ["bitcoin", "bitcoin"]}, "coins must be a non-empty list of distinct"),
+        ({"coins": ["bitcoin", "../escapee"]}, "coins must be a non-empty list of distinct CoinGecko coin ids "
+                                               "(lowercase letters, digits, '-', '.', '_')"),
+        ({"coins": ["a/b"]}, "coins must be a non-empty list of distinct CoinGecko coin ids"),
+        ({"coins": ["Bitcoin"]}, "coins must be a non-empty list of distinct CoinGecko coin ids"),
+        ({"coin": "x..y"}, "coin must be a CoinGecko coin id (lowercase letters, digits, '-', '.', '_'), e.g. bitcoin, "
+                           "got 'x..y'"),
+        ({"coin": ".hidden"}, "coin must be a CoinGecko coin id"),
+        ({"cross_coins": ["../bitcoin"]}, "cross_coins must be a list of distinct CoinGecko coin ids"),
         ({"days": 0}, "days must be a positive whole number of days, got 0"),
         ({"null_threshold": 2}, "null_threshold must be a fraction from 0 to 1, got 2"),
         ({"min_rows": 0}, "min_rows must be a positive whole number of rows, got 0"),
@@ -67,6 +75,15 @@ def test_bad_values_get_one_line_errors(overrides, message):
     with pytest.raises(ConfigError, match=None) as exc:
         load_env(ROOT / "env.yaml", overrides=overrides)
     assert message in str(exc.value) and "\n" not in str(exc.value)
+
+
+def test_real_coingecko_ids_are_coin_ids():
+    from coincast.settings import is_coin_id
+
+    for coin in ("bitcoin", "usd-coin", "wrapped-bitcoin", "0x", "bitcoin-cash-sv", "a.b_c-1"):
+        assert is_coin_id(coin), coin
+    for coin in ("", "..", "../x", "x/y", "-x", "X", "bit coin", "bitcoin\n", None, "a" * 101):
+        assert not is_coin_id(coin), coin
 
 
 def test_every_variant_is_valid_and_whole_numbers_pass_as_floats():

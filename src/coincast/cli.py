@@ -37,6 +37,8 @@ def _overrides(args: argparse.Namespace) -> dict[str, Any]:
         out.setdefault("source", "replay")
     if args.replay_now:
         out["replay_now"] = args.replay_now
+    if getattr(args, "coin", None) is not None:  # coincast task --coin: checked like env.yaml's coin
+        out["coin"] = args.coin
     if args.coins is not None:
         out["coins"] = [c.strip() for c in args.coins.split(",") if c.strip()]
         if not out["coins"]:

@@ -53,14 +53,31 @@ def _some_hours(value: list[int]) -> list[int]:
     return value
 
 
+#: A CoinGecko coin id (its API's ``id``: bitcoin, usd-coin, ...): lowercase letters and digits, then also '-', '.',
+#: '_'; never '..' or '/' (a coin id names folders: products/<coin>/, the history's <coin>-<vs>.parquet)
+COIN_ID = r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,99}$"
+
+
+def is_coin_id(value: Any) -> bool:
+    import re
+
+    return isinstance(value, str) and re.fullmatch(COIN_ID, value) is not None
+
+
+def _coin(value: str) -> str:
+    if not is_coin_id(value):
+        raise ValueError(BAD)
+    return value
+
+
 def _coins(value: list[str]) -> list[str]:
-    if not value or not all(c.strip() for c in value) or len(set(value)) != len(value):
+    if not value or not all(is_coin_id(c) for c in value) or len(set(value)) != len(value):
         raise ValueError(BAD)
     return value
 
 
 def _other_coins(value: list[str]) -> list[str]:
-    if not all(c.strip() for c in value) or len(set(value)) != len(value):
+    if not all(is_coin_id(c) for c in value) or len(set(value)) != len(value):
         raise ValueError(BAD)
     return value
 
@@ -156,8 +173,10 @@ class Settings(BaseModel):
 
     # --- what to fetch
     coins: Annotated[list[str], AfterValidator(_coins)] = Field(
-        description="a non-empty list of distinct CoinGecko coin ids, e.g. [bitcoin, ethereum]")
-    coin: str = Field(min_length=1, description="a CoinGecko coin id, e.g. bitcoin")
+        description="a non-empty list of distinct CoinGecko coin ids (lowercase letters, digits, '-', '.', '_'), "
+                    "e.g. [bitcoin, ethereum]")
+    coin: Annotated[str, AfterValidator(_coin)] = Field(description="a CoinGecko coin id (lowercase letters, digits, '-', '.', '_'), "
+                                                   "e.g. bitcoin")
     vs_currency: str = Field(pattern=r"^[A-Za-z]{2,10}$", description="a quote currency code such as usd")
     days: int = Field(ge=1, description="a positive whole number of days")
     source: Literal["coingecko", "replay", "simulated"] = Field(description="one of coingecko, replay, simulated")
@@ -177,7 +196,7 @@ class Settings(BaseModel):
     limits: Limits
     feature_spec: FeatureSpec
     cross_coins: Annotated[list[str], AfterValidator(_other_coins)] = Field(
-        description="a list of distinct coin ids, each also in coins (empty: no cross-coin features)")
+        description="a list of distinct CoinGecko coin ids, each also in coins (empty: no cross-coin features)")
     profile: Profile
     # --- models, backtest, registry, retraining
     models: list[dict[str, Any]] = Field(
