@@ -53,6 +53,11 @@ def test_variant_overrides_only_its_keys():
         ({"models": []}, "models must be a non-empty list of model specs"),
         ({"horizons": [0]}, "horizons must be a non-empty list of distinct positive whole hours, e.g. [1, 24], got [0]"),
         ({"log_horizons": [1, 6]}, "log_horizons must each be in horizons [1, 24]: [6] is not backtested"),
+        ({"days": 20, "backtest_days": 30}, "days=20 is too short for backtest_days=30: the backtest's 720 scored hours "
+                                              "need 169 hours of history before them (what the models need, at least "
+                                              "48), so days must be at least 38 (calibration_days' warm-up uses what "
+                                              "is left)"),
+        ({"days": 3, "backtest_days": 1, "models": [{"kind": "naive"}]}, "so days must be at least 4 "),  # 24 + 48 + 1 h
         ({"notebook_executor": "docker"}, "notebook_executor must be papermill or ploomber-engine, got 'docker'"),
         ({"executed_format": "pdf"}, "executed_format must be html or ipynb"),
         ({"coin_jobs": 0}, "coin_jobs must be a whole number of coins built at a time"),
@@ -91,6 +96,9 @@ def test_every_variant_is_valid_and_whole_numbers_pass_as_floats():
         load_env(ROOT / "env.yaml", variant)
     env = load_env(ROOT / "env.yaml", overrides={"max_staleness_hours": 3, "backtest_days": 2})
     assert env["max_staleness_hours"] == 3
+    # the shortest history a backtest fits in: its scored hours and the 48 h before them (the warm-up is cut)
+    load_env(ROOT / "env.yaml", overrides={"days": 4, "backtest_days": 1, "calibration_days": 7,
+                                           "models": [{"kind": "naive"}]})
 
 
 def test_every_task_param_is_a_checked_setting():

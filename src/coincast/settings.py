@@ -243,12 +243,33 @@ class Settings(BaseModel):
         if unbuilt:
             raise ValueError(f"cross_coins must each be in coins {self.coins}: the history of "
                              f"{', '.join(unbuilt)} is never fetched")
+        short = history_shortfall(self.days, self.backtest.backtest_days, self.models)
+        if short:
+            raise ValueError(short)
         horizons, logged = self.backtest.horizons, self.scoring.log_horizons
         extra = sorted(set(logged) - set(horizons))
         if extra:
             raise ValueError(f"log_horizons must each be in horizons {horizons}: "
                              f"{extra} {'is' if len(extra) == 1 else 'are'} not backtested, so not calibrated")
         return self
+
+
+def history_shortfall(days: int, backtest_days: float, models: list[dict[str, Any]]) -> str | None:
+    """Why ``days`` of history cannot hold the walk-forward backtest (one line), or None: its scored origins
+    (``backtest_days``) need the history the models need before the first of them, at least 48 hours
+    (:func:`coincast.forecasting.backtest.plan_origins`). The calibration's warm-up origins before them are cut to
+    what is left, so ``calibration_days`` is no part of the minimum."""
+    import math
+
+    from coincast.forecasting.models import make_model
+
+    scored = int(round(backtest_days * 24))
+    need = max(48, *(make_model(spec).min_history for spec in models))
+    if days * 24 > scored + need:  # the newest of days x 24 hours is the end, the first origin is an hour before it
+        return None
+    return (f"days={days} is too short for backtest_days={backtest_days:g}: the backtest's {scored} scored hours need "
+            f"{need} hours of history before them (what the models need, at least 48), so days must be at least "
+            f"{(scored + need) // 24 + 1} (calibration_days' warm-up uses what is left)")
 
 
 #: group name (a Settings field and the pipeline.yaml task param) -> its model, whose fields are env.yaml keys
