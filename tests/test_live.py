@@ -248,6 +248,64 @@ def test_cron_line_is_tagged_and_install_is_idempotent(tmp_path):
         cron.cron_line(tmp_path, 60)
 
 
+def as_cron_runs(line: str) -> tuple[str, str]:
+    """(the shell command, its standard input) cron makes of a crontab line's command (crontab(5)): ``\\%`` is a
+    literal %, the first unescaped % ends the command and the rest, %s as newlines, is its input."""
+    text = line.split(None, 5)[5]
+    out, i = [], 0
+    while i < len(text):
+        if text[i] == "\\" and text[i + 1:i + 2] == "%":
+            out.append("%")
+            i += 2
+        elif text[i] == "%":
+            return "".join(out), text[i + 1:].replace("%", "\n")
+        else:
+            out.append(text[i])
+            i += 1
+    return "".join(out), ""
+
+
+def test_cron_line_survives_a_percent_sign_in_the_project_path(tmp_path):
+    project = tmp_path / "100% coins"
+    project.mkdir()
+    (project / "env%b.yaml").write_text("{}\n")
+    line = cron.cron_line(project, 5, "env%b.yaml")
+    command, stdin = as_cron_runs(line)
+    assert stdin == ""
+    import shlex
+
+    words = shlex.split(command, comments=True)
+    assert words[:2] == ["cd", str(project.resolve())] and "ENV_FILE=env%b.yaml" in words
+    assert cron.with_line(line + "\n", project, cron.cron_line(project, 7, "env%b.yaml")).count("coincast-hourly") == 1
+
+
+def test_cron_install_refuses_a_bad_minute_or_a_missing_env_file_in_one_line(tmp_path):
+    from conftest import BIN, copy_project, run
+
+    project = copy_project(tmp_path / "p")
+    before = subprocess.run(["crontab", "-l"], capture_output=True, text=True) if shutil.which("crontab") else None
+    try:
+        for args, message in (
+                (["--minute", "75"], "coincast cron: --minute must be 0-59, got 75"),
+                (["--env-files", "env.test.yaml,nosuch.yaml"],
+                 f"coincast cron: env file not found: {project.resolve() / 'nosuch.yaml'} (--env-files names files in "
+                 "the project folder)")):
+            done = run([str(BIN / "coincast"), "cron", "install", "--project", str(project), *args], cwd=project)
+            assert (done.returncode, done.stderr) == (2, message + "\n"), done.stderr
+        (project / "bad.yaml").write_text("days: 0\n")
+        done = run([str(BIN / "coincast"), "cron", "install", "--project", str(project), "--env-files", "bad.yaml"],
+                   cwd=project)
+        assert (done.returncode, done.stderr) == (2, "coincast: configuration error: days must be a positive whole "
+                                                     "number of days, got 0\n")
+        if before is not None:  # nothing was installed
+            assert subprocess.run(["crontab", "-l"], capture_output=True, text=True).stdout == before.stdout
+    finally:
+        if before is not None and before.returncode == 0:
+            subprocess.run(["crontab", "-"], input=before.stdout, text=True, check=True)
+        elif before is not None:
+            subprocess.run(["crontab", "-r"], capture_output=True)
+
+
 @pytest.mark.skipif(shutil.which("crontab") is None, reason="crontab not installed (Debian package cron)")
 def test_cron_install_and_remove_with_the_real_crontab(tmp_path):
     saved = subprocess.run(["crontab", "-l"], capture_output=True, text=True)

@@ -222,6 +222,13 @@ def _cron_command(args: argparse.Namespace) -> int:
     project = Path(args.project).resolve()
     try:
         if args.action == "install":
+            try:
+                cron.cron_line(project, args.minute, args.env_files or "")  # the minute and the files, before all
+            except ValueError as exc:
+                print(f"coincast cron: {exc}", file=sys.stderr)
+                return 2
+            names = [n for n in (args.env_files or "").split(",") if n.strip()]
+            load_env(project / "env.yaml", _variants(project, names, ["env.cron.yaml"]))  # the tick's settings
             line = cron.install(project, args.minute, args.env_files or "")
             print(f"coincast cron: installed (hourly at minute {args.minute}; output in {project / 'logs/cron.log'}):\n{line}")
         elif args.action == "remove":

@@ -15,18 +15,35 @@ TAG = "# coincast-hourly:"
 DEFAULT_MINUTE = 5  # a few minutes past the hour: CoinGecko's hourly point has been sampled by then
 
 
+def cron_escape(text: str) -> str:
+    """``text`` as a crontab command keeps it: cron turns an unescaped ``%`` into a newline (crontab(5))."""
+    return text.replace("%", "\\%")
+
+
 def tag_for(project: str | Path) -> str:
-    return f"{TAG}{Path(project).resolve()}"
+    return cron_escape(f"{TAG}{Path(project).resolve()}")
+
+
+def missing_env_files(project: str | Path, env_files: str) -> list[Path]:
+    """The variant files named in ``env_files`` (comma-separated, relative to the project, as ``make hourly``'s
+    ENV_FILE) that do not exist."""
+    root = Path(project).resolve()
+    named = [root / name.strip() for name in env_files.split(",") if name.strip()]
+    return [path for path in named if not path.is_file()]
 
 
 def cron_line(project: str | Path, minute: int = DEFAULT_MINUTE, env_files: str = "") -> str:
-    """``M * * * * cd <project> && mkdir -p logs && make -s hourly >> logs/cron.log 2>&1  # coincast-hourly:<project>``."""
+    """``M * * * * cd <project> && mkdir -p logs && make -s hourly >> logs/cron.log 2>&1  # coincast-hourly:<project>``.
+    Raises ValueError (one line) for a minute outside 0-59 or an env file that does not exist."""
     if not 0 <= minute <= 59:
-        raise ValueError(f"minute must be 0-59, got {minute}")
+        raise ValueError(f"--minute must be 0-59, got {minute}")
+    missing = missing_env_files(project, env_files)
+    if missing:
+        raise ValueError(f"env file not found: {missing[0]} (--env-files names files in the project folder)")
     root = Path(project).resolve()
     env = f" ENV_FILE={shlex.quote(env_files)}" if env_files else ""
     command = f"cd {shlex.quote(str(root))} && mkdir -p logs && make -s hourly{env} >> logs/cron.log 2>&1"
-    return f"{minute} * * * * {command}  {tag_for(root)}"
+    return f"{minute} * * * * {cron_escape(command)}  {tag_for(root)}"
 
 
 def with_line(crontab: str, project: str | Path, line: str) -> str:
