@@ -114,3 +114,29 @@ def test_simulator_has_realistic_hourly_behaviour():
 def test_make_source_unknown():
     with pytest.raises(SourceError, match="unknown source 'yahoo'"):
         make_source("yahoo")
+
+
+def test_replay_file_problems_are_one_line(tmp_path: Path):
+    from coincast.data.sources.replay import replay_file_problem
+
+    (tmp_path / "btc.csv").write_text("timestamp,price,volume\n")
+    assert replay_file_problem("btc.csv", ["bitcoin", "ethereum"], tmp_path) is None  # one file serves every coin
+    assert replay_file_problem({"bitcoin": str(tmp_path / "btc.csv")}, ["bitcoin"]) is None
+    assert replay_file_problem("/nonexistent.csv", ["bitcoin"]) == "replay file not found: /nonexistent.csv"
+    assert replay_file_problem("eth.csv", ["bitcoin"], tmp_path) == f"replay file not found: {tmp_path / 'eth.csv'}"
+    assert replay_file_problem({"bitcoin": "btc.csv"}, ["bitcoin", "ethereum"], tmp_path) == (
+        "replay_file has no entry for coin 'ethereum' (has ['bitcoin'])")
+
+
+def test_a_replay_of_a_missing_file_or_coin_stops_at_the_start_in_one_line(project: Path):
+    from conftest import BIN, run
+
+    (project / "btc.csv").write_text("timestamp,price,volume\n")
+    for args, message in (
+            (["--replay-file", "/nonexistent.csv"], "replay file not found: /nonexistent.csv"),
+            (["--source", "replay", "--coins", "bitcoin,ethereum", "--set", "replay_file={bitcoin: btc.csv}"],
+             "replay_file has no entry for coin 'ethereum' (has ['bitcoin']): give every coin of coins a file")):
+        done = run([str(BIN / "coincast"), "replay", "--hours", "2", "--project", str(project), "--no-progress", *args],
+                   cwd=project)
+        assert (done.returncode, done.stderr) == (2, f"coincast: configuration error: {message}\n"), done.stderr
+    assert not (project / "logs").exists() and not (project / "products").exists()  # nothing touched

@@ -65,8 +65,14 @@ def _load(args: argparse.Namespace, defaults: Sequence[str] = ()) -> tuple[Path,
     project = Path(args.project).resolve()
     load_dotenv_file(project / ".env")
     names = args.env or [n for n in os.environ.get("COINCAST_ENV", "").split(",") if n.strip()]
-    env = load_env(project / "env.yaml", _variants(project, names, defaults), _overrides(args))
-    return project, resolve_root(env, project)
+    env = resolve_root(load_env(project / "env.yaml", _variants(project, names, defaults), _overrides(args)), project)
+    if env["source"] == "replay":  # the files exist, before a lock, a log or a tick
+        from coincast.data.sources.replay import replay_file_problem
+
+        problem = replay_file_problem(env["replay_file"], env["coins"], project)
+        if problem:
+            raise ConfigError(problem)
+    return project, env
 
 
 def _load_tick(args: argparse.Namespace) -> tuple[Path, dict[str, Any]]:

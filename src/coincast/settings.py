@@ -239,6 +239,11 @@ class Settings(BaseModel):
     def _together(self) -> "Settings":
         if self.source == "replay" and not self.replay_file:
             raise ValueError("replay_file must be set when source is replay (a file path or {coin: path})")
+        if self.source == "replay" and isinstance(self.replay_file, dict):
+            lacking = [c for c in self.coins if c not in self.replay_file]
+            if lacking:
+                raise ValueError(f"replay_file has no entry for coin {lacking[0]!r} (has {sorted(self.replay_file)}): "
+                                 "give every coin of coins a file")
         unbuilt = [c for c in self.cross_coins if c not in self.coins]
         if unbuilt:
             raise ValueError(f"cross_coins must each be in coins {self.coins}: the history of "

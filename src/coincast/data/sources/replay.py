@@ -106,6 +106,25 @@ def guess_coin_id(path: str | Path) -> str | None:
     return None
 
 
+def replay_file_problem(files: str | Path | dict[str, str | Path], coins: list[str],
+                        root: str | Path = ".") -> str | None:
+    """Why ``files`` (replay_file: one path, or {coin: path}) cannot serve ``coins`` (one line), or None: a coin
+    without an entry, or a file that does not exist (a relative path is taken from ``root``, the project)."""
+    if isinstance(files, dict):
+        lacking = [coin for coin in coins if coin not in files]
+        if lacking:
+            return f"replay_file has no entry for coin {lacking[0]!r} (has {sorted(files)})"
+        paths = [files[coin] for coin in coins]
+    else:
+        paths = [files]
+    for path in paths:
+        p = Path(path).expanduser()
+        p = p if p.is_absolute() else Path(root) / p
+        if not p.is_file():
+            return f"replay file not found: {p}"
+    return None
+
+
 class ReplaySource:
     """The Source interface over a recorded file, answering only with data up to the clock ``now``.
 
