@@ -83,7 +83,7 @@ def test_bad_values_get_one_line_errors(overrides, message):
 
 
 def test_real_coingecko_ids_are_coin_ids():
-    from coincast.settings import is_coin_id
+    from coincast.config import is_coin_id
 
     for coin in ("bitcoin", "usd-coin", "wrapped-bitcoin", "0x", "bitcoin-cash-sv", "a.b_c-1"):
         assert is_coin_id(coin), coin

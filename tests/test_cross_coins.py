@@ -84,7 +84,7 @@ def test_the_knob_is_checked_when_a_build_starts():
     with pytest.raises(ConfigError, match=r"^cross_coins must each be in coins \['bitcoin', 'ethereum'\]: the "
                                           r"history of litecoin is never fetched$"):
         load_env(ROOT / "env.yaml", overrides={"cross_coins": ["litecoin"]})
-    with pytest.raises(ConfigError, match="cross_coins must be a list of distinct coin ids"):
+    with pytest.raises(ConfigError, match=r"^cross_coins must be a list of distinct CoinGecko coin ids, each also in coins"):
         load_env(ROOT / "env.yaml", overrides={"cross_coins": ["bitcoin", "bitcoin"]})
 
 

@@ -216,6 +216,11 @@ def test_bad_configuration_is_one_line(project: Path):
     assert result.stderr.strip() == "coincast: configuration error: days must be a positive whole number of days, got 'abc'"
     result = coincast(project, "--coins", "")
     assert result.returncode == 2 and result.stderr.startswith("coincast: configuration error: --coins names no coin")
+    # a key no request could carry: refused before a lock, a log or a fetch, and never shown
+    result = coincast(project, "--set", "source=coingecko", env={"COINGECKO_API_KEY": "CG-SENTINEL\x01x"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert result.stderr.startswith("coincast: configuration error: COINGECKO_API_KEY is not a valid key: it contains")
+    assert "SENTINEL" not in result.stdout + result.stderr and not (project / "logs").exists()
 
 
 def test_a_copied_project_keeps_its_mlflow_artifacts_to_itself(demo: Path, demo_copy: Path):

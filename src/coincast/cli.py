@@ -72,6 +72,13 @@ def _load(args: argparse.Namespace, defaults: Sequence[str] = ()) -> tuple[Path,
         problem = replay_file_problem(env["replay_file"], env["coins"], project)
         if problem:
             raise ConfigError(problem)
+    if env["source"] == "coingecko":  # the key and plan from the environment, before a lock, a log or a fetch
+        from coincast.data.sources.coingecko import CoinGeckoError, config_from_env
+
+        try:
+            config_from_env()
+        except CoinGeckoError as exc:
+            raise ConfigError(str(exc)) from None
     return project, env
 
 

@@ -26,6 +26,18 @@ ENVIRONMENT_VARIABLES = {
     "COINCAST_ENV": "variant file(s), comma-separated, layered on env.yaml when no --env is given (e.g. for dvc repro)",
 }
 
+#: A CoinGecko coin id (its API's ``id``: bitcoin, usd-coin, ...): lowercase letters and digits, then also '-', '.',
+#: '_'; never '..' or '/' (a coin id names folders: products/<coin>/, the history's <coin>-<vs>.parquet)
+COIN_ID = r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,99}$"
+
+
+def is_coin_id(value: Any) -> bool:
+    """Whether ``value`` is a coin id (:data:`COIN_ID`)."""
+    import re
+
+    return isinstance(value, str) and re.fullmatch(COIN_ID, value) is not None
+
+
 class ConfigError(ValueError):
     """A configuration value is missing or wrong; the message names the key."""
 

@@ -18,7 +18,7 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, ValidationEr
                       model_validator)
 from pydantic.fields import FieldInfo
 
-from coincast.config import ConfigError, merge_env, parse_time, read_env_file
+from coincast.config import ConfigError, is_coin_id, merge_env, parse_time, read_env_file
 
 SOURCES = ("coingecko", "replay", "simulated")
 
@@ -51,17 +51,6 @@ def _some_hours(value: list[int]) -> list[int]:
     if not all(v > 0 for v in value) or len(set(value)) != len(value):
         raise ValueError(BAD)
     return value
-
-
-#: A CoinGecko coin id (its API's ``id``: bitcoin, usd-coin, ...): lowercase letters and digits, then also '-', '.',
-#: '_'; never '..' or '/' (a coin id names folders: products/<coin>/, the history's <coin>-<vs>.parquet)
-COIN_ID = r"^(?!.*\.\.)[a-z0-9][a-z0-9._-]{0,99}$"
-
-
-def is_coin_id(value: Any) -> bool:
-    import re
-
-    return isinstance(value, str) and re.fullmatch(COIN_ID, value) is not None
 
 
 def _coin(value: str) -> str:
@@ -264,8 +253,6 @@ def history_shortfall(days: int, backtest_days: float, models: list[dict[str, An
     (``backtest_days``) need the history the models need before the first of them, at least 48 hours
     (:func:`coincast.forecasting.backtest.plan_origins`). The calibration's warm-up origins before them are cut to
     what is left, so ``calibration_days`` is no part of the minimum."""
-    import math
-
     from coincast.forecasting.models import make_model
 
     scored = int(round(backtest_days * 24))

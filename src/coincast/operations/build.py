@@ -349,7 +349,7 @@ def build_coin(env: Mapping[str, Any], coin: str, pipeline: Path, force: bool = 
     task (one step of a scheduler's run, e.g. Airflow's: ``coincast task``); ``preload_names`` imported once the
     DAG is rendered with work to do (:func:`preload_when_work`). One build of a coin at a time (:func:`coin_lock`).
     Never raises."""
-    from coincast.settings import is_coin_id
+    from coincast.config import is_coin_id
 
     out = out or sys.stdout
     if not is_coin_id(coin):  # it names folders and the lock file: never a path
