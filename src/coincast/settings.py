@@ -228,11 +228,12 @@ class Settings(BaseModel):
     def _together(self) -> "Settings":
         if self.source == "replay" and not self.replay_file:
             raise ValueError("replay_file must be set when source is replay (a file path or {coin: path})")
-        if self.source == "replay" and isinstance(self.replay_file, dict):
-            lacking = [c for c in self.coins if c not in self.replay_file]
+        if self.source == "replay":
+            from coincast.data.sources.replay import lacking_coin
+
+            lacking = lacking_coin(self.replay_file, self.coins)
             if lacking:
-                raise ValueError(f"replay_file has no entry for coin {lacking[0]!r} (has {sorted(self.replay_file)}): "
-                                 "give every coin of coins a file")
+                raise ValueError(f"{lacking}: give every coin of coins a file")
         unbuilt = [c for c in self.cross_coins if c not in self.coins]
         if unbuilt:
             raise ValueError(f"cross_coins must each be in coins {self.coins}: the history of "
@@ -253,10 +254,10 @@ def history_shortfall(days: int, backtest_days: float, models: list[dict[str, An
     (``backtest_days``) need the history the models need before the first of them, at least 48 hours
     (:func:`coincast.forecasting.backtest.plan_origins`). The calibration's warm-up origins before them are cut to
     what is left, so ``calibration_days`` is no part of the minimum."""
-    from coincast.forecasting.models import make_model
+    from coincast.forecasting.models import history_needed
 
     scored = int(round(backtest_days * 24))
-    need = max(48, *(make_model(spec).min_history for spec in models))
+    need = history_needed(models)
     if days * 24 > scored + need:  # the newest of days x 24 hours is the end, the first origin is an hour before it
         return None
     return (f"days={days} is too short for backtest_days={backtest_days:g}: the backtest's {scored} scored hours need "

@@ -25,7 +25,7 @@ from coincast.forecasting.calibration import (
     LEVELS, calibrate, empirical_intervals, interval_columns, latest_calibration, level_key, probabilistic_scores,
     scale_column,
 )
-from coincast.forecasting.models import make_model, with_exog
+from coincast.forecasting.models import MIN_HISTORY_HOURS, history_needed, make_model, with_exog
 from coincast.processes import die_with_parent, pool_context
 from coincast.forecasting.serving import ServedForecaster
 from coincast.forecasting.volatility import DEFAULT_SCALINGS, check_scalings, scales
@@ -67,11 +67,12 @@ class BacktestResult:
     fit_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def plan_origins(y: pd.Series, s: BacktestSettings, min_history: int = 48) -> tuple[pd.DatetimeIndex, pd.Timestamp]:
+def plan_origins(y: pd.Series, s: BacktestSettings,
+                 min_history: int = MIN_HISTORY_HOURS) -> tuple[pd.DatetimeIndex, pd.Timestamp]:
     """(all origins, first scored origin). The last origin is the hour before the series ends; the first has
-    at least ``min_history`` hours (the most any model needs, at least 48) behind it."""
+    at least ``min_history`` hours (:func:`~coincast.forecasting.models.history_needed`) behind it."""
     end = y.index[-1]
-    need = max(48, min_history) * HOUR
+    need = max(MIN_HISTORY_HOURS, min_history) * HOUR
     scored = int(round(s.backtest_days * 24))
     warm = int(round(s.calibration_days * 24))
     first_scored = end - scored * HOUR
@@ -197,7 +198,7 @@ def backtest(
     observed = on_hourly_grid(y, fill=False)  # missing hours stay NaN here: they are never scored as outcomes
     y = observed.ffill()  # what the models see: the last known price
     exog = None if exog is None else exog.reindex(y.index)
-    origins, first_scored = plan_origins(y, settings, max(make_model(s).min_history for s in specs))
+    origins, first_scored = plan_origins(y, settings, history_needed(specs))
     fc, fit_seconds = run_forecasts(y, specs, origins, settings.horizons, settings.refit_every_hours, settings.n_jobs,
                                     exog)
 

@@ -318,8 +318,9 @@ def load_dag(pipeline: Path, cenv: Mapping[str, Any]) -> Any:
 
 def coin_lock_path(env: Mapping[str, Any], coin: str, project: Path) -> Path:
     """``build-<coin>.lock`` beside the tick's ``lock_file``: held while one build of the coin runs."""
-    lock_file = str(env.get("lock_file") or "logs/hourly.lock").replace("{{root}}", str(project))
-    folder = Path(lock_file).parent
+    from coincast.config import resolve_root
+
+    folder = Path(resolve_root({"lock_file": env.get("lock_file") or "logs/hourly.lock"}, project)["lock_file"]).parent
     return (folder if folder.is_absolute() else project / folder) / f"build-{coin}.lock"
 
 

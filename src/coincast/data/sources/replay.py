@@ -106,17 +106,20 @@ def guess_coin_id(path: str | Path) -> str | None:
     return None
 
 
+def lacking_coin(files: str | Path | dict[str, str | Path], coins: list[str]) -> str | None:
+    """Which coin a {coin: path} ``replay_file`` has no entry for (one line), or None (one path serves every coin)."""
+    lacking = [coin for coin in coins if coin not in files] if isinstance(files, dict) else []
+    return f"replay_file has no entry for coin {lacking[0]!r} (has {sorted(files)})" if lacking else None
+
+
 def replay_file_problem(files: str | Path | dict[str, str | Path], coins: list[str],
                         root: str | Path = ".") -> str | None:
     """Why ``files`` (replay_file: one path, or {coin: path}) cannot serve ``coins`` (one line), or None: a coin
     without an entry, or a file that does not exist (a relative path is taken from ``root``, the project)."""
-    if isinstance(files, dict):
-        lacking = [coin for coin in coins if coin not in files]
-        if lacking:
-            return f"replay_file has no entry for coin {lacking[0]!r} (has {sorted(files)})"
-        paths = [files[coin] for coin in coins]
-    else:
-        paths = [files]
+    lacking = lacking_coin(files, coins)
+    if lacking:
+        return lacking
+    paths = [files[coin] for coin in coins] if isinstance(files, dict) else [files]
     for path in paths:
         p = Path(path).expanduser()
         p = p if p.is_absolute() else Path(root) / p

@@ -15,7 +15,11 @@ KINDS: dict[str, type[Forecaster]] = {
                               LightGBMReturns, ProphetRegressors)
 }
 
-__all__ = ["Forecaster", "KINDS", "make_model", "model_id", "Naive", "with_exog"]
+#: the fewest hours of history behind a backtest's first origin, whatever the models need
+MIN_HISTORY_HOURS = 48
+
+__all__ = ["Forecaster", "KINDS", "MIN_HISTORY_HOURS", "history_needed", "make_model", "model_id", "Naive",
+           "with_exog"]
 
 
 def make_model(spec: Mapping[str, Any]) -> Forecaster:
@@ -30,6 +34,12 @@ def make_model(spec: Mapping[str, Any]) -> Forecaster:
         return KINDS[kind](**params)
     except TypeError as exc:
         raise ValueError(f"bad settings for model {kind!r}: {exc}") from None
+
+
+def history_needed(specs: Sequence[Mapping[str, Any]]) -> int:
+    """The hours of history a backtest of ``specs`` needs behind its first origin: the most any of the models
+    needs, at least :data:`MIN_HISTORY_HOURS`."""
+    return max(MIN_HISTORY_HOURS, *(make_model(spec).min_history for spec in specs))
 
 
 def with_exog(spec: Mapping[str, Any], columns: Sequence[str]) -> dict[str, Any]:
