@@ -573,3 +573,18 @@ def test_mlflow_models_serve(store, served, history, tmp_path):
         except subprocess.TimeoutExpired:
             os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=15)
+
+
+def test_a_registered_model_tag_or_alias_inserted_by_two_workers_at_once_is_retried():
+    """The messages MLflow's SQL stores give when two workers insert the same alias or model tag (seen on the shared
+    PostgreSQL server in tests/test_services.py) are retried; other errors are not."""
+    from mlflow.exceptions import MlflowException
+
+    from coincast.registry.versions import _insert_race
+
+    postgres = ('BAD_REQUEST: (psycopg2.errors.UniqueViolation) duplicate key value violates unique constraint '
+                '"registered_model_tag_pk" DETAIL: Key (workspace, key, name)=(default, coin, coincast-racecoin)')
+    assert _insert_race(MlflowException(postgres))
+    assert _insert_race(MlflowException("UNIQUE constraint failed: registered_model_aliases.name"))
+    assert not _insert_race(MlflowException("RESOURCE_DOES_NOT_EXIST: model not found"))
+    assert not _insert_race(ValueError(postgres))

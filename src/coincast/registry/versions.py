@@ -100,10 +100,7 @@ def _register(client: MlflowClient, coin: str, run_id: str, model_name: str, ser
             if resume:
                 mlflow.end_run()
         mv = mlflow.register_model(info.model_uri, name, tags=tags)
-    if not client.get_registered_model(name).description:
-        client.update_registered_model(name, description=f"Hourly {coin} price forecaster (coincast): aliases "
-                                                         f"'{CHAMPION}' (served) and '{CHALLENGER}' (latest best)")
-        client.set_registered_model_tag(name, "coin", coin)
+    describe_model(client, name, coin)
     logger.info("%s: registered %s as %s version %s", coin, model_name, name, mv.version)
     return str(mv.version)
 
@@ -142,19 +139,33 @@ def decision_tags(d: Decision, champion: bool) -> dict[str, str]:
     return tags
 
 
-def _alias_race(exc: BaseException) -> bool:
-    """MLflow's SQL store sets an alias by reading, then inserting: two workers setting a model's first alias at once
-    (an MLflow server on PostgreSQL) make the second insert fail on the alias table's primary key. Read again, it is
-    an update."""
+def _insert_race(exc: BaseException) -> bool:
+    """MLflow's SQL store sets an alias or a registered model's tag by reading, then inserting: two workers setting a
+    model's first alias (or its ``coin`` tag) at once (an MLflow server on PostgreSQL) make the second insert fail on
+    the table's primary key. Read again, it is an update."""
     return isinstance(exc, MlflowException) and any(
-        key in str(exc) for key in ("registered_model_alias_pk", "UNIQUE constraint failed: registered_model_aliases"))
+        key in str(exc) for key in ("registered_model_alias_pk", "UNIQUE constraint failed: registered_model_aliases",
+                                    "registered_model_tag_pk", "UNIQUE constraint failed: registered_model_tags"))
 
 
-@retry(retry=retry_if_exception(_alias_race), stop=stop_after_attempt(5),
-       wait=wait_exponential(multiplier=0.05, max=1), reraise=True)
+_retried_race = retry(retry=retry_if_exception(_insert_race), stop=stop_after_attempt(5),
+                      wait=wait_exponential(multiplier=0.05, max=1), reraise=True)
+
+
+@_retried_race
 def set_alias(client: MlflowClient, name: str, alias: str, version: str) -> None:
     """``alias`` -> ``version`` of ``name``; retried when another worker set the same alias at the same moment."""
     client.set_registered_model_alias(name, alias, version)
+
+
+@_retried_race
+def describe_model(client: MlflowClient, name: str, coin: str) -> None:
+    """A new registered model's description and ``coin`` tag (once); retried when another worker's first
+    registration of the same model set them at the same moment."""
+    if not client.get_registered_model(name).description:
+        client.update_registered_model(name, description=f"Hourly {coin} price forecaster (coincast): aliases "
+                                                         f"'{CHAMPION}' (served) and '{CHALLENGER}' (latest best)")
+        client.set_registered_model_tag(name, "coin", coin)
 
 
 def _annotate(client: MlflowClient, name: str, version: str, reason: str, champion: bool) -> None:
