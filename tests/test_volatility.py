@@ -119,6 +119,32 @@ def test_fitted_har_follows_the_daily_pattern_and_blend_reuses_garch():
         np.testing.assert_allclose(alone[h], both["blend"][h])
 
 
+def test_fitted_scalings_refit_with_the_models():
+    """The fitted scalings refit every ``refit_every`` origins from the first, and the backtest passes its
+    ``refit_every_hours``: at 6, the fit at the seventh origin is one made there (the value a fit at that origin
+    alone gives), where every 24 it is still the first origin's fit run forward."""
+    y, _ = garch_path(seed=3)
+    origins = y.index[24 * 40: 24 * 40 + 12]
+    fresh = volatility.har_fit(y, origins[6:7], (1, 24))
+    every6 = volatility.scales(y, origins, (1, 24), ["blend", "har"], refit_every=6)
+    every24 = volatility.scales(y, origins, (1, 24), ["blend", "har"])
+    six = volatility.har_fit(y, origins, (1, 24), refit_every=6)
+    for h in (1, 24):
+        assert six[h][6] == pytest.approx(fresh[h][0], rel=1e-9)
+        assert volatility.har_fit(y, origins, (1, 24))[h][6] != pytest.approx(fresh[h][0], rel=1e-4)
+        np.testing.assert_allclose(every6["har"][h], every24["har"][h])  # a rolling statistic: no fit
+        assert not np.allclose(every6["blend"][h][6:], every24["blend"][h][6:], rtol=1e-6)
+        np.testing.assert_allclose(every6["blend"][h], volatility.blend(y, origins, (1, 24), refit_every=6)[h])
+    settings = BacktestSettings(backtest_days=2, calibration_days=0, horizons=(1, 24), n_jobs=1, refit_every_hours=6,
+                                scalings=("unscaled", "blend"))
+    fc = backtest(y.iloc[: 24 * 40 + 48], [{"kind": "naive"}], settings).forecasts
+    bt_origins = pd.DatetimeIndex(fc["origin"].unique()).sort_values()
+    expected = volatility.scales(y.iloc[: 24 * 40 + 48], bt_origins, (1, 24), ["blend"], refit_every=6)["blend"]
+    for h in (1, 24):
+        got = fc.loc[fc["horizon"] == h].sort_values("origin")["scale_blend"].to_numpy()
+        np.testing.assert_allclose(got, expected[h], rtol=1e-9)
+
+
 def test_unknown_scaling_is_a_one_line_error():
     with pytest.raises(ValueError, match="interval scalings must be some of unscaled, rv24"):
         volatility.check_scalings(["unscaled", "ewma"])

@@ -206,7 +206,8 @@ def backtest(
     fc["actual"] = observed.reindex(fc["target_time"]).to_numpy()
     fc["last"] = y.reindex(fc["origin"]).to_numpy()
     t0 = time.perf_counter()
-    fc = fc.merge(scale_table(y, origins, settings.horizons, settings.scalings), on=["origin", "horizon"])
+    fc = fc.merge(scale_table(y, origins, settings.horizons, settings.scalings, settings.refit_every_hours),
+                  on=["origin", "horizon"])
     window = int(settings.calibration_window_days * 24)
     fc = pd.concat([calibrate(g, LEVELS, **calibration_settings(settings)) for _, g in fc.groupby("model", sort=False)],
                    ignore_index=True)
@@ -254,9 +255,10 @@ def backtest(
 
 
 def scale_table(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
-                names: Sequence[str]) -> pd.DataFrame:
-    """origin, horizon and one ``scale_<name>`` column per scaling (:func:`coincast.forecasting.volatility.scales`)."""
-    table = scales(y, origins, horizons, names)
+                names: Sequence[str], refit_every: int = 24) -> pd.DataFrame:
+    """origin, horizon and one ``scale_<name>`` column per scaling (:func:`coincast.forecasting.volatility.scales`;
+    the fitted ones refitted every ``refit_every`` origins, with the models)."""
+    table = scales(y, origins, horizons, names, refit_every)
     return pd.concat([pd.DataFrame({"origin": origins, "horizon": int(h),
                                     **{scale_column(n): table[n][h] for n in names}}) for h in horizons],
                      ignore_index=True)

@@ -46,7 +46,9 @@ DEFAULT = "unscaled"
 LEGACY = "rv24"
 HOD_DAYS = 28
 GARCH_FIT_HOURS = 24 * 60
-GARCH_REFIT_EVERY = 24
+#: origins between refits of the fitted scalings (:data:`FITTED`) when the caller gives none; the backtest passes
+#: its ``refit_every_hours``, so they refit with the models
+REFIT_EVERY = 24
 GARCH_MIN_RETURNS = 168
 #: the quantile of |h-hour log return| the ``qreg`` scaling predicts (between the 80 % and 95 % intervals': only
 #: its shape over origins matters, calibration sets the level)
@@ -147,7 +149,7 @@ def _har_inputs(u2: np.ndarray) -> np.ndarray:
 
 
 def har_fit(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
-            refit_every: int = GARCH_REFIT_EVERY, fit_hours: int = HAR_FIT_HOURS) -> dict[int, np.ndarray]:
+            refit_every: int = REFIT_EVERY, fit_hours: int = HAR_FIT_HOURS) -> dict[int, np.ndarray]:
     """A fitted HAR of deseasonalized variance times the hour-of-day shape ahead (``blend``'s second half)."""
     pos, shape = _positions(y, origins), hour_shape(y)
     u2 = deseasonalized_returns(y, shape) ** 2
@@ -215,7 +217,7 @@ def garch_horizon_variance(next_var: np.ndarray, omega: float, alpha: float, bet
 
 
 def garch(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
-          refit_every: int = GARCH_REFIT_EVERY, fit_hours: int = GARCH_FIT_HOURS) -> dict[int, np.ndarray]:
+          refit_every: int = REFIT_EVERY, fit_hours: int = GARCH_FIT_HOURS) -> dict[int, np.ndarray]:
     pos = _positions(y, origins)
     r = log_returns(y).to_numpy() * 100  # percent: arch's optimizer is happiest near unit variance
     out = {int(h): np.full(len(pos), np.nan) for h in horizons}
@@ -263,7 +265,7 @@ def fit_spread_model(x: np.ndarray, target: np.ndarray, quantile: float = QREG_Q
 
 
 def qreg(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
-         refit_every: int = GARCH_REFIT_EVERY, fit_hours: int = QREG_FIT_HOURS) -> dict[int, np.ndarray]:
+         refit_every: int = REFIT_EVERY, fit_hours: int = QREG_FIT_HOURS) -> dict[int, np.ndarray]:
     pos = _positions(y, origins)
     log_price = np.log(y.to_numpy(dtype=float))
     out = {}
@@ -285,10 +287,10 @@ def qreg(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
 
 
 def blend(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
-          garch_part: dict[int, np.ndarray] | None = None) -> dict[int, np.ndarray]:
+          garch_part: dict[int, np.ndarray] | None = None, refit_every: int = REFIT_EVERY) -> dict[int, np.ndarray]:
     """The geometric mean of :func:`garch` (``garch_part`` when already computed) and :func:`har_fit`."""
-    g = garch(y, origins, horizons) if garch_part is None else garch_part
-    f = har_fit(y, origins, horizons)
+    g = garch(y, origins, horizons, refit_every) if garch_part is None else garch_part
+    f = har_fit(y, origins, horizons, refit_every)
     return {int(h): np.sqrt(g[int(h)] * f[int(h)]) for h in horizons}
 
 
@@ -305,6 +307,8 @@ HISTORY_HOURS = {"unscaled": 1, "rv24": 25, "har": 169, "hod": 24 * HOD_DAYS + 1
 #: opt-in scalings, not among the defaults (:data:`DEFAULT_SCALINGS`, env.yaml's ``interval_scalings``): ``qreg``
 #: refits LightGBM at every refit of the backtest and at every served forecast (docs/forecasting.md: its cost)
 OPT_IN = ("qreg",)
+#: the scalings fitted every ``refit_every`` origins (the others are rolling statistics of the prices up to each origin)
+FITTED = ("garch", "blend", "qreg")
 DEFAULT_SCALINGS = tuple(name for name in SCALINGS if name not in OPT_IN)
 
 
@@ -317,13 +321,15 @@ def check_scalings(names: Sequence[str]) -> tuple[str, ...]:
 
 
 def scales(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
-           names: Sequence[str] = tuple(SCALINGS)) -> dict[str, dict[int, np.ndarray]]:
-    """Every scaling in ``names`` at every origin and horizon: ``{name: {h: array over origins}}`` (``blend``
-    reuses ``garch``'s when both are asked for)."""
+           names: Sequence[str] = tuple(SCALINGS), refit_every: int = REFIT_EVERY) -> dict[str, dict[int, np.ndarray]]:
+    """Every scaling in ``names`` at every origin and horizon: ``{name: {h: array over origins}}``, the
+    :data:`FITTED` ones refitted every ``refit_every`` origins from the first (``blend`` reuses ``garch``'s when
+    both are asked for)."""
     out: dict[str, dict[int, np.ndarray]] = {}
     for name in sorted(check_scalings(names), key=lambda n: n == "blend"):  # garch first
+        fitted = {"refit_every": int(refit_every)} if name in FITTED else {}
         out[name] = (blend(y, origins, horizons, garch_part=out["garch"]) if name == "blend" and "garch" in out
-                     else SCALINGS[name](y, origins, horizons))
+                     else SCALINGS[name](y, origins, horizons, **fitted))
     return {name: out[name] for name in names}
 
 
