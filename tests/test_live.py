@@ -492,16 +492,16 @@ def test_a_replay_over_hours_the_log_already_holds_is_refused(tmp_path):
 def test_a_champion_of_another_series_or_from_the_future_is_retrained():
     """One registry per coin: a champion trained on simulated data must not forecast live prices, nor one
     trained on later data forecast a replay of the past."""
-    from coincast.operations.training import trained_elsewhere
+    from coincast.registry import cannot_serve
 
     meta = {"source": "coingecko", "series": "api", "vs_currency": "usd", "now": "2026-01-02T10:05:00+00:00"}
     champ = {"source": "coingecko", "series": "api", "vs_currency": "usd", "data_through": "2026-01-02T09:00:00+00:00"}
-    assert trained_elsewhere(champ, meta) is None and trained_elsewhere(None, meta) is None
-    assert "trained on simulated/seed42/usd data; this build's data is coingecko/api/usd" in trained_elsewhere(
+    assert cannot_serve(champ, meta) is None and cannot_serve(None, meta) is None
+    assert "trained on simulated/seed42/usd data; this build's data is coingecko/api/usd" in cannot_serve(
         {**champ, "source": "simulated", "series": "seed42"}, meta)
-    assert "coingecko/api/eur" in trained_elsewhere({**champ, "vs_currency": "eur"}, meta)
-    assert "after this build's clock" in trained_elsewhere({**champ, "data_through": "2026-01-03T00:00:00+00:00"}, meta)
-    assert trained_elsewhere({"data_through": champ["data_through"]}, meta) is None  # an older version: no tags
+    assert "coingecko/api/eur" in cannot_serve({**champ, "vs_currency": "eur"}, meta)
+    assert "after this build's clock" in cannot_serve({**champ, "data_through": "2026-01-03T00:00:00+00:00"}, meta)
+    assert cannot_serve({"data_through": champ["data_through"]}, meta) is None  # an older version: no tags
 
 
 def test_accuracy_over_time_ends_at_the_window_score_and_says_too_few_before():

@@ -496,6 +496,35 @@ def test_a_version_of_another_series_is_never_in_force(store, served):
     assert pick(t0 + pd.Timedelta(hours=12))[1]["version"] == "2"
 
 
+def test_a_champion_of_another_series_is_replaced_not_defended(store, served):
+    """A champion the build's data cannot be served by (another series, or trained on later data than a replay's)
+    is no rival: the build's naive or best model replaces it even when it scored better, so the next build is
+    not due again (before, it stayed, and every tick retrained and registered a challenger)."""
+    coin = "movecoin"
+    t0 = pd.Timestamp("2024-01-10T00:00Z")
+
+    def build_on(hours: int, series: str, rel: dict, noisy: tuple[str, ...] = ()) -> dict:
+        through = (t0 + pd.Timedelta(hours=hours)).isoformat()
+        run_id = registry.log_build(coin, {"coin": coin}, {}, [], {"data_through": through})
+        return promote(coin, run_id, {**backtest(rel), "data_through": through, "source": "simulated",
+                                      "series": series}, served, rel, noisy)
+
+    first = build_on(0, "seed42", {"naive": None, "drift": 1.02})  # naive champion (v2) on the first series
+    assert first["champion"] == {"version": "2", "model_name": "naive", "rel_mae_1h": 1.0}
+    r = build_on(5, "seed7", {"naive": None, "drift": 1.02})  # nothing beats naive on the new series either
+    assert r["champion"] == {"version": "4", "model_name": "naive", "rel_mae_1h": 1.0}  # a naive of seed7's
+    info = registry.champion_info(coin)
+    assert (info["version"], info["series"]) == ("4", "seed7") and aliases(coin)["champion"] == "4"
+    assert registry.cannot_serve(info, {"series": "seed7", "now": (t0 + pd.Timedelta(hours=6)).isoformat()}) is None
+    # the same series again: the naive champion is defended as usual, not registered again
+    r = build_on(6, "seed7", {"naive": None, "drift": 1.01})
+    assert r["champion"]["version"] == "4" and not r["promoted"]
+    # a replay of hours before the champion's data: naive of that build replaces it
+    r = build_on(2, "seed7", {"naive": None, "drift": 1.01})
+    assert r["champion"]["model_name"] == "naive" and r["champion"]["version"] == "7"
+    assert registry.champion_info(coin)["data_through"] == (t0 + pd.Timedelta(hours=2)).isoformat()
+
+
 def test_load_champion_without_one(store):
     with pytest.raises(LookupError, match="no champion"):
         registry.load_champion("nocoin")

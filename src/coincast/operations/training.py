@@ -39,7 +39,7 @@ def decide_retrain(
     missing = [str(p) for k, p in products.items() if k != "nb" and not Path(str(p)).exists()]
     if champion and missing:
         return {"due": True, "reason": f"products of the last training are missing ({Path(missing[0]).name})"}
-    elsewhere = trained_elsewhere(champion, meta)
+    elsewhere = registry.cannot_serve(champion, meta)
     if elsewhere:
         return {"due": True, "reason": elsewhere}
     latest = registry.last_training(str(meta["coin"])) if champion else None
@@ -54,24 +54,6 @@ def decide_retrain(
     )
     logger.info("%s: %s", meta.get("coin"), decision["reason"])
     return decision
-
-
-def trained_elsewhere(champion: Mapping[str, Any] | None, meta: Mapping[str, Any]) -> str | None:
-    """Why the champion cannot serve this build's data, or None: it was trained on another source or series
-    (the registry is one per coin: a simulated champion must not forecast live prices), or on data after this
-    build's clock (a replay of the past in a project trained on later data)."""
-    if not champion:
-        return None
-    from coincast.registry import SERIES_KEYS, series_differs
-
-    theirs, ours = [tuple(str(d.get(k) or "") for k in SERIES_KEYS) for d in (champion, meta)]
-    if series_differs(champion, meta):  # older versions lack the tags: no claim
-        return (f"the champion was trained on {'/'.join(filter(None, theirs))} data; this build's data is "
-                f"{'/'.join(filter(None, ours))}: retrain on it")
-    through, now = champion.get("data_through"), meta.get("now")
-    if through and now and pd.Timestamp(through) > pd.Timestamp(now):
-        return f"the champion was trained on data through {through}, after this build's clock {now}: retrain"
-    return None
 
 
 def backtest_settings(*, backtest_days: float, calibration_days: float, calibration_window_days: float,

@@ -26,6 +26,7 @@ from coincast.registry.tracking import (
 )
 from coincast.registry.versions import (
     SERIES_KEYS,
+    cannot_serve,
     champion_info,
     champion_versions,
     current_champion,
@@ -41,7 +42,7 @@ from coincast.registry.versions import (
 )
 
 __all__ = [
-    "SERIES_KEYS", "CoincastPyfunc", "Decision", "Rule", "candidates", "champion_info", "champion_versions", "clean_metrics",
+    "SERIES_KEYS", "CoincastPyfunc", "cannot_serve", "Decision", "Rule", "candidates", "champion_info", "champion_versions", "clean_metrics",
     "configure", "current_champion", "decide", "explain", "flatten_params", "in_force_at", "last_training", "load_champion",
     "load_version", "load_version_in_force", "log_build", "log_live", "noise_tests", "pick_challenger", "promote",
     "record",

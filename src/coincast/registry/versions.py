@@ -201,6 +201,11 @@ def promote(coin: str, run_id: str, backtest: Mapping[str, Any], served: Mapping
     name = registered_name(coin)
 
     current = current_champion(client, name)
+    foreign = current is not None and cannot_serve(
+        dict(current.tags), {**{k: backtest.get(k) for k in SERIES_KEYS}, "now": backtest.get("data_through")})
+    if foreign:  # no rival: this build's best model or naive replaces it, or every build would retrain again
+        logger.info("%s: champion version %s is replaced whatever it scored: %s", coin, current.version, foreign)
+        current = None
     k_model = (current.tags.get("model_name") or f"version {current.version}") if current is not None else None
     k_rel = metric(models.get(k_model), 1, "rel_mae") if k_model else None
     if k_model == NAIVE and k_rel is None:
@@ -317,6 +322,24 @@ def _load_version(uri: str, name: str, version: str, run_id: str) -> ServedForec
 def series_differs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     """Whether two descriptions name different series (a key either lacks, as older versions do, proves nothing)."""
     return any(a.get(k) and b.get(k) and str(a[k]) != str(b[k]) for k in SERIES_KEYS)
+
+
+def cannot_serve(champion: Mapping[str, Any] | None, build: Mapping[str, Any]) -> str | None:
+    """Why a champion (:func:`champion_info`, or a version's tags) cannot serve a build's data, or None: it was
+    trained on another source or series than ``build``'s (:data:`SERIES_KEYS`; the registry is one per coin: a
+    simulated champion must not forecast live prices), or on data after the build's clock ``build["now"]`` (a
+    replay of the past in a project trained on later data). Such a champion is due for retraining and is no
+    rival in the promotion gate: the build's best model or naive replaces it."""
+    if not champion:
+        return None
+    theirs, ours = [tuple(str(d.get(k) or "") for k in SERIES_KEYS) for d in (champion, build)]
+    if series_differs(champion, build):  # older versions lack the tags: no claim
+        return (f"the champion was trained on {'/'.join(filter(None, theirs))} data; this build's data is "
+                f"{'/'.join(filter(None, ours))}: retrain on it")
+    through, now = champion.get("data_through"), build.get("now")
+    if through and now and pd.Timestamp(through) > pd.Timestamp(now):
+        return f"the champion was trained on data through {through}, after this build's clock {now}: retrain"
+    return None
 
 
 def _trained_by(info: Mapping[str, Any] | None, origin: pd.Timestamp) -> bool:
