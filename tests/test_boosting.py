@@ -39,7 +39,7 @@ def test_one_regressor_per_horizon_on_the_features_at_the_origin(y):
 
 
 def test_bad_settings_and_an_unfitted_model_are_clear_errors(y):
-    with pytest.raises(ValueError, match="horizons must be whole numbers of hours >= 1"):
+    with pytest.raises(ValueError, match="horizons.0: input should be greater than or equal to 1, got 0"):
         make_model({"kind": "lightgbm", "horizons": [0, 24]})
     with pytest.raises(RuntimeError, match=r"lightgbm-\w{6} is not fitted"):
         make_model(SPEC).predict(y, [1])

@@ -1,4 +1,5 @@
 import pickle
+import re
 
 import numpy as np
 import pandas as pd
@@ -52,6 +53,31 @@ def test_unknown_kind_and_bad_settings():
     with pytest.raises(ValueError, match="bad settings for model 'prophet_default': damping applies to"):
         make_model({"kind": "prophet_default", "damping": 0.5})
     assert make_model({"kind": "prophet_default", "damping": 1.0}).name == make_model({"kind": "prophet_default"}).name
+    # every setting is checked before a model is made, by its type and range, one line naming it
+    for spec, said in (
+        ({"kind": "drift", "window": 0}, "window: input should be greater than or equal to 1, got 0"),
+        ({"kind": "drift", "window": True}, "window: input should be a valid integer, got True"),
+        ({"kind": "prophet_seasonal", "window_days": float("nan")}, "window_days: input should be a finite number"),
+        ({"kind": "prophet_seasonal", "damping": 2}, "damping: input should be less than or equal to 1, got 2"),
+        ({"kind": "prophet_seasonal", "daily_seasonality": 0},
+         "daily_seasonality: input should be a valid boolean or input should be greater than or equal to 1, got 0"),
+        ({"kind": "lightgbm", "lags": [1, 0]}, "lags.1: input should be greater than or equal to 1, got 0"),
+        ({"kind": "lightgbm", "rolling_windows": [1]}, "rolling_windows.0: input should be greater than or equal to 2"),
+        ({"kind": "prophet_regressors", "n_changepoints": 3}, "n_changepoints: input should be 0, got 3"),
+        ({"kind": "naive", "foo": 1}, "unknown setting 'foo'"),
+    ):
+        with pytest.raises(ValueError, match=re.escape(f"bad settings for model {spec['kind']!r}: {said}")):
+            make_model(spec)
+    assert make_model({"kind": "prophet_seasonal", "daily_seasonality": 5, "window_days": 7}).params["window_days"] == 7
+
+
+@pytest.mark.parametrize("kind", sorted(KINDS))
+def test_every_model_is_made_again_from_its_spec(kind):
+    """The registry and serving re-make a model from the spec its backtest recorded: for every kind, the spec a
+    model gives back makes the same model (prophet_regressors' could not: its n_changepoints = 0 came back as a
+    second value)."""
+    m = make_model({"kind": kind})
+    assert make_model(m.spec).name == m.name and make_model(m.spec).spec == m.spec
     assert set(KINDS) == {"naive", "seasonal_naive", "drift", "prophet_default", "prophet_seasonal", "prophet_returns",
                           "lightgbm", "prophet_regressors"}
 

@@ -60,7 +60,7 @@ def test_the_forecast_is_prophets_own_with_the_features_at_the_origin(y, fitted)
 
 
 def test_bad_settings_and_missing_extra_features_are_one_line_errors(y):
-    with pytest.raises(ValueError, match="horizons must be whole numbers of hours >= 1"):
+    with pytest.raises(ValueError, match="horizons.0: input should be greater than or equal to 1, got 0"):
         make_model({"kind": "prophet_regressors", "horizons": [0]})
     with pytest.raises(RuntimeError, match=r"prophet_regressors-\w{6} is not fitted"):
         make_model(SPEC).predict(y, [1])

@@ -78,7 +78,7 @@ class Group(BaseModel):
     """A group of env.yaml keys (its fields): one pipeline.yaml task param of that name, a dict by env.yaml key.
     ``description`` is what the key accepts: it is the error message's text."""
 
-    model_config = ConfigDict(extra="forbid", strict=True)
+    model_config = ConfigDict(extra="forbid", strict=True, allow_inf_nan=False)  # inf passes gt=0: refuse it
 
 
 class Limits(Group):

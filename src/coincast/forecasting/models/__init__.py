@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from typing import Any, Mapping, Sequence
 
-from coincast.forecasting.models.base import Forecaster, model_id
+from coincast.forecasting.models.base import Forecaster, model_id, settings_problem
 from coincast.forecasting.models.baselines import Drift, Naive, SeasonalNaive
 from coincast.forecasting.models.boosting import LightGBMReturns
 from coincast.forecasting.models.prophet_models import (
@@ -30,6 +30,9 @@ def make_model(spec: Mapping[str, Any]) -> Forecaster:
     kind = params.pop("kind", None)
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}: use one of {', '.join(KINDS)}")
+    problem = settings_problem(KINDS[kind], params)
+    if problem:
+        raise ValueError(f"bad settings for model {kind!r}: {problem}")
     try:
         return KINDS[kind](**params)
     except TypeError as exc:

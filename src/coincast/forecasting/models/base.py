@@ -16,13 +16,60 @@ cheap. Intervals are not the model's business: :mod:`coincast.forecasting.calibr
 """
 from __future__ import annotations
 
+import functools
 import hashlib
+import inspect
 import json
 import math
-from typing import Any, Mapping, Sequence
+import typing
+from typing import Annotated, Any, Mapping, Sequence
 
 import numpy as np
 import pandas as pd
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model
+
+#: the types of model settings (the annotations of the models' ``__init__``; :func:`settings_problem` checks them)
+Count = Annotated[int, Field(ge=1)]  # a whole number >= 1 (hours, windows, trees)
+Whole = Annotated[int, Field(ge=0)]  # a whole number >= 0
+Positive = Annotated[float, Field(gt=0)]  # a number > 0
+Share = Annotated[float, Field(ge=0, le=1)]  # a number from 0 to 1
+Horizons = Annotated[Sequence[Count], Field(min_length=1)]  # hours ahead, at least one
+Window = Annotated[int, Field(ge=2)]  # a whole number >= 2 (a rolling standard deviation's window; tree leaves)
+
+
+@functools.lru_cache(maxsize=None)
+def settings_schema(cls: type) -> type[BaseModel]:
+    """A pydantic model of the settings ``cls(**settings)`` takes: the annotated parameters of ``__init__`` along
+    its classes (a subclass's ``**kw`` passes the rest to its base), no other key, no ``inf`` or ``nan``."""
+    fields: dict[str, Any] = {}
+    for klass in reversed(cls.__mro__):
+        init = klass.__dict__.get("__init__")
+        if klass is object or init is None:
+            continue
+        hints = typing.get_type_hints(init, include_extras=True)
+        for name, p in inspect.signature(init).parameters.items():
+            if name != "self" and p.kind not in (p.VAR_KEYWORD, p.VAR_POSITIONAL):
+                fields[name] = (hints.get(name, Any), p.default)
+    return create_model(f"{cls.__name__}Settings", __config__=ConfigDict(extra="forbid", strict=True,
+                                                                          allow_inf_nan=False), **fields)
+
+
+def settings_problem(cls: type, settings: Mapping[str, Any]) -> str | None:
+    """What is wrong with ``settings`` for a model of class ``cls`` in one line (the first problem: the setting,
+    what it must be, the value given), or None. Checked before the model is made, which then gets the values
+    as given (a check must not change a model's identity, :func:`model_id`)."""
+    try:
+        settings_schema(cls).model_validate(dict(settings))
+    except ValidationError as exc:
+        errors = exc.errors()
+        err = errors[0]
+        if err["type"] == "extra_forbidden":
+            return f"unknown setting {err['loc'][0]!r}"
+        # a union (``bool | Count``) fails once per member: say every way the value could have been right
+        wants = dict.fromkeys(e["msg"][0].lower() + e["msg"][1:] for e in errors if e["loc"][0] == err["loc"][0])
+        where = ".".join(str(part) for part in err["loc"] if not isinstance(part, str) or part == err["loc"][0])
+        return f"{where}: {' or '.join(wants)}, got {err.get('input')!r}"
+    return None
 
 
 def model_id(kind: str, settings: Mapping[str, Any]) -> str:

@@ -6,7 +6,7 @@ from typing import Sequence
 import numpy as np
 import pandas as pd
 
-from coincast.forecasting.models.base import Forecaster, last_value
+from coincast.forecasting.models.base import Count, Forecaster, last_value
 
 
 class Naive(Forecaster):
@@ -24,7 +24,7 @@ class SeasonalNaive(Forecaster):
 
     kind = "seasonal_naive"
 
-    def __init__(self, season: int = 24) -> None:
+    def __init__(self, season: Count = 24) -> None:
         super().__init__(season=season)
         self.season = season
 
@@ -48,7 +48,7 @@ class Drift(Forecaster):
 
     kind = "drift"
 
-    def __init__(self, window: int = 168) -> None:
+    def __init__(self, window: Count = 168) -> None:
         super().__init__(window=window)
         self.window = window
 

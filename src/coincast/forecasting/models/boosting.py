@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 
 from coincast.data.features import relative_features
-from coincast.forecasting.models.base import Forecaster, exog_inputs, last_value
+from coincast.forecasting.models.base import Count, Forecaster, Horizons, Positive, Whole, Window, exog_inputs, last_value
 
 
 class LightGBMReturns(Forecaster):
@@ -32,20 +32,18 @@ class LightGBMReturns(Forecaster):
 
     def __init__(
         self,
-        horizons: Sequence[int] = (1, 24),
-        window_days: float = 30,
-        lags: Sequence[int] = (1, 3, 6, 12, 24),
-        rolling_windows: Sequence[int] = (6, 12, 24),
-        n_estimators: int = 200,
-        learning_rate: float = 0.03,
-        num_leaves: int = 15,
-        min_child_samples: int = 40,
-        seed: int = 0,
+        horizons: Horizons = (1, 24),
+        window_days: Positive = 30,
+        lags: Sequence[Count] = (1, 3, 6, 12, 24),
+        rolling_windows: Sequence[Window] = (6, 12, 24),
+        n_estimators: Count = 200,
+        learning_rate: Positive = 0.03,
+        num_leaves: Window = 15,
+        min_child_samples: Count = 40,
+        seed: Whole = 0,
         exog: Sequence[str] = (),
     ) -> None:
-        horizons = sorted({int(h) for h in horizons})
-        if not horizons or horizons[0] < 1:
-            raise ValueError(f"horizons must be whole numbers of hours >= 1, got {horizons}")
+        horizons = sorted({int(h) for h in horizons})  # checked by make_model (base.Horizons)
         super().__init__(horizons=horizons, window_days=window_days, lags=[int(k) for k in lags],
                          rolling_windows=[int(w) for w in rolling_windows], n_estimators=n_estimators,
                          learning_rate=learning_rate, num_leaves=num_leaves, min_child_samples=min_child_samples,

@@ -19,13 +19,13 @@ evaluated once on an hourly grid ahead of the fit, so predicting at later origin
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Literal, Sequence
 
 import numpy as np
 import pandas as pd
 
 from coincast.data.features import CALENDAR_COLUMNS, relative_features
-from coincast.forecasting.models.base import Forecaster, exog_inputs, last_value
+from coincast.forecasting.models.base import Count, Forecaster, Horizons, Positive, Share, Whole, Window, exog_inputs, last_value
 from coincast.timeseries import HOUR, log_returns, naive_utc
 
 logger = logging.getLogger(__name__)
@@ -69,14 +69,14 @@ class _ProphetBase(Forecaster):
 
     def __init__(
         self,
-        window_days: float = 30,
-        changepoint_prior_scale: float = 0.05,
-        n_changepoints: int = 25,
-        daily_seasonality: bool | int = True,
-        weekly_seasonality: bool | int = True,
-        seasonality_prior_scale: float = 10.0,
-        damping: float = 1.0,
-        cache_hours: int = 24 * 3,
+        window_days: Positive = 30,
+        changepoint_prior_scale: Positive = 0.05,
+        n_changepoints: Whole = 25,
+        daily_seasonality: bool | Count = True,
+        weekly_seasonality: bool | Count = True,
+        seasonality_prior_scale: Positive = 10.0,
+        damping: Share = 1.0,
+        cache_hours: Count = 24 * 3,
     ) -> None:
         super().__init__(
             window_days=window_days, changepoint_prior_scale=changepoint_prior_scale,
@@ -185,7 +185,7 @@ class ProphetSeasonal(_ProphetBase):
     kind = "prophet_seasonal"
     column = "additive_terms"
 
-    def __init__(self, window_days: float = 14, **kw: Any) -> None:
+    def __init__(self, window_days: Positive = 14, **kw: Any) -> None:
         super().__init__(window_days=window_days, **kw)
 
     def predict(self, y: pd.Series, horizons: Sequence[int], exog: pd.DataFrame | None = None) -> np.ndarray:
@@ -203,7 +203,7 @@ class ProphetReturns(_ProphetBase):
     # then retries with Newton: asking for Newton directly halves the cost and the log noise.
     fit_kwargs = {"algorithm": "Newton"}
 
-    def __init__(self, window_days: float = 30, n_changepoints: int = 0, **kw: Any) -> None:
+    def __init__(self, window_days: Positive = 30, n_changepoints: Whole = 0, **kw: Any) -> None:
         super().__init__(window_days=window_days, n_changepoints=n_changepoints, **kw)
 
     def _target(self, y: pd.Series) -> pd.Series:
@@ -247,19 +247,19 @@ class ProphetRegressors(_ProphetBase):
 
     def __init__(
         self,
-        horizons: Sequence[int] = (1, 24),
-        window_days: float = 30,
-        weekly_seasonality: bool | int = False,
-        regressor_prior_scale: float = 0.05,
-        lags: Sequence[int] = (1, 3, 6, 12, 24),
-        rolling_windows: Sequence[int] = (6, 12, 24),
+        horizons: Horizons = (1, 24),
+        window_days: Positive = 30,
+        weekly_seasonality: bool | Count = False,
+        regressor_prior_scale: Positive = 0.05,
+        lags: Sequence[Count] = (1, 3, 6, 12, 24),
+        rolling_windows: Sequence[Window] = (6, 12, 24),
         exog: Sequence[str] = (),
+        n_changepoints: Literal[0] = 0,  # a flat trend; in the spec, so a spec re-creates the model
         **kw: Any,
     ) -> None:
-        horizons = sorted({int(h) for h in horizons})
-        if not horizons or horizons[0] < 1:
-            raise ValueError(f"horizons must be whole numbers of hours >= 1, got {horizons}")
-        super().__init__(window_days=window_days, weekly_seasonality=weekly_seasonality, n_changepoints=0, **kw)
+        horizons = sorted({int(h) for h in horizons})  # checked by make_model (base.Horizons)
+        super().__init__(window_days=window_days, weekly_seasonality=weekly_seasonality, n_changepoints=n_changepoints,
+                         **kw)
         self.params.update(horizons=horizons, regressor_prior_scale=regressor_prior_scale,
                            lags=[int(k) for k in lags], rolling_windows=[int(w) for w in rolling_windows])
         if exog:
