@@ -219,6 +219,14 @@ def test_build_root_cause_line():
     text = ("ploomber.exceptions.TaskBuildError: Error when executing task 'extract'\n"
             "coincast.data.sources.coingecko.CoinGeckoError: cannot reach api.coingecko.com: no network?\nNeed help?")
     assert root_cause(text) == "CoinGeckoError: cannot reach api.coingecko.com: no network?"
+    # pyarrow's errors end in Invalid; Ploomber's "Need help?" footer is never the cause
+    arrow = ("ploomber.exceptions.TaskBuildError: Error when executing task 'publish'\n"
+             "pyarrow.lib.ArrowInvalid: Parquet magic bytes not found in footer.\nNeed help? https://ploomber.io/community")
+    assert root_cause(arrow) == "ArrowInvalid: Parquet magic bytes not found in footer."
+    render = ("ploomber.exceptions.DAGRenderError: Exception when running on_render for DAG \"x\": days must be a "
+              "positive whole number of days, got -5\nNeed help? https://ploomber.io/community")
+    assert root_cause(render).startswith("DAGRenderError: Exception when running on_render for DAG \"x\": days must")
+    assert root_cause("something broke\nNeed help? https://ploomber.io/community") == "something broke"
 
 
 def test_build_hour_makes_each_new_hour_a_fresh_build():

@@ -72,7 +72,9 @@ class BuildResult:
 
 
 # --- the root cause of a failure: the one place that reads an exception's text ---------------------------
-_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Failed|Timeout)): (.+)$")
+_ERROR_LINE = re.compile(r"^(?:[\w.]+\.)?(\w*(?:Error|Exception|Failed|Timeout|Invalid|Interrupt|Exit)): (.+)$")
+#: lines of Ploomber's that end its error text and say nothing of the cause
+_NOT_A_CAUSE = ("Need help?",)
 _WRAPPERS = ("TaskBuildError", "DAGBuildError", "PapermillExecutionError", "TaskRenderError", "DAGRenderError")
 
 
@@ -81,6 +83,7 @@ def root_cause(message: str) -> str:
     chained traceback lists the low-level cause first, e.g. ``TimeoutError: timed out``, and the error
     coincast raised from it last), not Ploomber's own wrappers after it."""
     found: list[str] = []
+    wrapper = None  # Ploomber's own line, when nothing under it names a cause (e.g. an on_render hook's error)
     for line in message.splitlines():
         m = _ERROR_LINE.match(line.strip())
         if not m:
@@ -88,11 +91,14 @@ def root_cause(message: str) -> str:
         if m.group(1) in _WRAPPERS:
             if found:
                 break  # the notebook's traceback ended: Ploomber's wrapper follows it
+            wrapper = wrapper or f"{m.group(1)}: {m.group(2)}"[:400]
             continue
         found.append(f"{m.group(1)}: {m.group(2)}"[:400])
-    if found:
-        return found[-1]
-    return message.strip().splitlines()[-1][:400] if message.strip() else "unknown error"
+    if found or wrapper:
+        return (found or [wrapper])[-1]
+    lines = [line.strip() for line in message.splitlines()
+             if line.strip() and not line.strip().startswith(_NOT_A_CAUSE)]
+    return lines[-1][:400] if lines else "unknown error"
 
 
 # --- the environment of a build -------------------------------------------------------------------------
