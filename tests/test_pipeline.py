@@ -238,6 +238,8 @@ def test_settings_are_checked_before_any_task_even_when_not_due(demo_copy: Path)
     args = ["--env", "env.test.yaml"]  # the demo's champion is fresh: the next build is not due to train
     stamp = {p: p.stat().st_mtime_ns for p in products(project, "bitcoin").iterdir()}
     for bad, message in (("models=[{kind: nosuch}]", "models: unknown model kind 'nosuch'"),
+                         ("models=[{kind: naive}, {kind: drift, window: abc}]",
+                          "models: bad settings for model 'drift': window: input should be a valid integer, got 'abc'"),
                          ("horizons=[0]", "horizons must be a non-empty list of distinct positive whole hours")):
         result = coincast(project, *args, "--set", bad)
         assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
@@ -248,6 +250,14 @@ def test_settings_are_checked_before_any_task_even_when_not_due(demo_copy: Path)
     assert "horizons must be a non-empty list of distinct positive whole hours, e.g. [1, 24], got [0]" in (
         bare.stdout + bare.stderr)
     assert stamp == {p: p.stat().st_mtime_ns for p in products(project, "bitcoin").iterdir()}
+
+
+def test_ploomber_plot_draws_the_pipeline(project: Path, tmp_path: Path):
+    """`ploomber plot` (docs/operations.md) works with the pinned networkx (3.6 renamed the key Ploomber reads)."""
+    out = tmp_path / "pipeline.html"
+    result = run([str(BIN / "ploomber"), "plot", "--output", str(out)], cwd=project)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert all(task in out.read_text() for task in ("extract", "validate", "features", "train", "forecast"))
 
 
 # --- the gate, end to end: one bad-data class (each class is a unit test in tests/test_validation.py) ----------
