@@ -17,6 +17,11 @@ def test_atomic_writes_round_trip(tmp_path: Path):
     files.write_json_atomic({"t": pd.Timestamp("2024-01-01", tz="UTC"), "n": np.int64(3)}, tmp_path / "x.json")
     assert files.read_json(tmp_path / "x.json") == {"t": "2024-01-01T00:00:00+00:00", "n": 3}
     assert sorted(p.name for p in tmp_path.rglob("*")) == ["a", "x.json", "x.parquet"]  # no temp files left
+    # readable as a plain open() would leave it (0666 less the umask), not mkstemp's owner-only 0600
+    plain = tmp_path / "plain"
+    plain.write_text("x")
+    for written in (tmp_path / "x.json", tmp_path / "a" / "x.parquet"):
+        assert written.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777 == files.FILE_MODE
 
 
 def test_a_failed_write_keeps_the_old_file(tmp_path: Path):

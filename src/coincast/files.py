@@ -15,12 +15,25 @@ import pandas as pd
 from coincast.timeseries import to_utc, utc_now, utc_times
 
 
+def _umask() -> int:
+    """The process's umask (read once, at import: setting it to read it is not thread-safe)."""
+    old = os.umask(0o022)
+    os.umask(old)
+    return old
+
+
+#: the permissions of a written product: what ``open()`` would give it (0666 less the umask), not mkstemp's 0600,
+#: so a dashboard or a teammate running as another user can read what a build wrote
+FILE_MODE = 0o666 & ~_umask()
+
+
 @contextmanager
 def _atomic(path: str | os.PathLike, mode: str = "wb") -> Iterator[Any]:
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=p.parent, prefix=f".{p.name}.", suffix=".tmp")
     try:
+        os.fchmod(fd, FILE_MODE)
         with os.fdopen(fd, mode) as fh:
             yield fh
             fh.flush()
