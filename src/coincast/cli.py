@@ -273,7 +273,10 @@ def _common(p: argparse.ArgumentParser) -> None:
 
 
 def make_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="coincast", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="coincast", description="coincast: hourly crypto price forecasts. Build the pipeline for every coin "
+        "(build), run the hourly tick (hourly), replay past hours (replay), and operate it (cron, snapshot, airflow, "
+        "...). Settings: env.yaml, overridden by --env FILE and --set KEY=VALUE. Docs: README.md, docs/operations.md.")
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("build", help="build the pipeline for every coin in env.yaml's coins")
     _common(b)
