@@ -6,7 +6,7 @@ import pickle
 import pandas as pd
 import pytest
 
-from coincast.forecasting.backtest import BacktestSettings, backtest
+from coincast.forecasting.backtest import BacktestSettings, backtest, served_model
 from coincast.forecasting.models import make_model
 from coincast.timeseries import HOUR, hourly_series, naive_utc
 from conftest import assert_no_look_ahead, garbage_after, simulated_frame
@@ -83,3 +83,7 @@ def test_no_look_ahead_and_it_runs_in_the_walk_forward_backtest(y):
     for h in ("1", "24"):
         s = models[name]["horizons"][h]
         assert s["n"] == models["naive"]["horizons"][h]["n"] and 0.5 < s["rel_mae"] < 2
+    # and it serves: re-made from the spec the backtest recorded (as the registry does), 24 hours ahead
+    served = served_model(y, result, name)
+    out = served.forecast(y.rename("price").rename_axis("timestamp").reset_index())
+    assert len(out) == 24 and out["forecast"].notna().all() and (out["lower_80"] < out["upper_80"]).all()
