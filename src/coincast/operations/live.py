@@ -255,7 +255,7 @@ def point_accuracy(g: pd.DataFrame, min_scored: int = 1) -> dict[str, Any]:
     """n, mae, naive_mae, rel_mae (vs "the price stays at last_price" on the same origins) and coverage 80/95 of
     :func:`scored_rows` ``g``. From fewer than ``min_scored`` rows (or none): only n, the other numbers None and
     ``status`` "too few to score (n < min)"."""
-    out: dict[str, Any] = {"n": float(len(g))}
+    out: dict[str, Any] = {"n": len(g)}  # a count: an int in live.json
     status = too_few(len(g), max(int(min_scored), 1))  # no row scored yet is "too few" too, whatever the minimum
     if status:
         return {**out, **dict.fromkeys(("mae", "naive_mae", "rel_mae", *(f"coverage_{lv}" for lv in LEVELS))),
