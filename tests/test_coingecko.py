@@ -22,6 +22,7 @@ from coincast.data.sources.coingecko import (
     CoinGeckoError,
     CoinGeckoSource,
     config_from_env,
+    reach_problem,
 )
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
@@ -248,7 +249,8 @@ def test_rejected_key(fake_coingecko, status):
     [(401, 10002, False, "API key missing"),
      (401, 10005, True, "not available on this plan"),
      (401, 10010, False, "COINGECKO_API_PLAN=pro"),
-     (400, 10011, True, "COINGECKO_API_PLAN=demo")],
+     (400, 10011, True, "COINGECKO_API_PLAN=demo"),
+     (401, 10012, False, "reach back 365 days): lower days")],
 )
 def test_coingecko_error_codes(fake_coingecko, status, code, wrapped, words):
     body = {"status": {"error_code": code, "error_message": f"problem {code}"}}
@@ -295,6 +297,23 @@ def test_range_chunking_200_days(fake_coingecko):
     series = fake_coingecko.series["bitcoin"]
     expected = series[(series.timestamp >= start) & (series.timestamp <= end)].reset_index(drop=True)
     pd.testing.assert_frame_equal(df, expected)
+
+
+def test_a_year_back_never_asks_past_the_demo_plans_reach(fake_coingecko):
+    """days=365 counts back from an hour floored below the clock: up to 59 minutes past the 365 days the demo plan
+    (and the public API) reach, which CoinGecko refuses (10012). The first chunk starts inside the reach; a pro
+    key asks from the hour."""
+    clock = NOW + pd.Timedelta(minutes=37)
+    start = (clock - pd.Timedelta(days=365)).floor("h")  # 37 minutes past the reach
+    for plan, reach in (("demo", clock - pd.Timedelta(days=365)), ("pro", start)):
+        src = CoinGeckoSource(config=config(fake_coingecko, plan=plan), now=clock, wall_clock=lambda: clock)
+        chunks = src.plan_requests("bitcoin", start, clock)
+        first = min(int(q["from"]) for _, q in chunks)
+        assert reach.timestamp() <= first <= reach.timestamp() + 120, plan
+        assert max(int(q["to"]) for _, q in chunks) >= clock.timestamp() and len(chunks) == 5
+    # and more than a year is refused at the start on those plans, in one line
+    assert reach_problem(365, config(fake_coingecko)) is None and reach_problem(400, config(fake_coingecko, plan="pro")) is None
+    assert reach_problem(400, config(fake_coingecko)).startswith("days=400 reaches back further than CoinGecko's demo")
 
 
 def test_short_windows_stay_hourly(fake_coingecko):

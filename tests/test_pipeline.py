@@ -221,6 +221,11 @@ def test_bad_configuration_is_one_line(project: Path):
     assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
     assert result.stderr.startswith("coincast: configuration error: COINGECKO_API_KEY is not a valid key: it contains")
     assert "SENTINEL" not in result.stdout + result.stderr and not (project / "logs").exists()
+    # more history than the demo plan reaches: refused at the start too, not by CoinGecko a minute in
+    result = coincast(project, "--set", "source=coingecko", "--set", "days=400",
+                      env={"COINGECKO_API_KEY": "", "COINGECKO_API_PLAN": "demo"})
+    assert result.returncode == 2 and result.stderr.count("\n") == 1, result.stderr
+    assert "days=400 reaches back further than CoinGecko's demo plan and public API do (365 days)" in result.stderr
 
 
 def test_a_copied_project_keeps_its_mlflow_artifacts_to_itself(demo: Path, demo_copy: Path):

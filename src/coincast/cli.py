@@ -73,12 +73,14 @@ def _load(args: argparse.Namespace, defaults: Sequence[str] = ()) -> tuple[Path,
         if problem:
             raise ConfigError(problem)
     if env["source"] == "coingecko":  # the key and plan from the environment, before a lock, a log or a fetch
-        from coincast.data.sources.coingecko import CoinGeckoError, config_from_env
+        from coincast.data.sources.coingecko import CoinGeckoError, config_from_env, reach_problem
 
         try:
-            config_from_env()
+            problem = reach_problem(env["days"], config_from_env())
         except CoinGeckoError as exc:
             raise ConfigError(str(exc)) from None
+        if problem:
+            raise ConfigError(problem)
     return project, env
 
 

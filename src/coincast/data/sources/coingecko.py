@@ -34,6 +34,8 @@ _KEY_HEADERS = {"pro": "x-cg-pro-api-key", "demo": "x-cg-demo-api-key"}
 #: CoinGecko serves hourly points for windows of 2..90 days; shorter is 5-minutely, longer daily.
 MAX_HOURLY_DAYS = 90
 MIN_HOURLY_DAYS = 2
+#: how far back the demo plan (and the keyless public API) reaches; a request from further back is refused (10012)
+DEMO_REACH_DAYS = 365
 _DAY = 86_400
 _MAX_DETAIL = 160  # characters of server-provided text kept in a message
 
@@ -116,6 +118,15 @@ def key_problem(key: str) -> str | None:
     return None
 
 
+def reach_problem(days: float, config: CoinGeckoConfig) -> str | None:
+    """Why ``days`` of history cannot be fetched on ``config``'s plan (one line), or None: the demo plan and the
+    public API reach back :data:`DEMO_REACH_DAYS` days (further is CoinGecko error 10012)."""
+    if config.plan == "pro" or days <= DEMO_REACH_DAYS:
+        return None
+    return (f"days={days:g} reaches back further than CoinGecko's demo plan and public API do ({DEMO_REACH_DAYS} "
+            "days): lower days, or set COINGECKO_API_KEY with COINGECKO_API_PLAN=pro")
+
+
 def config_from_env(environ: Mapping[str, str] = os.environ, **overrides: Any) -> CoinGeckoConfig:
     """Config from ``COINGECKO_API_KEY`` (empty -> keyless), ``COINGECKO_API_PLAN`` ("demo" default,
     or "pro") and ``COINGECKO_BASE_URL`` (optional host override); keyword ``overrides`` win."""
@@ -172,6 +183,8 @@ _CODE_MESSAGES = {
     10002: "API key missing (CoinGecko error 10002): set COINGECKO_API_KEY",
     10005: "endpoint or data not available on this plan (CoinGecko error 10005), e.g. history beyond what "
     "the plan reaches: shorten the window or upgrade the plan",
+    10012: f"history beyond what the plan reaches (CoinGecko error 10012; the demo plan and the public API reach "
+    f"back {DEMO_REACH_DAYS} days): lower days or use a pro key",
     10010: "a pro API key was used on the demo host (CoinGecko error 10010): set COINGECKO_API_PLAN=pro",
     10011: "a demo API key was used on the pro host (CoinGecko error 10011): set COINGECKO_API_PLAN=demo",
 }
@@ -376,6 +389,8 @@ class CoinGeckoSource:
             days = max(MIN_HOURLY_DAYS, math.ceil(back / pd.Timedelta(days=1)))
             return [(f"{base}/market_chart", {"vs_currency": self.vs_currency, "days": str(days)})]
         first, last = math.floor(start.timestamp()), math.ceil(end.timestamp())
+        if self.config.plan != "pro":  # never ask past the plan's reach (a minute inside it): CoinGecko refuses
+            first = max(first, math.ceil((now - pd.Timedelta(days=DEMO_REACH_DAYS)).timestamp()) + 60)
         out: list[tuple[str, dict[str, Any]]] = []
         lo = first
         while True:
