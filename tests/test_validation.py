@@ -161,6 +161,22 @@ def test_jumps_judges_only_moves_after_validated_through(frame):
     assert report["failed"] == ["jumps"] and jump_check(report)["over_limit_at"] == ["2024-01-08T12:00:00+00:00"]
 
 
+def test_a_jump_across_a_missing_hour_is_judged_over_the_hours_it_spans(frame):
+    """The move from the last price before a hole to the first after it is a move too: ×10 across a missing hour
+    fails (it was skipped, both returns next to the hole being NaN); an ordinary move across a 4-hour gap, judged
+    as a 1-hour move by |log return| / √4, passes."""
+    frame.loc[101:, "price"] *= 10.0
+    holed = frame.drop(index=[100, 101]).reset_index(drop=True)  # the move spans 99 -> 102
+    report = validate_data(holed, fail_on_error=False, now=NOW)
+    assert report["failed"] == ["jumps"] and jump_check(report)["over_limit_at"] == ["2024-01-05T06:00:00+00:00"]
+    assert jump_check(report)["max_abs_log_return"] == pytest.approx(np.log(10) / np.sqrt(3), rel=0.02)
+    assert "as a 3 h move across missing hours" in jump_check(report)["message"]
+    calm = frame.loc[:99].copy()
+    calm.loc[50:, "price"] *= 1.4  # |log 1.4| = 0.34 over the 4 h from 46 to 50: 0.17 an hour, under 0.25
+    calm = calm.drop(index=[47, 48, 49]).reset_index(drop=True)
+    assert "jumps" not in failed(calm, now=calm["timestamp"].iloc[-1] + pd.Timedelta(minutes=30))
+
+
 def test_a_refetched_hole_before_validated_through_is_still_judged(frame):
     """Hours 60-62 were a hole (quarantined) when the gate passed; refetched later, their moves are new."""
     frame.loc[61, "price"] *= 2.0

@@ -20,7 +20,7 @@ import numpy as np
 import pandas as pd
 import pandera.pandas as pa
 
-from coincast.timeseries import HOUR, log_returns, utc_times
+from coincast.timeseries import HOUR, utc_times
 
 logger = logging.getLogger(__name__)
 
@@ -137,15 +137,20 @@ def _row_checks(df: pd.DataFrame, quarantined: pd.DataFrame, lim: Mapping[str, A
 
 
 def _jumps(df: pd.DataFrame, lim: Mapping[str, Any], validated: Ranges, accepted: Sequence[pd.Timestamp]) -> dict[str, Any]:
-    """The largest 1-hour move among those not accepted before: a move ending at hour t is judged unless
-    both t - 1 h and t lie in ``validated`` (accepted by an earlier passing gate) or t is in ``accepted``."""
+    """The largest 1-hour move among those not accepted before: the move from each price to the next one present,
+    as a 1-hour move (its |log return| / √hours: across a missing hour or a bad price the move is judged over the
+    hours it spans, never skipped). A move ending at hour t is judged unless both its start and t lie in
+    ``validated`` (accepted by an earlier passing gate) or t is in ``accepted``."""
     series = df.dropna(subset=["timestamp"]).sort_values("timestamp")
     series = series.set_index(utc_times(series["timestamp"]))["price"]
-    series = series[~series.index.duplicated()].asfreq("h") if len(series) else series
+    series = pd.to_numeric(series[~series.index.duplicated()], errors="coerce")
+    series = series[series > 0]  # NaN, non-positive: not a price (positive_price names them)
+    ends, starts = pd.DatetimeIndex(series.index[1:]), pd.DatetimeIndex(series.index[:-1])
+    spans = np.asarray((ends - starts) / HOUR, dtype=float)
     with np.errstate(divide="ignore", invalid="ignore"):
-        r = log_returns(series.where(series > 0)).abs().dropna()
-    ends = pd.DatetimeIndex(r.index)
-    old = in_ranges(ends, validated) & in_ranges(ends - HOUR, validated) if len(ends) else np.zeros(0, bool)
+        moves = np.abs(np.diff(np.log(series.to_numpy(dtype=float)))) / np.sqrt(spans)
+    r = pd.Series(moves, index=ends)
+    old = in_ranges(ends, validated) & in_ranges(starts, validated) if len(ends) else np.zeros(0, bool)
     by_person = np.asarray(ends.isin(pd.DatetimeIndex(list(accepted)))) if len(accepted) and len(ends) else np.zeros(len(ends), bool)
     judged = r[~old & ~by_person]
     limit = lim["max_abs_log_return"]
@@ -154,6 +159,9 @@ def _jumps(df: pd.DataFrame, lim: Mapping[str, Any], validated: Ranges, accepted
     through = max((pd.Timestamp(b) for _, b in validated), default=None)
     if len(judged):
         message = f"largest new 1 h move {np.expm1(worst):+.1%} (limit {np.expm1(limit):.0%})"
+        span = float(pd.Series(spans, index=ends)[judged.idxmax()])
+        if span > 1:  # the 1 h equivalent of a move across missing hours
+            message += f", as a {span:g} h move across missing hours / √{span:g}"
     else:
         message = "no new 1 h moves to judge"
     if len(over):
