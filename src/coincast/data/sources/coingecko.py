@@ -389,8 +389,10 @@ class CoinGeckoSource:
             days = max(MIN_HOURLY_DAYS, math.ceil(back / pd.Timedelta(days=1)))
             return [(f"{base}/market_chart", {"vs_currency": self.vs_currency, "days": str(days)})]
         first, last = math.floor(start.timestamp()), math.ceil(end.timestamp())
-        if self.config.plan != "pro":  # never ask past the plan's reach (a minute inside it): CoinGecko refuses
-            first = max(first, math.ceil((now - pd.Timedelta(days=DEMO_REACH_DAYS)).timestamp()) + 60)
+        reach = math.ceil((now - pd.Timedelta(days=DEMO_REACH_DAYS)).timestamp()) + 60  # a minute inside it
+        if self.config.plan != "pro" and first < reach < last - MIN_HOURLY_DAYS * _DAY:
+            first = reach  # a window reaching a little past the plan's reach starts inside it (CoinGecko refuses
+            # the rest, 10012); one wholly past it is asked as it is and gets that error's message
         out: list[tuple[str, dict[str, Any]]] = []
         lo = first
         while True:
