@@ -44,6 +44,24 @@ def test_first_run_logs_only_the_newest_origin_then_catches_up_missed_hours():
     assert live.pending_origins(live.append(log, make_log(raw, 300, 50)), y, 168) == []
 
 
+def test_an_origin_hour_without_a_price_is_logged_from_the_last_known_one():
+    """A missing candle at 03:00: the tick after it still logs origin 03:00 (the last known price stands for it,
+    as in the backtest's filled series), so every origin hour has its row and the summary counts what was added;
+    before, the forecast came out stamped 02:00 and the duplicate was dropped without a word."""
+    raw = hourly_frame(300)
+    hole = raw["timestamp"].iloc[280]
+    holed = raw.drop(index=280).reset_index(drop=True)
+    y = holed.set_index("timestamp")["price"]
+    log = make_log(holed, 280, 1)  # logged through the hour before the hole
+    out, summary = live.update_log(log, served(), {"version": "3"}, holed.iloc[:281], coin="bitcoin",
+                                   horizons=[1, 24], data_version="v", now=holed["timestamp"].iloc[280], max_catchup_hours=24)
+    origins = sorted(out["origin"].unique())
+    assert hole in origins and origins[-1] == raw["timestamp"].iloc[281]
+    assert summary["rows_added"] == 4 and summary["origins_added"] == [hole.isoformat(), origins[-1].isoformat()]
+    at_hole = out.loc[out["origin"] == hole]
+    assert (at_hole["last_price"] == y.loc[:hole].iloc[-1]).all() and len(at_hole) == 2
+
+
 def test_predictions_use_no_data_after_their_origin():
     raw = hourly_frame(300)
     origin = raw["timestamp"].iloc[200]

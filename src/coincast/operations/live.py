@@ -118,8 +118,11 @@ def predictions_at(
     y = hourly_series(raw)
     frames = []
     newest = y.index[-1]
+    times = utc_times(raw["timestamp"])
     for origin in origins:
-        upto = raw.loc[utc_times(raw["timestamp"]) <= origin]
+        upto = raw.loc[times <= origin]
+        if times[times <= origin].max() < origin:  # no price at the origin hour: the last known one stands for it
+            upto = pd.concat([upto, upto.iloc[[-1]].assign(timestamp=origin)], ignore_index=True)
         fc = served.forecast(upto, list(horizons))
         fc["origin"] = pd.Timestamp(fc.attrs["origin"])
         fc["last_price"] = float(y.loc[:origin].iloc[-1])
