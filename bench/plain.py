@@ -106,7 +106,8 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
     metrics = live.live_metrics(log, y, meta["now"], env["log_horizons"], env["live_window_hours"],
                                 env["min_scored_rows"], env["calibration_window_days"])
     registry.log_live(coin, live.flat_live_metrics(metrics), meta["now"],
-                      {"model_version": version["version"], "data_version": meta.get("data_version")})
+                      {"model_version": version["version"], "data_version": meta.get("data_version")},
+                      series=registry.series_label(meta))
     files.write_json_atomic(publish.stamp({**metrics, "tick": summary}, meta), p["live.json"])
     files.write_parquet_atomic(log, p["predictions.parquet"])
     lap("monitor")

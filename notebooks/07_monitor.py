@@ -72,7 +72,8 @@ metrics = live.live_metrics(log, hourly_series(raw), meta["now"], scoring["log_h
                             scoring["live_window_hours"], scoring["min_scored_rows"],
                             scoring["calibration_window_days"])
 registry.log_live(meta["coin"], live.flat_live_metrics(metrics), meta["now"],
-                  {"model_version": version["version"], "data_version": meta.get("data_version")})
+                  {"model_version": version["version"], "data_version": meta.get("data_version")},
+                  series=registry.series_label(meta))
 live.summary_table(metrics)
 
 # %% [markdown]

@@ -199,6 +199,23 @@ def test_fluent_scopes_mlflow_global_uri(monkeypatch, store):
     assert os.environ["MLFLOW_TRACKING_URI"] == "https://example.org/mlflow" == mlflow.get_tracking_uri()
 
 
+def test_live_metrics_go_to_one_run_per_coin_and_series(store):
+    """The prediction log is kept per series, so are its live metrics: a simulated replay's and a live series' are
+    never points of one run (before, the run of ``bitcoin`` took both, and its latest values were the other
+    series')."""
+    t = pd.Timestamp("2024-05-01T03:05Z")
+    a = registry.log_live("seriesbtc", {"live_n_1h": 120}, t, {"model_version": "1"}, series="simulated/seed42/usd")
+    b = registry.log_live("seriesbtc", {"live_n_1h": 6}, t, {"model_version": "7"}, series="replay/BTCUSDT/usd")
+    again = registry.log_live("seriesbtc", {"live_n_1h": 7}, t + pd.Timedelta(hours=1), {"model_version": "7"},
+                              series="replay/BTCUSDT/usd")
+    assert a != b == again
+    client = tracking.client()
+    assert [m.value for m in client.get_metric_history(b, "live_n_1h")] == [6, 7]
+    assert client.get_run(a).data.metrics["live_n_1h"] == 120
+    assert client.get_run(b).data.tags["coincast.live_series"] == "replay/BTCUSDT/usd"
+    assert registry.series_label({"source": "replay", "series": "BTCUSDT", "vs_currency": "usd"}) == "replay/BTCUSDT/usd"
+
+
 def test_log_build(tmp_path, store):
     notebook = tmp_path / "05_train.html"
     notebook.write_text("<html><body>report</body></html>")

@@ -38,6 +38,7 @@ from coincast.registry.versions import (
     promote,
     registered_name,
     series_differs,
+    series_label,
     version_in_force,
 )
 
@@ -46,5 +47,5 @@ __all__ = [
     "configure", "current_champion", "decide", "explain", "flatten_params", "in_force_at", "last_training", "load_champion",
     "load_version", "load_version_in_force", "log_build", "log_live", "noise_tests", "pick_challenger", "promote",
     "record",
-    "redact_uri", "registered_name", "series_differs", "tracking_uri", "version_in_force", "write_lock",
+    "redact_uri", "registered_name", "series_differs", "series_label", "tracking_uri", "version_in_force", "write_lock",
 ]

@@ -36,6 +36,7 @@ logger = logging.getLogger(__name__)
 
 EXPERIMENT = "coincast"
 LIVE_RUN_TAG = "coincast.live_coin"
+LIVE_SERIES_TAG = "coincast.live_series"  # the data series of a live run (source/series/currency)
 
 # MLflow limits (mlflow.utils.validation)
 MAX_PARAM_VALUE = 6000
@@ -272,26 +273,29 @@ def log_build(
     return run_id
 
 
-def log_live(coin: str, metrics: Mapping[str, float], now: Any, tags: Mapping[str, Any]) -> str:
-    """Append the hourly tick's live metrics to the coin's one long-running "live" run (created on first
-    use) in the coincast experiment (see :func:`configure`), at step = hours since the epoch of ``now``;
-    ``tags`` (model and data version) show the latest values."""
+def log_live(coin: str, metrics: Mapping[str, float], now: Any, tags: Mapping[str, Any], series: str = "") -> str:
+    """Append the hourly tick's live metrics to the coin's long-running "live" run of its data ``series``
+    (e.g. ``coingecko/api/usd``, as the prediction log is kept per series: one run each, created on first use) in
+    the coincast experiment (see :func:`configure`), at step = hours since the epoch of ``now``; ``tags`` (model
+    and data version) show the latest values."""
     with write_lock():
-        return _log_live(client(), coin, metrics, now, tags)
+        return _log_live(client(), coin, metrics, now, tags, series)
 
 
 def _log_live(client: MlflowClient, coin: str, metrics: Mapping[str, float], now: Any,
-              tags: Mapping[str, Any]) -> str:
+              tags: Mapping[str, Any], series: str = "") -> str:
     experiment = client.get_experiment_by_name(EXPERIMENT)
     if experiment is None:
         raise RuntimeError("MLflow is not configured: call registry.configure(project_root) first")
-    found = client.search_runs([experiment.experiment_id], filter_string=f"tags.`{LIVE_RUN_TAG}` = '{coin}'",
-                               max_results=1)
+    wanted = f"tags.`{LIVE_RUN_TAG}` = '{coin}'" + (f" and tags.`{LIVE_SERIES_TAG}` = '{series}'" if series else "")
+    found = client.search_runs([experiment.experiment_id], filter_string=wanted, max_results=1)
     if found:
         run_id = found[0].info.run_id
     else:
-        run = client.create_run(experiment.experiment_id, run_name=f"live-{coin}",
-                                tags={LIVE_RUN_TAG: coin, "coin": coin, "mlflow.runName": f"live-{coin}"})
+        name = f"live-{coin}" + (f" ({series})" if series else "")
+        run = client.create_run(experiment.experiment_id, run_name=name,
+                                tags={LIVE_RUN_TAG: coin, LIVE_SERIES_TAG: series, "coin": coin,
+                                      "mlflow.runName": name})
         run_id = run.info.run_id
         client.set_terminated(run_id, "FINISHED")
     ts = to_utc(now)

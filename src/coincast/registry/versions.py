@@ -324,6 +324,11 @@ def series_differs(a: Mapping[str, Any], b: Mapping[str, Any]) -> bool:
     return any(a.get(k) and b.get(k) and str(a[k]) != str(b[k]) for k in SERIES_KEYS)
 
 
+def series_label(d: Mapping[str, Any]) -> str:
+    """``source/series/currency`` of a description (build meta, version tags), the parts it has."""
+    return "/".join(filter(None, (str(d.get(k) or "") for k in SERIES_KEYS)))
+
+
 def cannot_serve(champion: Mapping[str, Any] | None, build: Mapping[str, Any]) -> str | None:
     """Why a champion (:func:`champion_info`, or a version's tags) cannot serve a build's data, or None: it was
     trained on another source or series than ``build``'s (:data:`SERIES_KEYS`; the registry is one per coin: a
@@ -332,10 +337,9 @@ def cannot_serve(champion: Mapping[str, Any] | None, build: Mapping[str, Any]) -
     rival in the promotion gate: the build's best model or naive replaces it."""
     if not champion:
         return None
-    theirs, ours = [tuple(str(d.get(k) or "") for k in SERIES_KEYS) for d in (champion, build)]
     if series_differs(champion, build):  # older versions lack the tags: no claim
-        return (f"the champion was trained on {'/'.join(filter(None, theirs))} data; this build's data is "
-                f"{'/'.join(filter(None, ours))}: retrain on it")
+        return (f"the champion was trained on {series_label(champion)} data; this build's data is "
+                f"{series_label(build)}: retrain on it")
     through, now = champion.get("data_through"), build.get("now")
     if through and now and pd.Timestamp(through) > pd.Timestamp(now):
         return f"the champion was trained on data through {through}, after this build's clock {now}: retrain"
