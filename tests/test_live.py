@@ -487,6 +487,32 @@ def test_replay_report_says_too_few_to_score():
     assert "not scored) 3" in text
 
 
+def test_the_replay_report_scores_its_rows_against_the_whole_logs_baseline(tmp_path):
+    """The replay's rows are scored as live.json scores them: against the naive-empirical baseline of the whole log
+    (its errors before the replay calibrate it), not one rebuilt from the replay's rows alone (which lost its first
+    48 hours of baseline and gave other rel_* numbers for the same predictions)."""
+    from coincast.files import write_json_atomic
+    from coincast.operations.hourly import replay_report
+
+    raw = hourly_frame(400)
+    t = raw["timestamp"]
+    log = live.predictions_at(served(), {"version": "1"}, raw, list(t.iloc[200:399]), [1], coin="bitcoin",
+                              data_version="v", made_at=t.iloc[399])
+    log, _ = live.score(log, observed_prices(raw), t.iloc[399])
+    meta = {"coin": "bitcoin", "source": "simulated", "series": "seed1", "vs_currency": "usd"}
+    env = {"coins": ["bitcoin"], "predictions_dir": str(tmp_path / "predictions"), "log_horizons": [1],
+           "min_scored_rows": 5, "calibration_window_days": 30}
+    live.write_log(log, live.log_path(env["predictions_dir"], meta))
+    write_json_atomic(meta, tmp_path / "products" / "bitcoin" / "published" / "extract.json")
+    first, last = t.iloc[330], t.iloc[398]  # the replay: the last 69 origins; 130 logged before it
+    got = replay_report(tmp_path, env, first, last)["bitcoin"]["accuracy"]["1"]
+    inside = log.loc[log["origin"].between(first, last)]
+    whole = live.accuracy(inside, 1, None, 5, baseline=live.naive_empirical(log, 1, 30))
+    alone = live.accuracy(inside, 1, None, 5, 30)  # the baseline from the replay's rows only
+    assert got == whole and got["n"] == 69
+    assert got["rel_interval_score_80"] is not None and alone["rel_interval_score_80"] != got["rel_interval_score_80"]
+
+
 def test_a_replay_over_hours_the_log_already_holds_is_refused(tmp_path):
     from coincast.operations.hourly import replay_log_path, replay_refusal
 

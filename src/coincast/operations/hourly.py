@@ -220,9 +220,10 @@ def replay_report(project: Path, env: Mapping[str, Any], first: pd.Timestamp, la
                                  # caught up by this replay's ticks, whatever hour they are for
                                  "late_rows": int(log.loc[log["made_at"].between(first, last), "late"].sum()),
                                  "not_in_force_rows": int((~inside["in_force"]).sum()), "accuracy": {}}
-        for h in env["log_horizons"]:
+        for h in env["log_horizons"]:  # the replay's rows against the baseline of the whole log, as live.json's
+            base = live.naive_empirical(log, int(h), float(env["calibration_window_days"]))
             entry["accuracy"][str(h)] = live.accuracy(inside, int(h), None, int(env["min_scored_rows"]),
-                                                      float(env["calibration_window_days"]))
+                                                      baseline=base)
         out[coin] = entry
     return out
 
