@@ -92,7 +92,8 @@ def run(env: dict, coin: str, out: Path) -> dict[str, float]:
 
     registry.configure(env["project_root"])
     served, version = registry.load_champion(coin)
-    forecast = make_forecast(served, {**version, "coin": coin}, raw, hours=env["forecast_hours"])
+    forecast = make_forecast(served, {**version, "coin": coin}, raw, hours=env["forecast_hours"],
+                             generated_at=meta["now"])
     files.write_parquet_atomic(publish.stamp(forecast, meta), p["forecast.parquet"])
     lap("forecast")
 

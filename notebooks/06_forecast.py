@@ -50,7 +50,8 @@ display.banner(meta)
 # ## The forecast
 
 # %%
-forecast = make_forecast(served, {**version, "coin": meta["coin"]}, history, hours=forecast_hours)
+forecast = make_forecast(served, {**version, "coin": meta["coin"]}, history, hours=forecast_hours,
+                         generated_at=meta["now"])  # the build's clock (a replay's too)
 forecast
 
 # %%

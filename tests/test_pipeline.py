@@ -47,6 +47,8 @@ def assert_complete(project: Path, coin: str, executed_format: str = "ipynb") ->
     assert (forecast["model_name"] == registry["champion"]["model_name"]).all()
     assert (forecast["model_version"] == str(registry["champion"]["version"])).all()
     assert (forecast["data_through"] == pd.Timestamp(meta["last"])).all()
+    # made at the build's clock, as its logged predictions are (a replay's forecast at its replayed hour)
+    assert (forecast["generated_at"] == pd.Timestamp(meta["now"])).all()
     assert ((forecast["lower_95"] < forecast["lower_80"]) & (forecast["lower_80"] <= forecast["forecast"])
             & (forecast["forecast"] <= forecast["upper_80"]) & (forecast["upper_80"] < forecast["upper_95"])).all()
     assert (project / "mlflow.db").exists()
