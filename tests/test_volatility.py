@@ -126,8 +126,8 @@ def test_fitted_scalings_refit_with_the_models():
     y, _ = garch_path(seed=3)
     origins = y.index[24 * 40: 24 * 40 + 12]
     fresh = volatility.har_fit(y, origins[6:7], (1, 24))
-    every6 = volatility.scales(y, origins, (1, 24), ["blend", "har"], refit_every=6)
-    every24 = volatility.scales(y, origins, (1, 24), ["blend", "har"])
+    every6 = volatility.scales(y, origins, (1, 24), ["garch", "blend", "har"], refit_every=6)
+    every24 = volatility.scales(y, origins, (1, 24), ["garch", "blend", "har"])
     six = volatility.har_fit(y, origins, (1, 24), refit_every=6)
     for h in (1, 24):
         assert six[h][6] == pytest.approx(fresh[h][0], rel=1e-9)
@@ -136,7 +136,7 @@ def test_fitted_scalings_refit_with_the_models():
         assert not np.allclose(every6["blend"][h][6:], every24["blend"][h][6:], rtol=1e-6)
         np.testing.assert_allclose(every6["blend"][h], volatility.blend(y, origins, (1, 24), refit_every=6)[h])
     settings = BacktestSettings(backtest_days=2, calibration_days=0, horizons=(1, 24), n_jobs=1, refit_every_hours=6,
-                                scalings=("unscaled", "blend"))
+                                scalings=("unscaled", "garch", "blend"))
     fc = backtest(y.iloc[: 24 * 40 + 48], [{"kind": "naive"}], settings).forecasts
     bt_origins = pd.DatetimeIndex(fc["origin"].unique()).sort_values()
     expected = volatility.scales(y.iloc[: 24 * 40 + 48], bt_origins, (1, 24), ["blend"], refit_every=6)["blend"]

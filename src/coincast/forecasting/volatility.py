@@ -328,8 +328,8 @@ def scales(y: pd.Series, origins: pd.DatetimeIndex, horizons: Sequence[int],
     out: dict[str, dict[int, np.ndarray]] = {}
     for name in sorted(check_scalings(names), key=lambda n: n == "blend"):  # garch first
         fitted = {"refit_every": int(refit_every)} if name in FITTED else {}
-        out[name] = (blend(y, origins, horizons, garch_part=out["garch"]) if name == "blend" and "garch" in out
-                     else SCALINGS[name](y, origins, horizons, **fitted))
+        reuse = {"garch_part": out["garch"]} if name == "blend" and "garch" in out else {}
+        out[name] = SCALINGS[name](y, origins, horizons, **fitted, **reuse)
     return {name: out[name] for name in names}
 
 

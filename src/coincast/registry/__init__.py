@@ -43,9 +43,9 @@ from coincast.registry.versions import (
 )
 
 __all__ = [
-    "SERIES_KEYS", "CoincastPyfunc", "cannot_serve", "Decision", "Rule", "candidates", "champion_info", "champion_versions", "clean_metrics",
-    "configure", "current_champion", "decide", "explain", "flatten_params", "in_force_at", "last_training", "load_champion",
-    "load_version", "load_version_in_force", "log_build", "log_live", "noise_tests", "pick_challenger", "promote",
-    "record",
-    "redact_uri", "registered_name", "series_differs", "series_label", "tracking_uri", "version_in_force", "write_lock",
+    "SERIES_KEYS", "CoincastPyfunc", "cannot_serve", "Decision", "Rule", "candidates", "champion_info",
+    "champion_versions", "clean_metrics", "configure", "current_champion", "decide", "explain", "flatten_params",
+    "in_force_at", "last_training", "load_champion", "load_version", "load_version_in_force", "log_build", "log_live",
+    "noise_tests", "pick_challenger", "promote", "record", "redact_uri", "registered_name", "series_differs",
+    "series_label", "tracking_uri", "version_in_force", "write_lock",
 ]

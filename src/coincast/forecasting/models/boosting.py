@@ -22,7 +22,9 @@ import numpy as np
 import pandas as pd
 
 from coincast.data.features import relative_features
-from coincast.forecasting.models.base import Count, Forecaster, Horizons, Positive, Whole, Window, exog_inputs, last_value
+from coincast.forecasting.models.base import (
+    Count, Forecaster, Horizons, Positive, Whole, Window, exog_inputs, last_value,
+)
 
 
 class LightGBMReturns(Forecaster):

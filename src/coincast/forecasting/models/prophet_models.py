@@ -25,7 +25,9 @@ import numpy as np
 import pandas as pd
 
 from coincast.data.features import CALENDAR_COLUMNS, relative_features
-from coincast.forecasting.models.base import Count, Forecaster, Horizons, Positive, Share, Whole, Window, exog_inputs, last_value
+from coincast.forecasting.models.base import (
+    Count, Forecaster, Horizons, Positive, Share, Whole, Window, exog_inputs, last_value,
+)
 from coincast.timeseries import HOUR, log_returns, naive_utc
 
 logger = logging.getLogger(__name__)
