@@ -357,6 +357,23 @@ def test_unreachable_host_fails_fast_with_demo_hint():
     assert "5 attempt" in msg and KEY not in msg
 
 
+def test_https_to_a_plain_http_server_fails_at_once_naming_tls(fake_coingecko):
+    """A TLS failure is not transient: one request, one line naming it (it was retried 5 times as 'no network?')."""
+    cfg = config(fake_coingecko, base_url=fake_coingecko.url.replace("http://", "https://"), max_retries=5)
+    t0 = time.monotonic()
+    with pytest.raises(CoinGeckoError) as info:
+        CoinGeckoSource(config=cfg, now=NOW, wall_clock=lambda: NOW).fetch("bitcoin", NOW - pd.Timedelta(days=3), NOW)
+    msg = str(info.value)
+    assert msg.startswith("TLS with 127.0.0.1:") and "COINGECKO_BASE_URL" in msg and "\n" not in msg and KEY not in msg
+    assert time.monotonic() - t0 < 5
+
+
+def test_501_is_not_retried(fake_coingecko):
+    fake_coingecko.queue(501, {"error": "not implemented"}, times=5)
+    err = fetch_error(source(fake_coingecko))
+    assert err.status == 501 and "HTTP 501" in str(err) and len(fake_coingecko.requests) == 1
+
+
 def test_default_retry_schedule_fits_deadline():
     waits: list[float] = []
     # defaults except the client-side rate limit, whose sleeps would mix into `waits`

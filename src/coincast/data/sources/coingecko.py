@@ -273,6 +273,10 @@ class CoinGeckoClient:
         logger.debug("GET %s params=%s", path, params)
         try:
             resp = self.session.get(cfg.base_url + path, params=params, timeout=timeout, allow_redirects=False)
+        except requests.exceptions.SSLError as exc:  # a TLS failure does not heal on retry: say so at once
+            raise CoinGeckoError(f"TLS with {self.host} failed ({_one_line(self._redact(str(exc)))[:200]}): check "
+                                 "COINGECKO_BASE_URL (https to a plain-http server?) and the system's certificates"
+                                 ) from None
         except requests.exceptions.ConnectTimeout as exc:
             raise _Transient(
                 f"cannot reach {self.host}: no connection within connect_timeout={cfg.connect_timeout:g} s "
@@ -323,7 +327,7 @@ class CoinGeckoClient:
             after = _retry_after(resp.headers.get("Retry-After"))
             hint = f", Retry-After {after:g} s" if after is not None else ""
             raise _Transient(f"CoinGecko rate limited the requests (HTTP 429{hint}) for {path}", status, after)
-        if status >= 500:
+        if status >= 500 and status != 501:  # 501 Not Implemented does not heal on retry
             raise _Transient(html_msg if html else f"CoinGecko server error HTTP {status} for {path}", status)
         if code in _CODE_MESSAGES:
             raise CoinGeckoError(f"{_CODE_MESSAGES[code]} (HTTP {status} for {path})", status, code)
