@@ -177,6 +177,16 @@ def test_a_jump_across_a_missing_hour_is_judged_over_the_hours_it_spans(frame):
     assert "jumps" not in failed(calm, now=calm["timestamp"].iloc[-1] + pd.Timedelta(minutes=30))
 
 
+def test_a_window_whose_prices_start_late_passes_with_a_warning(frame):
+    """The gaps check counts from the first price; a window that starts days after the hour ``days`` asks for
+    (a young coin, a cut-short source) passes, but says so."""
+    start = frame["timestamp"].iloc[0] - pd.Timedelta(days=10)
+    report = validate_data(frame, now=NOW, start=start.isoformat())
+    assert report["passed"] and [w["name"] for w in report["warnings"]] == ["short_window"]
+    assert report["warnings"][0]["hours"] == 240 and "240 hours after the window's start" in report["warnings"][0]["message"]
+    assert validate_data(frame, now=NOW, start=frame["timestamp"].iloc[0].isoformat())["warnings"] == []
+
+
 def test_a_refetched_hole_before_validated_through_is_still_judged(frame):
     """Hours 60-62 were a hole (quarantined) when the gate passed; refetched later, their moves are new."""
     frame.loc[61, "price"] *= 2.0

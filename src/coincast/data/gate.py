@@ -69,7 +69,7 @@ def judge(raw: pd.DataFrame, quarantined: pd.DataFrame | None, meta: Mapping[str
     validated = read_validated(history_file) if history_file else []
     accepted = read_acceptances(history_file) if history_file else []
     return validate_data(raw, fail_on_error=False, now=meta["now"], coin=meta.get("coin"), quarantined=quarantined,
-                         validated=validated, accepted=accepted, **limits)
+                         validated=validated, accepted=accepted, start=meta.get("window_start"), **limits)
 
 
 def record_pass(report: Mapping[str, Any], raw: pd.DataFrame, meta: Mapping[str, Any]) -> str | None:

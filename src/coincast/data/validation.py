@@ -176,16 +176,27 @@ def _jumps(df: pd.DataFrame, lim: Mapping[str, Any], validated: Ranges, accepted
     )
 
 
-def warnings_for(df: pd.DataFrame) -> list[dict[str, Any]]:
-    """What the gate lets through but reports: zero-volume hours (maintenance, illiquid pairs)."""
+def warnings_for(df: pd.DataFrame, start: Any = None) -> list[dict[str, Any]]:
+    """What the gate lets through but reports: zero-volume hours (maintenance, illiquid pairs), and a window
+    whose first price comes more than a day after its ``start`` (the first hour ``days`` asks for: a young coin, a
+    replay file or a source that returned less; the gaps check counts hours from the first price on)."""
     if "volume" not in df.columns or "timestamp" not in df.columns:
         return []
+    out = []
+    times = utc_times(df["timestamp"].dropna(), errors="coerce").dropna()
+    if start is not None and len(times):
+        late = int((times.min() - pd.Timestamp(start).ceil("h")) / HOUR)
+        if late > 24:
+            out.append({"name": "short_window", "hours": late, "first": times.min().isoformat(),
+                        "message": f"the first price is {late} hours after the window's start "
+                                   f"{pd.Timestamp(start).isoformat()} (the source has less history than days asks)"})
     zero = df.loc[pd.to_numeric(df["volume"], errors="coerce") == 0, "timestamp"]
     if zero.empty:
-        return []
+        return out
     first, last = pd.Timestamp(zero.min()), pd.Timestamp(zero.max())
-    return [{"name": "zero_volume", "count": int(len(zero)), "first": first.isoformat(), "last": last.isoformat(),
-             "message": f"{len(zero)} hours with volume 0 ({first.isoformat()} .. {last.isoformat()}): kept"}]
+    return [*out, {"name": "zero_volume", "count": int(len(zero)), "first": first.isoformat(),
+                   "last": last.isoformat(),
+                   "message": f"{len(zero)} hours with volume 0 ({first.isoformat()} .. {last.isoformat()}): kept"}]
 
 
 def run_checks(
@@ -264,6 +275,7 @@ def validate_data(
     quarantined: pd.DataFrame | None = None,
     validated: Ranges = (),
     accepted: Sequence[Mapping[str, Any]] = (),
+    start: Any = None,
     **limits: Any,
 ) -> dict[str, Any]:
     """Run the gate and return its report; raise :class:`ValidationFailed` if a check fails and ``fail_on_error``.
@@ -272,7 +284,8 @@ def validate_data(
     max_staleness_hours, max_abs_log_return). Staleness is checked only when ``now`` is given.
     ``quarantined``: this extraction's rejected rows (row-level checks); ``validated``: hour ranges an earlier
     passing gate accepted; ``accepted``: records ``{time, reason, accepted_at, check}`` made by ``coincast accept``
-    (those with check "jumps" exclude the move ending at ``time``; the ones inside the window are reported).
+    (those with check "jumps" exclude the move ending at ``time``; the ones inside the window are reported);
+    ``start``: the window's first hour (extract.json's ``window_start``), for the ``short_window`` warning.
     """
     unknown = set(limits) - set(DEFAULTS)
     if unknown:
@@ -286,7 +299,7 @@ def validate_data(
         "coin": coin,
         "passed": all(c["passed"] for c in checks),
         "failed": [c["name"] for c in checks if not c["passed"]],
-        "warnings": warnings_for(df),
+        "warnings": warnings_for(df, start),
         "accepted": in_window,
         "rows": int(len(df)),
         "quarantined": int(len(quarantined)) if quarantined is not None else 0,
