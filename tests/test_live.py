@@ -221,12 +221,18 @@ def test_live_json_counts_the_predictions_waiting_for_their_actual():
     raw = hourly_frame(300)
     log, _ = live.score(make_log(raw, 250, 40), live.observed_prices(raw.iloc[:260]), raw["timestamp"].iloc[259])
     log.loc[log.index[:4], "in_force"] = False  # made by a model trained after their hour: never pending
-    metrics = live.live_metrics(log, raw.set_index("timestamp")["price"], raw["timestamp"].iloc[259], [1, 24], 100)
+    metrics = live.live_metrics(log, raw.iloc[:260].set_index("timestamp")["price"], raw["timestamp"].iloc[259],
+                                [1, 24], 100)
     for h in (1, 24):
         rows = log.loc[(log["horizon"] == h) & log["in_force"]]
         assert metrics["pending"][str(h)] == live.pending(log, h) == int(rows["actual"].isna().sum())
         assert metrics["horizons"][str(h)]["all"]["n"] == int(rows["actual"].notna().sum())
     assert metrics["pending"] == {"1": 0, "24": 14} and metrics["not_in_force"] == 4
+    # a target hour that passed without a price is never scored: it is not waiting
+    holed = raw.iloc[:260].set_index("timestamp")["price"].drop(raw["timestamp"].iloc[255])
+    log, _ = live.score(make_log(raw, 250, 40), holed, raw["timestamp"].iloc[259])
+    metrics = live.live_metrics(log, holed, raw["timestamp"].iloc[259], [1, 24], 100)
+    assert metrics["pending"] == {"1": 0, "24": 14} and live.pending(log, 24) == 15  # 255 + the 14 after 259
     assert not [k for k in live.flat_live_metrics(metrics) if "pending" in k]  # not an MLflow metric
 
 

@@ -297,8 +297,8 @@ def format_report(report: Mapping[str, Any]) -> str:
             continue
         comp = entry["completeness"]
         missed = ", ".join(f"{h} h: {n}" for h, n in comp["missed"].items())
-        lines.append(f"  {coin}: missed hours ({missed}) of {comp['hours']}; unscored with a known actual "
-                     f"{comp['unscored_known']}; late (caught-up) rows {entry['late_rows']}"
+        lines.append(f"  {coin}: missed hours ({missed}) of {comp['hours']}; unscored though their target hour "
+                     f"has passed (no price for it) {comp['unscored_known']}; late (caught-up) rows {entry['late_rows']}"
                      + (f"; rows made by a model trained after their hour (not scored) {entry['not_in_force_rows']}"
                         if entry.get("not_in_force_rows") else ""))
         for h, acc in entry["accuracy"].items():

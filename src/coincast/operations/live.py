@@ -232,9 +232,12 @@ def in_force_rows(log: pd.DataFrame, horizon: int) -> pd.DataFrame:
     return g.loc[g["in_force"].fillna(True).astype(bool)] if "in_force" in g.columns else g
 
 
-def pending(log: pd.DataFrame, horizon: int) -> int:
-    """Predictions of ``horizon`` that will be scored once their actual price is known."""
-    return int(in_force_rows(log, horizon)["actual"].isna().sum())
+def pending(log: pd.DataFrame, horizon: int, through: pd.Timestamp | None = None) -> int:
+    """Predictions of ``horizon`` that will be scored once their actual price is known: unscored, with their target
+    hour after ``through`` (the newest price hour, None: any; one at or before it had no price and never will)."""
+    g = in_force_rows(log, horizon)
+    waiting = g["actual"].isna() & (True if through is None else g["target_time"] > pd.Timestamp(through))
+    return int(waiting.sum())
 
 
 def naive_empirical(log: pd.DataFrame, horizon: int, window_days: float, min_scores: int = 48) -> pd.DataFrame:
@@ -313,7 +316,8 @@ def live_metrics(
         base = naive_empirical(log, h, calibration_window_days)  # one baseline for both spans
         out["horizons"][str(h)] = {"all": accuracy(log, h, None, min_scored, baseline=base),
                                    "window": accuracy(log, h, since, min_scored, baseline=base)}
-    out["pending"] = {str(h): pending(log, h) for h in horizons}
+    newest = y.dropna().index.max() if len(y) else None  # the newest hour with a price
+    out["pending"] = {str(h): pending(log, h, newest) for h in horizons}
     return out
 
 
@@ -428,8 +432,9 @@ def retrain_decision(
 
 # -- replay report --------------------------------------------------------------------------------
 def completeness(log: pd.DataFrame, start: pd.Timestamp, end: pd.Timestamp, horizons: Sequence[int]) -> dict[str, Any]:
-    """Missed hours (no prediction logged for an origin hour in [start, end]) and unscored rows whose
-    actual is known by ``end``."""
+    """Missed hours (no prediction logged for an origin hour in [start, end]) and unscored rows whose target
+    hour is at or before ``end`` (``unscored_known``: after the last tick has scored, those whose hour has no
+    price)."""
     grid = pd.date_range(pd.Timestamp(start).floor("h"), pd.Timestamp(end).floor("h"), freq="h")
     out: dict[str, Any] = {"hours": int(len(grid)), "missed": {}, "unscored_known": 0}
     for h in horizons:
