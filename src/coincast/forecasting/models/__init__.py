@@ -30,13 +30,10 @@ def make_model(spec: Mapping[str, Any]) -> Forecaster:
     kind = params.pop("kind", None)
     if kind not in KINDS:
         raise ValueError(f"unknown model kind {kind!r}: use one of {', '.join(KINDS)}")
-    problem = settings_problem(KINDS[kind], params)
+    problem = settings_problem(KINDS[kind], params)  # every key and value, so the constructor gets good ones
     if problem:
         raise ValueError(f"bad settings for model {kind!r}: {problem}")
-    try:
-        return KINDS[kind](**params)
-    except TypeError as exc:
-        raise ValueError(f"bad settings for model {kind!r}: {exc}") from None
+    return KINDS[kind](**params)
 
 
 def history_needed(specs: Sequence[Mapping[str, Any]]) -> int:
